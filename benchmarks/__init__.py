@@ -1,0 +1,1 @@
+"""Benchmarks: model size, latency and end-to-end throughput."""

@@ -1,0 +1,1 @@
+"""Export of the detector to ONNX and TensorRT."""

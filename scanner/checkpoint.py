@@ -1,0 +1,207 @@
+"""Checkpoint format: one safetensors file whose header carries the JSON metadata.
+
+Weights are plain tensors (safetensors never unpickles, so a checkpoint from a stranger cannot
+run code). The header's ``dfscan`` entry holds the architecture, the preprocessing contract,
+the decision threshold and provenance, including a sha256 over the tensors that loading
+verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from scanner.contract import Preprocessing
+from training.model import Detector, DetectorConfig, build_detector
+
+FORMAT = "dfscan-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable, truncated, tampered with or mismatched."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    training_data: str = ""
+    command: str = ""
+    dfscan_version: str = ""
+    created: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    name: str
+    model: DetectorConfig
+    preprocessing: Preprocessing
+    threshold: float = 0.5  # P(fake) at or above which a video is labelled FAKE
+    calibration: dict = field(default_factory=dict)  # how the threshold was chosen
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.model.num_frames != self.preprocessing.num_frames:
+            raise ValueError(
+                f"model.num_frames={self.model.num_frames} but "
+                f"preprocessing.num_frames={self.preprocessing.num_frames}"
+            )
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "model": self.model.to_dict(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "threshold": self.threshold,
+            "calibration": self.calibration,
+            "provenance": vars(self.provenance).copy(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckpointMeta:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} header (format={data.get('format')!r})")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"checkpoint format version {data.get('format_version')} is not supported "
+                f"(this dfscan reads version {FORMAT_VERSION})"
+            )
+        return cls(
+            name=data["name"],
+            model=DetectorConfig.from_dict(data["model"]),
+            preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+            threshold=float(data["threshold"]),
+            calibration=dict(data.get("calibration") or {}),
+            provenance=Provenance(**data.get("provenance", {})),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    model: Detector  # in eval mode, fp32, on the CPU
+    meta: CheckpointMeta
+    path: Path
+    file_sha256: str
+    weights_sha256: str
+
+    @property
+    def label(self) -> str:
+        """Short identifier for reports: name and file digest prefix."""
+        return f"{self.meta.name}@{self.file_sha256[:12]}"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Digest of names, dtypes, shapes and bytes of the tensors, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    path: Path, model: Detector, meta: CheckpointMeta, *, half: bool = False
+) -> str:
+    """Write ``model`` with ``meta`` to ``path`` (safetensors). Returns the file's sha256.
+
+    half=True stores floating-point tensors as fp16 (half the size); they load back as fp32.
+    """
+    if model.config != meta.model:
+        raise ValueError("meta.model does not describe the model being saved")
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu()
+        if half and t.is_floating_point():
+            t = t.half()
+        tensors[name] = t.contiguous().clone()
+    header = meta.to_dict()
+    header["weights_sha256"] = tensors_sha256(tensors)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"dfscan": json.dumps(header, sort_keys=True)})
+    tmp.replace(path)
+    return file_sha256(path)
+
+
+def read_meta(path: Path) -> CheckpointMeta:
+    """Read only the metadata of a checkpoint (cheap: the header, no tensors)."""
+    return _open(Path(path), with_tensors=False)[0]
+
+
+def _open(
+    path: Path, with_tensors: bool = True
+) -> tuple[CheckpointMeta, dict, dict[str, torch.Tensor]]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get("dfscan")
+            if header is None:
+                raise CheckpointError(
+                    f"{path} is a safetensors file without dfscan metadata; "
+                    "train with `python -m training.train` to get a dfscan checkpoint"
+                )
+            raw = json.loads(header)
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {e} (truncated, corrupt or not a safetensors file?)"
+        ) from e
+    try:
+        meta = CheckpointMeta.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} has invalid metadata: {e}") from e
+    return meta, raw, tensors
+
+
+def load_checkpoint(path: Path) -> LoadedCheckpoint:
+    """Checkpoint file -> model (eval, fp32, CPU) with its metadata, verified."""
+    path = Path(path)
+    meta, raw, tensors = _open(path)
+    digest = tensors_sha256(tensors)
+    if raw.get("weights_sha256") != digest:
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not match the sha256 recorded in its header "
+            "(the file was modified after it was written)"
+        )
+    try:
+        model = build_detector(meta.model)
+    except RuntimeError as e:  # timm raises RuntimeError for unknown model names
+        raise CheckpointError(f"checkpoint {path}: cannot build {meta.model.backbone}: {e}") from e
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"checkpoint {path} does not match its architecture ({meta.model.backbone}): "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+        )
+    state = {k: v.to(expected[k].dtype) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return LoadedCheckpoint(
+        model=model, meta=meta, path=path, file_sha256=file_sha256(path), weights_sha256=digest
+    )

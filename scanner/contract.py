@@ -1,0 +1,71 @@
+"""The preprocessing contract: how frames become the tensor a model was trained on.
+
+Written into every checkpoint (and later every exported artifact) and read back from it, so
+the scanner never re-declares crop size, margin, mean/std or frame count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+SAMPLING_METHODS = ("random", "uniform")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    mean: tuple[float, float, float]  # per-channel RGB mean in [0, 1], from the backbone
+    std: tuple[float, float, float]
+    crop_size: int = 224  # face crops are resized to crop_size x crop_size (paper §3.1)
+    margin: float = 0.3  # the detected box is dilated by 30 % of its size (paper §3.1)
+    num_frames: int = 15  # frames per clip (paper §3.1.1)
+    sampling: str = "random"  # random (the paper's best, Table 4) or uniform
+    detect_max_side: int = 640  # frames are downscaled to this longer side for MTCNN
+    min_face_prob: float = 0.8  # MTCNN confidence a box needs to count as a face
+    min_face_fraction: float = 1 / 3  # fewer sampled frames with the face than this -> no_face
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
+        object.__setattr__(self, "std", tuple(float(x) for x in self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need three values each, std > 0")
+        if self.crop_size < 16:
+            raise ValueError(f"crop_size must be >= 16, got {self.crop_size}")
+        if not 0.0 <= self.margin <= 2.0:
+            raise ValueError(f"margin must be in [0, 2], got {self.margin}")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.sampling not in SAMPLING_METHODS:
+            raise ValueError(f"sampling must be one of {SAMPLING_METHODS}, got {self.sampling!r}")
+        if self.detect_max_side < 64:
+            raise ValueError(f"detect_max_side must be >= 64, got {self.detect_max_side}")
+        if not 0.0 < self.min_face_prob <= 1.0 or not 0.0 < self.min_face_fraction <= 1.0:
+            raise ValueError("min_face_prob and min_face_fraction must be in (0, 1]")
+
+    @property
+    def min_face_frames(self) -> int:
+        """Sampled frames that must show the tracked face for a clip to be scored."""
+        return max(1, math.ceil(self.min_face_fraction * self.num_frames - 1e-9))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown Preprocessing keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def for_backbone(cls, backbone: str, **overrides) -> Preprocessing:
+        """The contract for a timm backbone: its own normalisation, dfscan's defaults otherwise."""
+        import timm
+
+        cfg = timm.get_pretrained_cfg(backbone)
+        if cfg is None:
+            raise ValueError(f"timm knows no backbone {backbone!r}; pass mean and std explicitly")
+        return cls(mean=tuple(cfg.mean), std=tuple(cfg.std), **overrides)

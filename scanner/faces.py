@@ -1,0 +1,239 @@
+"""Face stage: MTCNN on the sampled frames, one face track per video, square crops.
+
+This module is the one face cropper of the project: training's preprocessing calls
+``extract_track`` too, so training and scanning crop identically.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from scanner.contract import Preprocessing
+from scanner.video import Frames
+
+log = logging.getLogger(__name__)
+
+
+class NoFaceError(Exception):
+    """Too few sampled frames show a face to score the video."""
+
+    status = "no_face"
+
+    def __init__(self, message: str, frames_with_face: int) -> None:
+        super().__init__(message)
+        self.frames_with_face = frames_with_face
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """MTCNN output for one frame, in full-frame pixel coordinates."""
+
+    boxes: np.ndarray  # (K, 4) float32 x1, y1, x2, y2
+    probs: np.ndarray  # (K,) float32
+    landmarks: np.ndarray  # (K, 5, 2) float32: eyes, nose, mouth corners
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """The dominant face through the sampled frames, cropped for the model."""
+
+    indices: tuple[int, ...]  # frame indices of the crops
+    crops: np.ndarray  # (T, S, S, 3) uint8 RGB
+    boxes: np.ndarray  # (T, 4) float32 detector box per frame (filled from a neighbour if missed)
+    detected: np.ndarray  # (T,) bool: the face was detected in this frame
+    landmarks: np.ndarray  # (T, 5, 2) float32 in crop pixels (neighbour's where missed)
+
+    @property
+    def frames_with_face(self) -> int:
+        return int(self.detected.sum())
+
+
+_EMPTY = FrameFaces(
+    boxes=np.zeros((0, 4), np.float32),
+    probs=np.zeros((0,), np.float32),
+    landmarks=np.zeros((0, 5, 2), np.float32),
+)
+
+
+class FaceDetector:
+    """facenet-pytorch MTCNN run on downscaled copies of the frames, boxes mapped back.
+
+    One instance per thread: it holds a module and is cheap to build (weights ship in the
+    facenet-pytorch wheel).
+    """
+
+    def __init__(self, contract: Preprocessing, device: torch.device | str = "cpu") -> None:
+        from facenet_pytorch import MTCNN
+
+        self.contract = contract
+        self.mtcnn = MTCNN(keep_all=True, device=torch.device(device))
+
+    def detect(self, images: np.ndarray) -> list[FrameFaces]:
+        """images: (T, H, W, 3) uint8 RGB -> one FrameFaces per frame."""
+        h, w = images.shape[1:3]
+        scale = min(1.0, self.contract.detect_max_side / max(h, w))
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images])
+        else:
+            small = np.ascontiguousarray(images)
+        try:
+            with torch.inference_mode():
+                boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
+        except (ValueError, RuntimeError) as e:
+            # MTCNN's image pyramid is empty for images smaller than its 12-pixel window.
+            log.debug("MTCNN failed on %dx%d frames: %s", w, h, e)
+            return [_EMPTY] * len(images)
+        out = []
+        for b, p, pts in zip(boxes, probs, points):
+            if b is None or len(b) == 0:
+                out.append(_EMPTY)
+                continue
+            out.append(
+                FrameFaces(
+                    boxes=(np.asarray(b, np.float32) / scale),
+                    probs=np.asarray(p, np.float32),
+                    landmarks=(np.asarray(pts, np.float32) / scale),
+                )
+            )
+        return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of box a (4,) against boxes b (K, 4)."""
+    x1 = np.maximum(a[0], b[:, 0])
+    y1 = np.maximum(a[1], b[:, 1])
+    x2 = np.minimum(a[2], b[:, 2])
+    y2 = np.minimum(a[3], b[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-6)
+
+
+def _link_cost(prev: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Cost of continuing a track whose last box is ``prev`` with each of ``boxes`` (K,).
+
+    Sampled frames can be seconds apart, so a face may have moved: a box continues the track
+    when it overlaps it (cost 1 - IoU < 0.8), or failing that when its centre lies within one
+    face width of the previous centre at a similar size (cost 1 + distance / width). inf: no.
+    """
+    iou = _iou(prev, boxes)
+    size = max(prev[2] - prev[0], prev[3] - prev[1])
+    dist = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - (prev[:2] + prev[2:]) / 2, axis=1)
+    sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    near = (dist < size) & (sizes > 0.5 * size) & (sizes < 2.0 * size)
+    return np.where(iou >= 0.2, 1.0 - iou, np.where(near, 1.0 + dist / size, np.inf))
+
+
+def select_track(
+    faces: list[FrameFaces], min_prob: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Follow the dominant face through the frames.
+
+    Confident boxes are linked frame by frame into tracks (greedy lowest-cost assignment
+    against each track's last box, so a face may be missed in some frames); the dominant face
+    is the track with the largest sum of box sides: present often and large. Frames where it
+    was not found take the box of the nearest frame where it was. Returns (boxes (T, 4),
+    landmarks (T, 5, 2), detected (T,)) in frame coordinates, or None without a confident face.
+    """
+    tracks: list[dict[int, int]] = []  # frame -> box index within that frame
+    last: list[np.ndarray] = []
+    for t, f in enumerate(faces):
+        cand = np.flatnonzero(f.probs >= min_prob)
+        if len(cand) == 0:
+            continue
+        boxes = f.boxes[cand]
+        cost = np.stack([_link_cost(b, boxes) for b in last]) if last else np.zeros((0, len(cand)))
+        used_tracks: set[int] = set()
+        used_boxes: set[int] = set()
+        for flat in np.argsort(cost, axis=None):
+            i, j = divmod(int(flat), len(cand))
+            if not np.isfinite(cost[i, j]):
+                break
+            if i in used_tracks or j in used_boxes:
+                continue
+            tracks[i][t] = int(cand[j])
+            last[i] = boxes[j]
+            used_tracks.add(i)
+            used_boxes.add(j)
+        for j in range(len(cand)):
+            if j not in used_boxes:
+                tracks.append({t: int(cand[j])})
+                last.append(boxes[j])
+    if not tracks:
+        return None
+
+    def presence(track: dict[int, int]) -> float:
+        b = np.stack([faces[t].boxes[k] for t, k in track.items()])
+        return float(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).sum())
+
+    best = max(tracks, key=presence)
+    n = len(faces)
+    found = np.array(sorted(best))
+    detected = np.zeros(n, bool)
+    detected[found] = True
+    boxes = np.zeros((n, 4), np.float32)
+    landmarks = np.zeros((n, 5, 2), np.float32)
+    for t in range(n):
+        src = t if detected[t] else int(found[np.abs(found - t).argmin()])
+        boxes[t] = faces[src].boxes[best[src]]
+        landmarks[t] = faces[src].landmarks[best[src]]
+    return boxes, landmarks, detected
+
+
+def crop_square(
+    image: np.ndarray, box: np.ndarray, margin: float, size: int
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Crop a square around ``box`` dilated by ``margin`` and resize it to size x size.
+
+    The square's side is max(box width, box height) * (1 + margin), centred on the box, so the
+    face keeps its aspect ratio. Parts of the square outside the frame are black. Returns the
+    crop (size, size, 3) and the (x0, y0, scale) that maps frame pixels p to crop pixels
+    (p - (x0, y0)) * scale.
+    """
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    s = max(1, round(side))
+    canvas = np.zeros((s, s, 3), np.uint8)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + s, w), min(y0 + s, h)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    crop = cv2.resize(canvas, (size, size), interpolation=interp)
+    return crop, (float(x0), float(y0), size / s)
+
+
+def extract_track(frames: Frames, detector: FaceDetector) -> FaceTrack:
+    """Detect, track and crop the dominant face of sampled frames. Raises NoFaceError."""
+    c = detector.contract
+    track = select_track(detector.detect(frames.images), c.min_face_prob)
+    if track is None:
+        raise NoFaceError("no face found in any sampled frame", 0)
+    boxes, landmarks, detected = track
+    if detected.sum() < c.min_face_frames:
+        raise NoFaceError(
+            f"face found in {int(detected.sum())} of {len(detected)} sampled frames, "
+            f"{c.min_face_frames} needed",
+            int(detected.sum()),
+        )
+    crops = np.empty((len(boxes), c.crop_size, c.crop_size, 3), np.uint8)
+    crop_landmarks = np.empty_like(landmarks)
+    for t, (image, box) in enumerate(zip(frames.images, boxes)):
+        crops[t], (x0, y0, scale) = crop_square(image, box, c.margin, c.crop_size)
+        crop_landmarks[t] = (landmarks[t] - (x0, y0)) * scale
+    return FaceTrack(
+        indices=frames.indices,
+        crops=crops,
+        boxes=boxes,
+        detected=detected,
+        landmarks=crop_landmarks,
+    )

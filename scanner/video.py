@@ -1,0 +1,200 @@
+"""Decode stage: probe a file, sample frame indices, decode only the sampled frames.
+
+OpenCV's FFmpeg backend decodes; frames up to the last sampled index are grabbed (demuxed and
+decoded, no colour conversion) and only the sampled ones are converted to RGB. OpenCV applies
+the container's rotation flag itself, so portrait phone videos come out upright.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep FFmpeg's own chatter off stderr
+import cv2  # noqa: E402
+
+from scanner.contract import SAMPLING_METHODS  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .avi .mkv .webm .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob".split()
+)
+
+
+class VideoError(Exception):
+    """A video that cannot be turned into a clip; ``status`` is its CSV status.
+
+    ``info`` carries what was learnt about the file before it failed, when anything was.
+    """
+
+    status = "error"
+
+    def __init__(self, message: str, info: VideoInfo | None = None) -> None:
+        super().__init__(message)
+        self.info = info
+
+
+class NotAVideoError(VideoError):
+    status = "not_video"
+
+
+class DecodeError(VideoError):
+    status = "decode_error"
+
+
+class TooShortError(VideoError):
+    status = "too_short"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # as displayed, after rotation
+    height: int
+    fps: float
+    frame_count: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Frames:
+    info: VideoInfo
+    indices: tuple[int, ...]  # sampled frame indices, increasing
+    images: np.ndarray  # (T, H, W, 3) uint8 RGB
+
+
+def has_video_signature(path: Path) -> bool:
+    """Whether the file starts like a container FFmpeg reads (mp4/mov, mkv/webm, avi, ...)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(376)
+    except OSError:
+        return False
+    if len(head) < 12:
+        return False
+    return (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+        or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
+        or (head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"))
+        or head.startswith((b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"))
+        or head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")  # ASF / WMV
+        or (head[0] == 0x47 and len(head) > 188 and head[188] == 0x47)  # MPEG-TS
+    )
+
+
+def sample_indices(
+    frame_count: int, num_frames: int, method: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Pick ``num_frames`` distinct frame indices in [0, frame_count), increasing.
+
+    random: a uniformly random subset (the paper's choice, Table 4); uniform: equally spaced.
+    """
+    if method not in SAMPLING_METHODS:
+        raise ValueError(f"sampling must be one of {SAMPLING_METHODS}, got {method!r}")
+    if frame_count < num_frames:
+        raise TooShortError(f"{frame_count} frames, {num_frames} needed")
+    if method == "uniform":
+        return np.linspace(0, frame_count - 1, num_frames).round().astype(np.int64)
+    return np.sort(rng.choice(frame_count, size=num_frames, replace=False)).astype(np.int64)
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    if path.stat().st_size == 0:
+        raise NotAVideoError("empty file")
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        if has_video_signature(path):
+            raise DecodeError("container recognised but cannot be opened (truncated or corrupt?)")
+        raise NotAVideoError("not a video file FFmpeg can read")
+    return cap
+
+
+def _count_frames(cap: cv2.VideoCapture) -> int:
+    n = 0
+    while cap.grab():
+        n += 1
+    return n
+
+
+def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Decode frames 0..max(indices), converting the sampled ones. Returns (frames, decoded)."""
+    wanted = iter(indices.tolist())
+    target = next(wanted)
+    images: list[np.ndarray] = []
+    pos = 0
+    while True:
+        if not cap.grab():
+            return images, pos
+        if pos == target:
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                return images, pos
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            target = next(wanted, None)
+            if target is None:
+                return images, pos + 1
+        pos += 1
+
+
+def read_frames(path: Path, num_frames: int, method: str, seed: int) -> Frames:
+    """Sample and decode ``num_frames`` frames of ``path``.
+
+    The same file, method and seed always give the same indices. Raises NotAVideoError,
+    DecodeError or TooShortError for inputs that cannot give a clip.
+    """
+    path = Path(path)
+    cap = _open(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if declared <= 0:  # some containers (streamed webm, raw TS) do not say
+            declared = _count_frames(cap)
+            cap.release()
+            cap = _open(path)
+        declared_info = VideoInfo(
+            width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            fps=fps,
+            frame_count=declared,
+            duration_s=declared / fps if fps > 0 else 0.0,
+        )
+        if declared == 0:
+            raise DecodeError("no decodable frames", declared_info)
+        if declared < num_frames:
+            raise TooShortError(f"{declared} frames, {num_frames} needed", declared_info)
+        indices = sample_indices(declared, num_frames, method, np.random.default_rng(seed))
+        images, decoded = _grab_indices(cap, indices)
+        frame_count = declared
+        if len(images) < num_frames:
+            # The container promised more frames than decode: sample again from what decodes.
+            if decoded < num_frames:
+                raise DecodeError(
+                    f"only {decoded} of {declared} declared frames decode", declared_info
+                )
+            log.warning("%s: %d of %d declared frames decode; resampling", path, decoded, declared)
+            frame_count = decoded
+            indices = sample_indices(decoded, num_frames, method, np.random.default_rng(seed))
+            cap.release()
+            cap = _open(path)
+            images, _ = _grab_indices(cap, indices)
+            if len(images) < num_frames:
+                raise DecodeError("frames stopped decoding on a second pass", declared_info)
+    finally:
+        cap.release()
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DecodeError(f"frame size changes within the video: {sorted(shapes)}", declared_info)
+    height, width = images[0].shape[:2]
+    info = VideoInfo(
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=frame_count,
+        duration_s=frame_count / fps if fps > 0 else 0.0,
+    )
+    return Frames(info=info, indices=tuple(indices.tolist()), images=np.stack(images))

@@ -1,0 +1,1 @@
+"""Training package: builds, trains and calibrates the dfscan detector."""
