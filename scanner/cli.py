@@ -1,0 +1,208 @@
+"""The `dfscan` command line: a thin click layer over the library.
+
+Exit codes of `dfscan scan`:
+  0  every video has a row and none failed (statuses ok, no_face or too_short)
+  1  the run could not start or stopped (bad checkpoint, output not writable, ...)
+  2  usage error (bad option or argument)
+  3  the run finished, but some videos failed (decode_error, not_video or error)
+  130 interrupted (Ctrl-C); the rows written so far are kept, `--resume` continues
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+EXIT_SOME_FAILED = 3
+EXIT_INTERRUPTED = 130
+FAILED_STATUSES = ("decode_error", "not_video", "error")
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dfscan")
+@click.option("-v", "--verbose", count=True, help="Debug log output on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(verbose: int, quiet: bool) -> None:
+    """dfscan: find deepfake videos with an attention ConvLSTM over face tracks."""
+    _configure_logging(verbose, quiet)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV file to write, one row per video.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="dfscan checkpoint (.safetensors) to score with.",
+)
+@click.option(
+    "--details",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write per-video detail (frame indices, face boxes, attention) as JSON Lines.",
+)
+@click.option("--resume", is_flag=True, help="Skip videos already in --out and append to it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    help="P(fake) at or above which a video is FAKE. Default: the checkpoint's.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto: fp16 on CUDA, fp32 on CPU.",
+)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Threads decoding videos and detecting faces ahead of the model.",
+)
+@click.option(
+    "--sampling",
+    type=click.Choice(["random", "uniform"]),
+    help="Frame sampling. Default: the checkpoint's (random, as in the paper).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Frame sampling seed.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def scan(
+    inputs: tuple[Path, ...],
+    out: Path,
+    weights: Path | None,
+    details: Path | None,
+    resume: bool,
+    overwrite: bool,
+    threshold: float | None,
+    device: str,
+    precision: str,
+    batch_size: int,
+    workers: int,
+    sampling: str | None,
+    seed: int,
+    no_progress: bool,
+) -> None:
+    """Scan video files and directories (recursively) and write one CSV row per video."""
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise click.UsageError(
+            f"{out} exists; pass --resume to continue it or --overwrite to replace it"
+        )
+    if weights is None:
+        raise click.UsageError(
+            "no model given: pass --weights PATH to a dfscan checkpoint "
+            "(train one with `python -m training.train`)"
+        )
+
+    import os
+
+    from tqdm import tqdm
+
+    from scanner.backends import TorchBackend, resolve_device
+    from scanner.checkpoint import CheckpointError, load_checkpoint
+    from scanner.discover import discover_videos
+    from scanner.report import ResultWriter, done_paths
+    from scanner.scan import Scanner, ScanOptions
+
+    log = logging.getLogger("dfscan")
+    try:
+        dev = resolve_device(device)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--device") from e
+    if precision == "fp16" and dev.type != "cuda":
+        raise click.BadParameter("fp16 needs a CUDA device", param_hint="--precision")
+    try:
+        checkpoint = load_checkpoint(weights)
+    except CheckpointError as e:
+        raise click.ClickException(str(e)) from e
+    backend = TorchBackend(
+        checkpoint, dev, half=None if precision == "auto" else precision == "fp16"
+    )
+
+    videos = discover_videos(inputs)
+    if resume:
+        try:
+            done = done_paths(out)
+        except (ValueError, OSError) as e:
+            raise click.ClickException(f"cannot resume from {out}: {e}") from e
+        before = len(videos)
+        videos = [v for v in videos if os.path.realpath(v) not in done]
+        log.info("resuming: %d of %d videos already in %s", before - len(videos), before, out)
+    if not videos and not resume:
+        raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))
+
+    scanner = Scanner(
+        backend,
+        ScanOptions(
+            seed=seed,
+            sampling=sampling,
+            threshold=threshold,
+            batch_size=batch_size,
+            workers=workers,
+        ),
+    )
+    log.info(
+        "scanning %d videos with %s (%s on %s, threshold %.3f)",
+        len(videos),
+        backend.model_label,
+        backend.name,
+        backend.device,
+        scanner.threshold,
+    )
+    start = time.perf_counter()
+    counts = None
+    try:
+        with (
+            ResultWriter(out, details, append=resume) as writer,
+            tqdm(
+                total=len(videos),
+                unit="video",
+                file=sys.stderr,
+                disable=True if no_progress else None,
+            ) as bar,
+        ):
+
+            def on_result(r):  # noqa: ANN001
+                writer.write(r)
+                bar.update(1)
+
+            counts = scanner.run(videos, on_result)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; finished rows are in {out} (continue with --resume)", err=True)
+        click.get_current_context().exit(EXIT_INTERRUPTED)
+    except OSError as e:
+        raise click.ClickException(f"cannot write results: {e}") from e
+    elapsed = time.perf_counter() - start
+    total = sum(counts.values())
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"
+    rate = total / elapsed if elapsed > 0 else 0.0
+    click.echo(
+        f"{total} videos in {elapsed:.1f} s ({rate:.2f} videos/s): {summary}. Results: {out}",
+        err=True,
+    )
+    if any(counts[s] for s in FAILED_STATUSES):
+        click.get_current_context().exit(EXIT_SOME_FAILED)

@@ -1,0 +1,192 @@
+"""The `dfscan` command end to end through click's test runner, on real bad inputs."""
+
+import csv
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from scanner.cli import main
+
+from helpers import face_frames, rotate_mp4, write_clip
+
+
+def rows_of(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def video_dir(tmp_path_factory, face_image, face_clip, noface_clip):
+    d = tmp_path_factory.mktemp("videos")
+    spaced = d / "with spaces" / "ünïcode"
+    spaced.mkdir(parents=True)
+    (spaced / "face clip.mp4").write_bytes(face_clip.read_bytes())
+    (d / "empty.mp4").touch()
+    (d / "notes.mp4").write_text("not a video\n" * 50)
+    data = face_clip.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    write_clip(d / "short.mp4", face_frames(face_image, 10))
+    (d / "noface.mp4").write_bytes(noface_clip.read_bytes())
+    write_clip(d / "portrait.mp4", face_frames(face_image, 20, size=(240, 360)))
+    stored = [np.ascontiguousarray(np.rot90(f)) for f in face_frames(face_image, 20)]
+    rotate_mp4(write_clip(d / "rotated.mp4", stored), 90)
+    big = cv2.resize(face_image, (2160, 2160))
+    frame = np.zeros((2160, 3840, 3), np.uint8)
+    frame[:, 840:3000] = big
+    write_clip(d / "uhd_4k.mp4", [np.roll(frame, 4 * i, axis=1) for i in range(16)])
+    os.symlink(d / "gone.mp4", d / "dangling.mp4")
+    return d
+
+
+EXPECTED = {
+    "with spaces/ünïcode/face clip.mp4": "ok",
+    "empty.mp4": "not_video",
+    "notes.mp4": "not_video",
+    "truncated.mp4": "decode_error",
+    "short.mp4": "too_short",
+    "noface.mp4": "no_face",
+    "portrait.mp4": "ok",
+    "rotated.mp4": "ok",
+    "uhd_4k.mp4": "ok",
+    "dangling.mp4": "error",
+}
+
+
+@pytest.fixture(scope="module")
+def scanned(video_dir, tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "results.csv"
+    details = out.with_suffix(".jsonl")
+    args = ["scan", str(video_dir), str(video_dir), "--weights", str(tiny_checkpoint)]
+    args += ["--out", str(out), "--details", str(details), "--batch-size", "3", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    return result, out, details
+
+
+def test_every_input_gets_the_right_status(scanned, video_dir):
+    result, out, _ = scanned
+    assert result.exit_code == 3, result.output  # some inputs failed to decode
+    rows = rows_of(out)
+    got = {os.path.relpath(r["path"], video_dir): r["status"] for r in rows}
+    assert got == EXPECTED  # each file once, although the directory was given twice
+
+
+def test_scores_only_for_scored_videos(scanned):
+    _, out, _ = scanned
+    for r in rows_of(out):
+        if r["status"] == "ok":
+            assert 0.0 <= float(r["score"]) <= 1.0
+            assert r["label"] == ("FAKE" if float(r["score"]) >= 0.5 else "REAL")
+            assert r["frames_sampled"] == "15" and int(r["frames_with_face"]) >= 5
+            assert r["model"].startswith("test-test_efficientnet@")
+            assert (r["backend"], r["device"]) == ("torch", "cpu")
+        else:
+            assert r["score"] == "" and r["label"] == "" and r["message"]
+
+
+def test_video_properties_are_reported(scanned):
+    _, out, _ = scanned
+    rows = {os.path.basename(r["path"]): r for r in rows_of(out)}
+    assert (rows["portrait.mp4"]["width"], rows["portrait.mp4"]["height"]) == ("240", "360")
+    assert (rows["rotated.mp4"]["width"], rows["rotated.mp4"]["height"]) == ("320", "240")
+    assert (rows["uhd_4k.mp4"]["width"], rows["uhd_4k.mp4"]["height"]) == ("3840", "2160")
+    assert rows["short.mp4"]["fps"] == "25" and rows["short.mp4"]["duration_s"] == "0.4"
+
+
+def test_details_hold_frames_boxes_and_attention(scanned):
+    _, out, details = scanned
+    lines = [json.loads(x) for x in details.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == len(EXPECTED)
+    ok = [x for x in lines if x["status"] == "ok"]
+    for x in ok:
+        assert len(x["frame_indices"]) == 15 and len(x["face_boxes"]) == 15
+        assert sum(x["attention"]) == pytest.approx(1.0, abs=1e-4)
+    assert all(x["attention"] == [] for x in lines if x["status"] != "ok")
+
+
+def test_scores_are_reproducible(video_dir, tiny_checkpoint, tmp_path):
+    clip = video_dir / "with spaces" / "ünïcode" / "face clip.mp4"
+    scores = []
+    for name in ("a.csv", "b.csv"):
+        out = tmp_path / name
+        res = CliRunner().invoke(
+            main, ["scan", str(clip), "--weights", str(tiny_checkpoint), "--out", str(out)]
+        )
+        assert res.exit_code == 0, res.output
+        scores.append(rows_of(out)[0]["score"])
+    assert scores[0] == scores[1] != ""
+
+
+def test_resume_skips_finished_videos(video_dir, tiny_checkpoint, tmp_path):
+    out = tmp_path / "r.csv"
+    base = ["--weights", str(tiny_checkpoint), "--out", str(out), "--no-progress"]
+    first = CliRunner().invoke(main, ["scan", str(video_dir / "portrait.mp4"), *base])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, ["scan", str(video_dir / "portrait.mp4"), *base])
+    assert again.exit_code == 2 and "--resume" in again.output
+    more = [str(video_dir / "portrait.mp4"), str(video_dir / "short.mp4")]
+    resumed = CliRunner().invoke(main, ["scan", *more, *base, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    rows = rows_of(out)
+    assert [os.path.basename(r["path"]) for r in rows] == ["portrait.mp4", "short.mp4"]
+
+
+def test_threshold_override(video_dir, tiny_checkpoint, tmp_path):
+    out = tmp_path / "r.csv"
+    clip = str(video_dir / "portrait.mp4")
+    res = CliRunner().invoke(
+        main,
+        ["scan", clip, "--weights", str(tiny_checkpoint), "--out", str(out), "--threshold", "0"],
+    )
+    assert res.exit_code == 0, res.output
+    row = rows_of(out)[0]
+    assert row["threshold"] == "0" and row["label"] == "FAKE"
+
+
+def test_without_weights_says_what_to_do(video_dir, tmp_path):
+    res = CliRunner().invoke(main, ["scan", str(video_dir), "--out", str(tmp_path / "r.csv")])
+    assert res.exit_code == 2
+    assert "--weights" in res.output
+
+
+def test_bad_checkpoint_is_a_clear_error(video_dir, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("garbage")
+    res = CliRunner().invoke(
+        main, ["scan", str(video_dir), "--weights", str(bad), "--out", str(tmp_path / "r.csv")]
+    )
+    assert res.exit_code == 1
+    assert "cannot read checkpoint" in res.output
+
+
+def test_bad_arguments(video_dir, tiny_checkpoint, tmp_path):
+    base = ["scan", str(video_dir), "--weights", str(tiny_checkpoint)]
+    out = ["--out", str(tmp_path / "r.csv")]
+    assert CliRunner().invoke(main, [*base, *out, "--device", "tpu"]).exit_code == 2
+    assert CliRunner().invoke(main, [*base, *out, "--threshold", "1.5"]).exit_code == 2
+    missing = CliRunner().invoke(main, ["scan", str(tmp_path / "nope"), *out])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_empty_directory(tiny_checkpoint, tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            str(tmp_path / "empty"),
+            "--weights",
+            str(tiny_checkpoint),
+            "--out",
+            str(tmp_path / "r.csv"),
+        ],
+    )
+    assert res.exit_code == 1 and "no video files" in res.output
+
+
+def test_help_is_fast_and_lists_commands():
+    res = CliRunner().invoke(main, ["--help"])
+    assert res.exit_code == 0 and "scan" in res.output

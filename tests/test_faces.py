@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from scanner.contract import Preprocessing
+from scanner.faces import (
+    FaceDetector,
+    FrameFaces,
+    NoFaceError,
+    crop_square,
+    extract_track,
+    select_track,
+)
+from scanner.video import Frames, VideoInfo, read_frames
+
+CONTRACT = Preprocessing.for_backbone("test_efficientnet")
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(CONTRACT)
+
+
+def test_crop_adds_margin_and_keeps_aspect():
+    image = np.zeros((400, 400, 3), np.uint8)
+    image[100:200, 150:230] = 255  # the "face": 80 wide, 100 tall
+    crop, (x0, y0, scale) = crop_square(image, np.array([150, 100, 230, 200]), 0.3, 130)
+    # side = max(80, 100) * 1.3 = 130, centred on (190, 150): no resampling at size 130
+    assert (x0, y0, scale) == (125.0, 85.0, 1.0)
+    assert crop.shape == (130, 130, 3)
+    white = np.argwhere(crop[..., 0] == 255)
+    assert white.min(0).tolist() == [15, 25] and white.max(0).tolist() == [114, 104]
+
+
+def test_crop_pads_outside_the_frame_with_black():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    crop, (x0, y0, scale) = crop_square(image, np.array([-20, -10, 30, 40]), 0.0, 50)
+    assert (x0, y0, scale) == (-20.0, -10.0, 1.0)
+    assert (crop[:10] == 0).all() and (crop[:, :20] == 0).all()
+    assert (crop[10:, 20:] == 200).all()
+    crop, _ = crop_square(image, np.array([80, 80, 140, 140]), 0.3, 224)
+    assert crop.shape == (224, 224, 3)
+    assert crop[-1, -1].max() == 0 and crop[0, 0].min() == 200
+
+
+def faces(*boxes, prob=0.99):
+    b = np.array(boxes, np.float32).reshape(-1, 4)
+    pts = np.repeat(((b[:, :2] + b[:, 2:]) / 2)[:, None, :], 5, axis=1)
+    return FrameFaces(b, np.full(len(b), prob, np.float32), pts)
+
+
+def test_track_follows_the_dominant_face_and_fills_gaps():
+    big = [100, 100, 200, 200]
+    small = [400, 50, 430, 80]
+    frames = [faces(big, small), faces(small), faces([110, 105, 210, 205], small), faces()]
+    boxes, landmarks, detected = select_track(frames, 0.9)
+    assert detected.tolist() == [True, False, True, False]
+    assert boxes[0].tolist() == big
+    assert boxes[1].tolist() == big  # filled from the nearest frame with the face
+    assert boxes[3].tolist() == [110, 105, 210, 205]
+    assert landmarks.shape == (4, 5, 2)
+
+
+def test_track_prefers_the_face_seen_most():
+    close_up_once = [0, 0, 300, 300]
+    steady = [100, 100, 180, 180]
+    frames = [faces(close_up_once, steady)] + [faces(steady) for _ in range(5)]
+    _, _, detected = select_track(frames, 0.9)
+    assert detected.all()
+
+
+def test_track_ignores_unconfident_boxes():
+    assert select_track([faces([0, 0, 50, 50], prob=0.5)] * 3, 0.9) is None
+
+
+def test_detects_and_crops_a_real_face(face_clip, detector):
+    frames = read_frames(face_clip, 15, "random", 0)
+    track = extract_track(frames, detector)
+    assert track.frames_with_face == 15
+    assert track.crops.shape == (15, 224, 224, 3)
+    x1, y1, x2, y2 = track.boxes[0]
+    assert 100 < (x1 + x2) / 2 < 220 and 20 < (y1 + y2) / 2 < 140
+    # landmarks (eyes above mouth) land inside the crop
+    lm = track.landmarks
+    assert ((lm > 0) & (lm < 224)).all()
+    assert (lm[:, :2, 1] < lm[:, 3:, 1]).all()
+
+
+def test_no_face(noface_clip, detector):
+    frames = read_frames(noface_clip, 15, "random", 0)
+    with pytest.raises(NoFaceError) as e:
+        extract_track(frames, detector)
+    assert e.value.frames_with_face < CONTRACT.min_face_frames
+
+
+@pytest.mark.parametrize("size", [(5, 5), (11, 9), (30, 20)])
+def test_tiny_frames_do_not_crash(detector, size):
+    images = np.zeros((15, size[1], size[0], 3), np.uint8)
+    info = VideoInfo(size[0], size[1], 25.0, 15, 0.6)
+    with pytest.raises(NoFaceError):
+        extract_track(Frames(info, tuple(range(15)), images), detector)
+
+
+def test_large_frames_are_detected_downscaled(detector, face_image):
+    import cv2
+
+    big = cv2.resize(face_image, (2160, 2160))
+    canvas = np.zeros((2160, 3840, 3), np.uint8)
+    canvas[:, 800:2960] = big
+    found = detector.detect(canvas[None])[0]
+    assert len(found.boxes) >= 1
+    x1, y1, x2, y2 = found.boxes[found.probs.argmax()]
+    # the face of the 512-pixel portrait spans about x 180..270, y 60..175; scaled by 4.22
+    assert 800 + 4.22 * 150 < (x1 + x2) / 2 < 800 + 4.22 * 300
+    assert 4.22 * 40 < (y1 + y2) / 2 < 4.22 * 200

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from scanner.video import (
+    DecodeError,
+    NotAVideoError,
+    TooShortError,
+    has_video_signature,
+    read_frames,
+    sample_indices,
+)
+
+from helpers import face_frames, frame_mark, rotate_mp4, write_clip
+
+
+def test_random_sampling_is_seeded_distinct_and_sorted():
+    a = sample_indices(300, 15, "random", np.random.default_rng(7))
+    b = sample_indices(300, 15, "random", np.random.default_rng(7))
+    c = sample_indices(300, 15, "random", np.random.default_rng(8))
+    assert a.tolist() == b.tolist()
+    assert a.tolist() != c.tolist()
+    assert len(set(a.tolist())) == 15 and a.tolist() == sorted(a.tolist())
+    assert a.min() >= 0 and a.max() < 300
+
+
+def test_uniform_sampling_is_equally_spaced():
+    idx = sample_indices(29, 15, "uniform", np.random.default_rng(0))
+    assert idx.tolist() == list(range(0, 29, 2))
+    assert sample_indices(15, 15, "uniform", np.random.default_rng(0)).tolist() == list(range(15))
+
+
+def test_sampling_needs_enough_frames():
+    with pytest.raises(TooShortError):
+        sample_indices(10, 15, "random", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="sampling"):
+        sample_indices(100, 15, "keyframe", np.random.default_rng(0))
+
+
+def test_read_frames_decodes_exactly_the_sampled_frames(face_clip):
+    frames = read_frames(face_clip, 15, "random", seed=3)
+    assert frames.images.shape == (15, 240, 320, 3) and frames.images.dtype == np.uint8
+    assert [frame_mark(im) for im in frames.images] == list(frames.indices)
+    again = read_frames(face_clip, 15, "random", seed=3)
+    assert again.indices == frames.indices
+    np.testing.assert_array_equal(again.images, frames.images)
+    assert read_frames(face_clip, 15, "random", seed=4).indices != frames.indices
+    info = frames.info
+    assert (info.width, info.height, info.frame_count) == (320, 240, 40)
+    assert info.fps == pytest.approx(25.0) and info.duration_s == pytest.approx(1.6)
+
+
+def test_uniform_read(face_clip):
+    frames = read_frames(face_clip, 5, "uniform", seed=0)
+    assert frames.indices == (0, 10, 20, 29, 39)
+    assert [frame_mark(im) for im in frames.images] == list(frames.indices)
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    with pytest.raises(NotAVideoError, match="empty"):
+        read_frames(path, 15, "random", 0)
+
+
+def test_text_file_named_mp4(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are meeting notes, not a video\n" * 20)
+    assert not has_video_signature(path)
+    with pytest.raises(NotAVideoError):
+        read_frames(path, 15, "random", 0)
+
+
+def test_truncated_mp4(tmp_path, face_clip):
+    data = face_clip.read_bytes()
+    assert has_video_signature(face_clip)
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) // 3])
+    assert has_video_signature(path)
+    with pytest.raises(DecodeError):
+        read_frames(path, 15, "random", 0)
+
+
+def test_short_video(tmp_path, face_image):
+    path = write_clip(tmp_path / "short.mp4", face_frames(face_image, 10))
+    with pytest.raises(TooShortError, match="10 frames") as e:
+        read_frames(path, 15, "random", 0)
+    assert e.value.info is not None and e.value.info.frame_count == 10
+
+
+def test_rotated_video_comes_out_upright(tmp_path, face_image):
+    """A phone-style clip stored sideways with a 90-degree display matrix."""
+    upright = face_frames(face_image, 20, size=(320, 240))
+    stored = [np.ascontiguousarray(np.rot90(f)) for f in upright]  # stored 240 wide, 320 tall
+    path = rotate_mp4(write_clip(tmp_path / "rotated.mp4", stored), 90)
+    frames = read_frames(path, 15, "uniform", 0)
+    assert (frames.info.width, frames.info.height) == (320, 240)
+    assert [frame_mark(im) for im in frames.images] == list(frames.indices)
