@@ -42,10 +42,10 @@ class Preprocessing:
         if not 0.0 < self.min_face_prob <= 1.0 or not 0.0 < self.min_face_fraction <= 1.0:
             raise ValueError("min_face_prob and min_face_fraction must be in (0, 1]")
 
-    @property
-    def min_face_frames(self) -> int:
-        """Sampled frames that must show the tracked face for a clip to be scored."""
-        return max(1, math.ceil(self.min_face_fraction * self.num_frames - 1e-9))
+    def min_face_frames(self, sampled: int | None = None) -> int:
+        """Of ``sampled`` frames (default num_frames), how many must show the tracked face."""
+        n = self.num_frames if sampled is None else sampled
+        return max(1, math.ceil(self.min_face_fraction * n - 1e-9))
 
     def to_dict(self) -> dict:
         d = asdict(self)

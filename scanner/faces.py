@@ -219,10 +219,11 @@ def extract_track(frames: Frames, detector: FaceDetector) -> FaceTrack:
     if track is None:
         raise NoFaceError("no face found in any sampled frame", 0)
     boxes, landmarks, detected = track
-    if detected.sum() < c.min_face_frames:
+    needed = c.min_face_frames(len(detected))
+    if detected.sum() < needed:
         raise NoFaceError(
             f"face found in {int(detected.sum())} of {len(detected)} sampled frames, "
-            f"{c.min_face_frames} needed",
+            f"{needed} needed",
             int(detected.sum()),
         )
     crops = np.empty((len(boxes), c.crop_size, c.crop_size, 3), np.uint8)

@@ -89,7 +89,7 @@ def test_no_face(noface_clip, detector):
     frames = read_frames(noface_clip, 15, "random", 0)
     with pytest.raises(NoFaceError) as e:
         extract_track(frames, detector)
-    assert e.value.frames_with_face < CONTRACT.min_face_frames
+    assert e.value.frames_with_face < CONTRACT.min_face_frames()
 
 
 @pytest.mark.parametrize("size", [(5, 5), (11, 9), (30, 20)])

@@ -95,3 +95,14 @@ def test_rotated_video_comes_out_upright(tmp_path, face_image):
     frames = read_frames(path, 15, "uniform", 0)
     assert (frames.info.width, frames.info.height) == (320, 240)
     assert [frame_mark(im) for im in frames.images] == list(frames.indices)
+
+
+def test_long_gaps_are_seeked_exactly(tmp_path, face_image):
+    frames = face_frames(face_image, 127, size=(160, 120), face_height=100)
+    path = write_clip(tmp_path / "long.mp4", frames)
+    for seed in range(3):
+        got = read_frames(path, 3, "random", seed)
+        assert [frame_mark(im) for im in got.images] == list(got.indices)
+    got = read_frames(path, 3, "uniform", 0)
+    assert got.indices == (0, 63, 126)
+    assert [frame_mark(im) for im in got.images] == [0, 63, 126]
