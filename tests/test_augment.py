@@ -1,0 +1,434 @@
+"""Training-time variations and self-blended fakes, on a real face (skimage's astronaut)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from scanner.faces import crop_square
+from training.augment import (
+    REGION_SCALE_RANGE,
+    REGIONS,
+    AugmentConfig,
+    BlendConfig,
+    affine_warp,
+    augment_clip,
+    face_polygon,
+    gaussian_blur,
+    region_mask,
+    remove_region,
+    self_blend_clip,
+    wavelet_denoise,
+)
+
+SIZE = 224
+MARGIN = 0.3
+T = 15
+
+# MTCNN's answer on the astronaut, kept to check the detector's run and to stand in for it
+# where facenet-pytorch cannot run.
+ASTRONAUT_BOX = np.array([181.05, 62.16, 267.75, 172.05])
+ASTRONAUT_LANDMARKS = np.array(
+    [[205.01, 101.73], [246.76, 103.71], [224.67, 128.96], [201.72, 139.25], [245.27, 141.86]]
+)
+
+
+@pytest.fixture(scope="session")
+def astronaut_detection() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image (512, 512, 3) uint8, box (4,), landmarks (5, 2)) from MTCNN, in image pixels."""
+    image = skimage.data.astronaut()
+    try:
+        import torch
+        from facenet_pytorch import MTCNN
+    except ImportError:
+        return image, ASTRONAUT_BOX, ASTRONAUT_LANDMARKS
+    with torch.inference_mode():
+        boxes, _, points = MTCNN(keep_all=True).detect(image, landmarks=True)
+    assert boxes is not None and len(boxes) == 1
+    box, landmarks = np.asarray(boxes[0], np.float64), np.asarray(points[0], np.float64)
+    np.testing.assert_allclose(box, ASTRONAUT_BOX, atol=6)
+    np.testing.assert_allclose(landmarks, ASTRONAUT_LANDMARKS, atol=4)
+    return image, box, landmarks
+
+
+def _crop(
+    image: np.ndarray, box: np.ndarray, landmarks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scanner's crop and the landmarks mapped into it: ((S, S, 3) uint8, (5, 2) float32)."""
+    crop, (x0, y0, scale) = crop_square(image, box, MARGIN, SIZE)
+    return crop, ((landmarks - (x0, y0)) * scale).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def face(astronaut_detection) -> tuple[np.ndarray, np.ndarray]:
+    """One 224 x 224 face crop and its five landmarks in crop pixels."""
+    return _crop(*astronaut_detection)
+
+
+@pytest.fixture(scope="session")
+def clip(astronaut_detection) -> tuple[np.ndarray, np.ndarray]:
+    """A 15-frame clip: the box drifts by a few pixels and zooms a little, as a tracked face."""
+    image, box, landmarks = astronaut_detection
+    rng = np.random.default_rng(1234)
+    crops, lms = [], []
+    for t in range(T):
+        dx, dy = 1.0 * t + rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 1.5)
+        zoom = 1.0 + 0.004 * t
+        centre = (box[:2] + box[2:]) / 2 + (dx, dy)
+        half = (box[2:] - box[:2]) / 2 * zoom
+        c, lm = _crop(image, np.concatenate([centre - half, centre + half]), landmarks)
+        crops.append(c)
+        lms.append(lm)
+    return np.stack(crops), np.stack(lms)
+
+
+def _laplacian_var(img: np.ndarray) -> float:
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def _at(mask: np.ndarray, point: np.ndarray) -> bool | float:
+    x, y = (int(round(float(v))) for v in point)
+    return mask[y, x]
+
+
+def _changed_frames(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.flatnonzero((a != b).reshape(len(a), -1).any(axis=1))
+
+
+# --------------------------------------------------------------------------- fixtures sanity
+
+
+def test_clip_fixture_is_a_face_track(clip) -> None:
+    crops, lms = clip
+    assert crops.shape == (T, SIZE, SIZE, 3) and crops.dtype == np.uint8
+    assert lms.shape == (T, 5, 2)
+    assert ((lms > 0) & (lms < SIZE)).all()
+    assert len(_changed_frames(crops[1:], crops[:-1])) == T - 1  # frames are not copies
+
+
+# --------------------------------------------------------------------------- blur
+
+
+def test_gaussian_blur_lowers_high_frequency_energy(face) -> None:
+    img, _ = face
+    before = img.copy()
+    for seed in range(5):
+        out = gaussian_blur(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert _laplacian_var(out) < 0.7 * _laplacian_var(img)
+        assert np.abs(out.astype(int) - img).mean() < 10  # blurred, not destroyed
+    np.testing.assert_array_equal(img, before)
+
+
+def test_gaussian_blur_kernel_is_5x5() -> None:
+    impulse = np.zeros((21, 21, 3), np.uint8)
+    impulse[10, 10] = 255
+    out = gaussian_blur(impulse, np.random.default_rng(0))
+    ys, xs = np.nonzero(out.any(axis=2))
+    assert ys.min() == 8 and ys.max() == 12 and xs.min() == 8 and xs.max() == 12
+    assert out[10, 10, 0] < 255 and out[10, 12, 0] > 0
+
+
+# --------------------------------------------------------------------------- wavelet
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db4"])
+def test_wavelet_denoise_removes_added_noise(face, wavelet: str) -> None:
+    clean, _ = face
+    noise = np.random.default_rng(99).normal(0.0, 15.0, clean.shape)
+    noisy = np.clip(np.rint(clean + noise), 0, 255).astype(np.uint8)
+    before = noisy.copy()
+    for seed in range(6):
+        out = wavelet_denoise(noisy, np.random.default_rng(seed), wavelets=(wavelet,))
+        assert out.shape == noisy.shape and out.dtype == np.uint8
+        assert _mse(out, clean) < 0.75 * _mse(noisy, clean)
+    np.testing.assert_array_equal(noisy, before)
+
+
+def test_wavelet_denoise_keeps_a_clean_face_and_odd_shapes(face) -> None:
+    img, _ = face
+    for seed in range(4):
+        out = wavelet_denoise(img, np.random.default_rng(seed))
+        # A clean face is smoothed a little (the noise floor), not wiped out.
+        assert 0.05 < _mse(out, img) < 20
+    odd = np.ascontiguousarray(img[:101, :77])
+    out = wavelet_denoise(odd, np.random.default_rng(0), wavelets=("db4",))
+    assert out.shape == odd.shape
+
+
+# --------------------------------------------------------------------------- warp
+
+
+def test_affine_warp_keeps_shape_and_the_face(face) -> None:
+    img, _ = face
+    before = img.copy()
+    for seed in range(5):
+        out = affine_warp(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, img)
+        # A small warp back to the original size: the face stays where it was.
+        corr = np.corrcoef(out.astype(float).ravel(), img.astype(float).ravel())[0, 1]
+        assert corr > 0.7
+    np.testing.assert_array_equal(img, before)
+    odd = np.ascontiguousarray(img[:99, :131])
+    assert affine_warp(odd, np.random.default_rng(0)).shape == odd.shape
+
+
+# --------------------------------------------------------------------------- region removal
+
+
+def test_region_masks_lie_around_their_landmarks(face) -> None:
+    img, lm = face
+    le, re, nose, lmouth, rmouth = lm
+    masks = {r: region_mask(img.shape, lm, r) for r in REGIONS}
+    for m in masks.values():
+        assert m.shape == img.shape[:2] and m.dtype == bool
+        assert 0.005 < m.mean() < 0.12
+    eyes, nose_m, mouth = masks["eyes"], masks["nose"], masks["mouth"]
+    assert _at(eyes, le) and _at(eyes, re)
+    assert not any(_at(eyes, p) for p in (nose, lmouth, rmouth))
+    assert _at(nose_m, nose)
+    assert not any(_at(nose_m, p) for p in (le, re, lmouth, rmouth))
+    assert _at(mouth, lmouth) and _at(mouth, rmouth)
+    assert not any(_at(mouth, p) for p in (le, re, nose))
+    assert not (eyes & mouth).any()
+    # Two eye ellipses, not a band across the nose bridge.
+    mid = (le + re) / 2
+    assert not _at(eyes, mid)
+
+
+def test_region_mask_follows_the_landmarks(face) -> None:
+    img, lm = face
+    for region in REGIONS:
+        m = region_mask(img.shape, lm, region)
+        shifted = region_mask(img.shape, lm + np.float32([12, 7]), region)
+        expected = np.zeros_like(m)
+        expected[7:, 12:] = m[:-7, :-12]
+        assert (shifted != expected).sum() <= 0.01 * m.sum()
+        bigger = region_mask(img.shape, lm, region, scale=1.5)
+        assert (m & ~bigger).sum() == 0 and bigger.sum() > 1.8 * m.sum()
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_remove_region_blanks_exactly_the_mask(face, region: str) -> None:
+    img, lm = face
+    before = img.copy()
+    out = remove_region(img, lm, region)
+    mask = region_mask(img.shape, lm, region)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert (out[mask] == 0).all()
+    np.testing.assert_array_equal(out[~mask], img[~mask])
+    assert (img[mask] != 0).any()  # the test blanks something that was not black already
+    np.testing.assert_array_equal(img, before)
+
+
+def test_remove_region_with_rng_jitters_the_size(face) -> None:
+    img, lm = face
+    lo, hi = REGION_SCALE_RANGE
+    sizes = set()
+    for seed in range(6):
+        out = remove_region(img, lm, "mouth", np.random.default_rng(seed))
+        inner = region_mask(img.shape, lm, "mouth", lo)
+        outer = region_mask(img.shape, lm, "mouth", hi)
+        assert (out[inner] == 0).all()
+        np.testing.assert_array_equal(out[~outer], img[~outer])
+        sizes.add(int((out != img).any(axis=2).sum()))
+    assert len(sizes) > 1
+
+
+def test_region_mask_rejects_unknown_regions(face) -> None:
+    img, lm = face
+    with pytest.raises(ValueError):
+        region_mask(img.shape, lm, "ears")
+    assert not region_mask(img.shape, np.full((5, 2), np.nan), "eyes").any()
+
+
+# --------------------------------------------------------------------------- augment_clip
+
+
+def test_augment_clip_with_everything_off_is_identity(clip) -> None:
+    crops, lms = clip
+    off = AugmentConfig(blur=False, wavelet=False, warp=False, removal=False)
+    out = augment_clip(crops, lms, off, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, crops)
+    assert out is not crops
+    none = AugmentConfig(manipulated_ratio=0.0)
+    np.testing.assert_array_equal(augment_clip(crops, lms, none, np.random.default_rng(0)), crops)
+
+
+def test_augment_clip_changes_a_third_of_the_frames(clip) -> None:
+    crops, lms = clip
+    before = crops.copy()
+    seen: set[int] = set()
+    for seed in range(12):
+        out = augment_clip(crops, lms, AugmentConfig(), np.random.default_rng(seed))
+        assert out.shape == crops.shape and out.dtype == np.uint8
+        changed = _changed_frames(out, crops)
+        assert 4 <= len(changed) <= 6  # 15 / 3 = 5
+        untouched = np.setdiff1d(np.arange(T), changed)
+        np.testing.assert_array_equal(out[untouched], crops[untouched])
+        seen.update(changed.tolist())
+    assert len(seen) >= 12  # a random subset, not fixed positions
+    np.testing.assert_array_equal(crops, before)
+
+
+def test_augment_clip_ratio_is_kept_on_average(clip) -> None:
+    crops, lms = clip
+    counts = [
+        len(_changed_frames(augment_clip(crops[:14], lms[:14], AugmentConfig(), rng), crops[:14]))
+        for rng in (np.random.default_rng(s) for s in range(60))
+    ]
+    assert set(counts) <= {4, 5}
+    assert abs(np.mean(counts) - 14 / 3) < 0.3
+    everything = AugmentConfig(manipulated_ratio=1.0)
+    out = augment_clip(crops, lms, everything, np.random.default_rng(0))
+    assert len(_changed_frames(out, crops)) == T
+
+
+def test_augment_clip_blur_only_ablation_blurs(clip) -> None:
+    crops, lms = clip
+    cfg = AugmentConfig(wavelet=False, warp=False, removal=False)
+    out = augment_clip(crops, lms, cfg, np.random.default_rng(3))
+    changed = _changed_frames(out, crops)
+    assert len(changed) == 5
+    for t in changed:
+        assert _laplacian_var(out[t]) < 0.7 * _laplacian_var(crops[t])
+
+
+def test_augment_clip_removal_only_ablation_blanks_a_region(clip) -> None:
+    crops, lms = clip
+    cfg = AugmentConfig(blur=False, wavelet=False, warp=False)
+    regions_seen = set()
+    for seed in range(6):
+        out = augment_clip(crops, lms, cfg, np.random.default_rng(seed))
+        changed = _changed_frames(out, crops)
+        assert len(changed) == 5
+        for t in changed:
+            diff = (out[t] != crops[t]).any(axis=2)
+            assert (out[t][diff] == 0).all()
+            outer = {
+                r: region_mask(crops[t].shape, lms[t], r, REGION_SCALE_RANGE[1]) for r in REGIONS
+            }
+            inside = [r for r, m in outer.items() if not (diff & ~m).any()]
+            assert inside, "changed pixels outside every region"
+            regions_seen.add(inside[0])
+    assert regions_seen == set(REGIONS)
+
+
+def test_augment_clip_wavelet_and_warp_switches(clip) -> None:
+    crops, lms = clip
+    wavelet_only = AugmentConfig(blur=False, warp=False, removal=False)
+    assert wavelet_only.variations == ("wavelet",)
+    out = augment_clip(crops, lms, wavelet_only, np.random.default_rng(0))
+    assert 1 <= len(_changed_frames(out, crops)) <= 5
+    warp_only = AugmentConfig(blur=False, wavelet=False, removal=False)
+    assert warp_only.variations == ("warp",)
+    out = augment_clip(crops, lms, warp_only, np.random.default_rng(0))
+    assert len(_changed_frames(out, crops)) == 5
+    assert AugmentConfig().variations == ("blur", "wavelet", "removal")
+
+
+def test_augment_clip_is_deterministic(clip) -> None:
+    crops, lms = clip
+    a = augment_clip(crops, lms, AugmentConfig(), np.random.default_rng(7))
+    b = augment_clip(crops, lms, AugmentConfig(), np.random.default_rng(7))
+    c = augment_clip(crops, lms, AugmentConfig(), np.random.default_rng(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("fn", [gaussian_blur, wavelet_denoise, affine_warp])
+def test_variations_are_deterministic(face, fn) -> None:
+    img, _ = face
+    a = fn(img, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, fn(img, np.random.default_rng(5)))
+    assert not np.array_equal(a, fn(img, np.random.default_rng(6)))
+
+
+def test_config_validation(clip) -> None:
+    crops, lms = clip
+    with pytest.raises(ValueError):
+        AugmentConfig(manipulated_ratio=1.5)
+    with pytest.raises(ValueError):
+        BlendConfig(ratio=(0.9, 0.2))
+    with pytest.raises(ValueError):
+        BlendConfig(blur_prob=0.7, sharpen_prob=0.7)
+    with pytest.raises(ValueError):
+        augment_clip(crops.astype(np.float32), lms, AugmentConfig(), np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        self_blend_clip(crops, lms[:3], np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------- self-blending
+
+
+def test_self_blend_changes_only_inside_the_mask(clip) -> None:
+    crops, lms = clip
+    before = crops.copy()
+    for seed in range(4):
+        fake, masks = self_blend_clip(crops, lms, np.random.default_rng(seed))
+        assert fake.shape == crops.shape and fake.dtype == np.uint8
+        assert masks.shape == crops.shape[:3] and masks.dtype == np.float32
+        assert masks.min() >= 0.0 and masks.max() <= 1.0
+        outside = masks == 0
+        np.testing.assert_array_equal(fake[outside], crops[outside])
+        assert outside[:, :20, :20].all()  # the crop's corner is background, not face
+        for t in range(T):
+            strong = masks[t] > 0.3
+            assert strong.any()
+            assert (fake[t][strong] != crops[t][strong]).any(axis=1).mean() > 0.3
+    np.testing.assert_array_equal(crops, before)
+
+
+def test_self_blend_masks_cover_the_landmarks(clip) -> None:
+    crops, lms = clip
+    for seed in range(4):
+        _, masks = self_blend_clip(crops, lms, np.random.default_rng(seed))
+        for t in range(T):
+            peak = masks[t].max()
+            assert all(_at(masks[t], p) > 0.1 * peak for p in lms[t])
+            assert _at(masks[t], lms[t][2]) > 0.6 * peak  # the nose is well inside
+            hull = face_polygon(lms[t])
+            assert hull.shape == (10, 2)
+
+
+def test_self_blend_varies_smoothly_over_time(face) -> None:
+    img, lm = face
+    # A static clip: any change between frames comes from the blend itself.
+    crops = np.stack([img] * T)
+    lms = np.stack([lm] * T)
+    fake, masks = self_blend_clip(crops, lms, np.random.default_rng(11))
+    sums = masks.sum(axis=(1, 2))
+    assert np.ptp(sums) > 0.02 * sums.mean()
+    assert len(_changed_frames(fake[1:], fake[:-1])) == T - 1
+    # Drift, not flicker: neighbouring frames' masks are far closer than a fresh clip's.
+    step = np.abs(np.diff(masks, axis=0)).mean(axis=(1, 2))
+    _, other = self_blend_clip(crops, lms, np.random.default_rng(12))
+    assert step.max() < 0.3 * masks.mean()
+    assert step.mean() < np.abs(masks - other).mean()
+
+
+def test_self_blend_is_deterministic(clip) -> None:
+    crops, lms = clip
+    a, ma = self_blend_clip(crops, lms, np.random.default_rng(3))
+    b, mb = self_blend_clip(crops, lms, np.random.default_rng(3))
+    c, mc = self_blend_clip(crops, lms, np.random.default_rng(4))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ma, mb)
+    assert not np.array_equal(a, c) and not np.array_equal(ma, mc)
+
+
+def test_self_blend_skips_frames_without_landmarks(clip) -> None:
+    crops, lms = clip
+    lms = lms.copy()
+    lms[4] = np.nan
+    fake, masks = self_blend_clip(crops, lms, np.random.default_rng(0))
+    np.testing.assert_array_equal(fake[4], crops[4])
+    assert not masks[4].any() and masks[5].any()

@@ -1,0 +1,567 @@
+"""Training-time input variations (Su et al. 2021, §3.1.2, Table 6) and self-blended fakes.
+
+The paper varies a third of the training frames (manipulated to original frames at 1:2) with
+one of three manipulations that imitate traces a face swap leaves behind:
+
+* Gaussian blur with a 5 x 5 kernel, or wavelet-transform denoising, each followed by an
+  affine warp back to the original face size: the pasted face has been resampled and warped
+  to fit the target (cf. Li & Lyu 2018, "Exposing DeepFake Videos By Detecting Face Warping
+  Artifacts");
+* facial data removal: the eyes, the nose or the mouth is blanked, so the model cannot lean
+  on one facial part alone.
+
+``self_blend_clip`` adds pseudo-fakes in the spirit of Shiohara & Yamasaki (CVPR 2022,
+"Detecting Deepfakes with Self-Blended Images"): each frame is blended with a slightly
+transformed copy of itself inside a soft face mask built from the five MTCNN landmarks, with
+the blend changing a little from frame to frame so the clip carries the temporal incoherence
+of a frame-by-frame face swap.
+
+Images are uint8 RGB (H, W, 3), clips (T, H, W, 3); landmarks are MTCNN's five points in
+crop pixels, in the order left eye, right eye, nose, left mouth corner, right mouth corner,
+(5, 2) per frame or (T, 5, 2) per clip (``scanner.faces.FaceTrack.landmarks``). Every
+function draws its randomness from the ``np.random.Generator`` it is given, so a seeded
+generator reproduces the output, and none modifies its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pywt
+
+REGIONS = ("eyes", "nose", "mouth")
+
+# Axes of a removed region are scaled by a factor from this range when remove_region gets a
+# generator, so the model does not learn one fixed hole size.
+REGION_SCALE_RANGE = (0.9, 1.25)
+
+_LEFT_EYE, _RIGHT_EYE, _NOSE, _LEFT_MOUTH, _RIGHT_MOUTH = range(5)
+
+
+def _check_image(img: np.ndarray) -> None:
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 numpy image, got {getattr(img, 'dtype', type(img))}")
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {img.shape}")
+
+
+def _check_clip(crops: np.ndarray, landmarks: np.ndarray) -> None:
+    if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 clip, got {getattr(crops, 'dtype', type(crops))}")
+    if crops.ndim != 4 or crops.shape[3] != 3:
+        raise ValueError(f"expected a (T, H, W, 3) clip, got shape {crops.shape}")
+    if np.shape(landmarks) != (crops.shape[0], 5, 2):
+        raise ValueError(
+            f"expected landmarks of shape {(crops.shape[0], 5, 2)}, got {np.shape(landmarks)}"
+        )
+
+
+def _check_range(name: str, lo_hi: tuple[float, float], lo: float, hi: float) -> None:
+    a, b = lo_hi
+    if not lo <= a <= b <= hi:
+        raise ValueError(f"{name} must satisfy {lo} <= low <= high <= {hi}, got {lo_hi}")
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- variations
+
+
+def gaussian_blur(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sigma_range: tuple[float, float] = (0.6, 1.6),
+) -> np.ndarray:
+    """Blur with a 5 x 5 Gaussian kernel of random sigma: the resolution loss of a pasted face.
+
+    img: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB. sigma is drawn uniformly from
+    ``sigma_range`` (pixels); beyond about 1.6 the 5 x 5 kernel truncates the Gaussian anyway.
+    """
+    _check_image(img)
+    sigma = float(rng.uniform(*sigma_range))
+    return cv2.GaussianBlur(
+        img, (5, 5), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT101
+    )
+
+
+def wavelet_denoise(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    wavelets: tuple[str, ...] = ("haar", "db4"),
+    max_level: int = 3,
+    threshold_scale: tuple[float, float] = (0.8, 1.5),
+    sigma_floor: tuple[float, float] = (1.0, 5.0),
+) -> np.ndarray:
+    """Wavelet-transform denoising: BayesShrink soft thresholding of each channel's details.
+
+    img: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB. The image is decomposed with a wavelet
+    drawn from ``wavelets`` over up to ``max_level`` levels; every detail sub-band of every
+    channel is soft-thresholded at BayesShrink's sigma_n^2 / sigma_x (sigma_x: the sub-band's
+    signal std, sigma_n: the noise std), times a factor from ``threshold_scale``, and the image
+    rebuilt. sigma_n is Donoho's robust estimate, median(|finest diagonal coefficients|) /
+    0.6745, but at least a level drawn from ``sigma_floor`` (uint8 levels): compressed video
+    frames estimate almost no noise, and the variation is meant to smooth them as a generator
+    smooths the face it renders, not to leave them as they are.
+    """
+    _check_image(img)
+    wavelet = pywt.Wavelet(wavelets[int(rng.integers(len(wavelets)))])
+    scale = float(rng.uniform(*threshold_scale))
+    floor = float(rng.uniform(*sigma_floor))
+
+    h, w = img.shape[:2]
+    level = min(max_level, pywt.dwt_max_level(min(h, w), wavelet.dec_len))
+    if level < 1:
+        return img.copy()  # too small for even one level of this wavelet
+    x = img.astype(np.float32)
+    # axes=(0, 1) transforms the three channels at once; coefficient arrays end in a channel
+    # axis, so per-channel thresholds broadcast over it.
+    coeffs = pywt.wavedec2(x, wavelet, level=level, axes=(0, 1))
+    finest_diag = coeffs[-1][2].reshape(-1, 3)
+    sigma_n = np.maximum(np.median(np.abs(finest_diag), axis=0) / 0.6745, floor)  # (3,)
+
+    def shrink(c: np.ndarray) -> np.ndarray:
+        var_y = np.mean(c.reshape(-1, 3).astype(np.float64) ** 2, axis=0)
+        sigma_x = np.sqrt(np.maximum(var_y - sigma_n**2, 0.0))
+        # A sub-band with no signal above the noise is all noise: threshold it away.
+        t = np.where(
+            sigma_x > 0,
+            sigma_n**2 / np.maximum(sigma_x, 1e-12),
+            np.abs(c).reshape(-1, 3).max(axis=0),
+        )
+        t = (t * scale).astype(np.float32)
+        return np.sign(c) * np.maximum(np.abs(c) - t, 0.0)
+
+    out = [coeffs[0]] + [tuple(shrink(c) for c in details) for details in coeffs[1:]]
+    rec = pywt.waverec2(out, wavelet, axes=(0, 1))
+    return _to_uint8(rec[:h, :w])  # odd sizes come back one pixel larger
+
+
+def affine_warp(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    downscale_range: tuple[float, float] = (0.5, 0.9),
+    max_rotation_deg: float = 5.0,
+    max_scale: float = 0.05,
+    max_shear: float = 0.05,
+    max_translate: float = 0.02,
+) -> np.ndarray:
+    """Shrink the face, warp it slightly and bring it back to its size: face-swap warping.
+
+    img: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB, same shape. The image is resized by a
+    factor from ``downscale_range``, warped about its centre by a random affine map (rotation
+    up to ``max_rotation_deg`` degrees, isotropic scale and shear up to ``max_scale`` and
+    ``max_shear``, translation up to ``max_translate`` of the side) and resized back to H x W,
+    with the interpolation of each resize drawn at random. Borders are reflected rather than
+    black, so the warp leaves no frame a classifier could key on.
+    """
+    _check_image(img)
+    h, w = img.shape[:2]
+    f = float(rng.uniform(*downscale_range))
+    angle = math.radians(float(rng.uniform(-max_rotation_deg, max_rotation_deg)))
+    s = 1.0 + float(rng.uniform(-max_scale, max_scale))
+    shear = float(rng.uniform(-max_shear, max_shear))
+    tx, ty = rng.uniform(-max_translate, max_translate, size=2)
+    down = (cv2.INTER_AREA, cv2.INTER_LINEAR)[int(rng.integers(2))]
+    up = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)[int(rng.integers(2))]
+
+    sw, sh = max(1, round(w * f)), max(1, round(h * f))
+    small = cv2.resize(img, (sw, sh), interpolation=down)
+    cos, sin = math.cos(angle), math.sin(angle)
+    a = s * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]])
+    centre = np.array([(sw - 1) / 2, (sh - 1) / 2])
+    shift = centre - a @ centre + np.array([tx * sw, ty * sh])
+    m = np.hstack([a, shift[:, None]]).astype(np.float64)
+    warped = cv2.warpAffine(small, m, (sw, sh), flags=up, borderMode=cv2.BORDER_REFLECT101)
+    return cv2.resize(warped, (w, h), interpolation=up)
+
+
+# --------------------------------------------------------------------------- region removal
+
+
+def _ellipse_mask(
+    shape: tuple[int, int],
+    centre: np.ndarray,
+    direction: np.ndarray,
+    a: float,
+    b: float,
+) -> np.ndarray:
+    """Pixels (H, W) bool within the ellipse with semi-axis a along ``direction``, b across."""
+    h, w = shape
+    norm = float(np.hypot(*direction))
+    ux, uy = (direction / norm) if norm > 1e-6 else (1.0, 0.0)
+    ys, xs = np.ogrid[:h, :w]
+    dx = xs.astype(np.float32) - np.float32(centre[0])
+    dy = ys.astype(np.float32) - np.float32(centre[1])
+    p = dx * np.float32(ux) + dy * np.float32(uy)
+    q = -dx * np.float32(uy) + dy * np.float32(ux)
+    return (p / np.float32(a)) ** 2 + (q / np.float32(b)) ** 2 <= 1.0
+
+
+def region_mask(
+    shape: tuple[int, ...],
+    landmarks: np.ndarray,
+    region: str,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """The pixels ``remove_region`` blanks: (H, W) bool for ``shape`` (H, W[, C]).
+
+    landmarks: (5, 2) MTCNN points in pixels (left eye, right eye, nose, left and right mouth
+    corner). Sizes follow the inter-ocular distance d so the region scales with the face, and
+    each ellipse is turned with the face:
+
+    * eyes: an ellipse around each eye point, semi-axes 0.32 d along the eye line, 0.2 d across;
+    * nose: an ellipse along the line from the nose tip to the eyes' midpoint L, from 0.35 L
+      below the tip to 0.75 L above it (bridge and nostrils), half-width 0.26 d;
+    * mouth: an ellipse along the line between the mouth corners, reaching 0.15 d beyond each
+      corner, half-height 0.24 d, centred 0.04 d below the corners' midpoint (lips, open
+      mouths and smiles reach further below the corners than above them).
+
+    ``scale`` multiplies all semi-axes. Non-finite landmarks give an empty mask.
+    """
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.shape != (5, 2):
+        raise ValueError(f"expected landmarks of shape (5, 2), got {pts.shape}")
+    hw = (int(shape[0]), int(shape[1]))
+    if not np.isfinite(pts).all():
+        return np.zeros(hw, bool)
+    le, re, nose, lm, rm = pts
+    eye_line = re - le
+    d = max(float(np.hypot(*eye_line)), 2.0)  # degenerate landmarks still give a small region
+    if region == "eyes":
+        a, b = 0.32 * d * scale, 0.2 * d * scale
+        return _ellipse_mask(hw, le, eye_line, a, b) | _ellipse_mask(hw, re, eye_line, a, b)
+    if region == "nose":
+        up = (le + re) / 2 - nose
+        length = max(float(np.hypot(*up)), 0.2 * d)
+        if float(np.hypot(*up)) < 1e-6:
+            # Nose tip on the eye line (degenerate detection): point the nose along the normal.
+            up = np.array([-eye_line[1], eye_line[0]])
+        centre = nose + 0.2 * length * up / float(np.hypot(*up))
+        return _ellipse_mask(hw, centre, up, 0.55 * length * scale, 0.26 * d * scale)
+    mouth_line = rm - lm
+    half = float(np.hypot(*mouth_line)) / 2
+    if half < 1e-6:
+        mouth_line = eye_line
+    normal = np.array([-mouth_line[1], mouth_line[0]]) / max(float(np.hypot(*mouth_line)), 1e-6)
+    if float(normal @ ((lm + rm) / 2 - (le + re) / 2)) < 0:
+        normal = -normal  # "below" is away from the eyes, whatever the image orientation
+    centre = (lm + rm) / 2 + 0.04 * d * scale * normal
+    return _ellipse_mask(hw, centre, mouth_line, (half + 0.15 * d) * scale, 0.24 * d * scale)
+
+
+def remove_region(
+    img: np.ndarray,
+    landmarks: np.ndarray,
+    region: str,
+    rng: np.random.Generator | None = None,
+    *,
+    fill: int = 0,
+) -> np.ndarray:
+    """Facial data removal: blank the eyes, the nose or the mouth.
+
+    img: (H, W, 3) uint8 RGB, landmarks: (5, 2) in its pixels -> (H, W, 3) uint8 RGB equal to
+    img except on ``region_mask(img.shape, landmarks, region, scale)``, which is set to
+    ``fill``. scale is 1 without ``rng`` and drawn from ``REGION_SCALE_RANGE`` with it.
+    """
+    _check_image(img)
+    scale = 1.0 if rng is None else float(rng.uniform(*REGION_SCALE_RANGE))
+    mask = region_mask(img.shape, landmarks, region, scale)
+    out = img.copy()
+    out[mask] = fill
+    return out
+
+
+# --------------------------------------------------------------------------- clip augmentation
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which of the paper's variations are on (Table 6 ablation) and how many frames get one.
+
+    With only ``warp`` among blur/wavelet/warp on, the warp alone is a variation, so each
+    switch has an effect of its own.
+    """
+
+    blur: bool = True
+    wavelet: bool = True
+    warp: bool = True
+    removal: bool = True
+    manipulated_ratio: float = 1 / 3  # manipulated : original frames = 1 : 2 (paper §3.1.2)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.manipulated_ratio <= 1.0:
+            raise ValueError(f"manipulated_ratio must be in [0, 1], got {self.manipulated_ratio}")
+
+    @property
+    def variations(self) -> tuple[str, ...]:
+        """The variations a manipulated frame draws from, uniformly."""
+        out = [name for name in ("blur", "wavelet") if getattr(self, name)]
+        if not out and self.warp:
+            out.append("warp")
+        if self.removal:
+            out.append("removal")
+        return tuple(out)
+
+
+def augment_clip(
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    config: AugmentConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Apply the paper's variations to a random subset of a clip's frames.
+
+    crops: (T, H, W, 3) uint8 RGB, landmarks: (T, 5, 2) in crop pixels -> (T, H, W, 3) uint8,
+    a new array. floor(ratio * T + u), u ~ U[0, 1), frames are drawn without replacement (so
+    exactly ratio * T when that is whole, and ratio * T on average otherwise); each gets one
+    variation drawn uniformly from ``config.variations``: blur or wavelet denoising, followed
+    by ``affine_warp`` when ``config.warp`` is on, or removal of a random facial region. The
+    other frames are copied unchanged. With every variation off the clip comes back unchanged.
+    """
+    _check_clip(crops, landmarks)
+    out = crops.copy()
+    variations = config.variations
+    n = crops.shape[0]
+    if not variations or n == 0:
+        return out
+    # Rounded so that 1/3 of 15 frames is 5 frames, not 4.999... and occasionally 4.
+    expected = round(config.manipulated_ratio * n, 9)
+    k = min(n, int(math.floor(expected + rng.random())))
+    for t in np.sort(rng.choice(n, size=k, replace=False)):
+        kind = variations[int(rng.integers(len(variations)))]
+        if kind == "removal":
+            region = REGIONS[int(rng.integers(len(REGIONS)))]
+            out[t] = remove_region(crops[t], landmarks[t], region, rng)
+            continue
+        frame = crops[t]
+        if kind == "blur":
+            frame = gaussian_blur(frame, rng)
+        elif kind == "wavelet":
+            frame = wavelet_denoise(frame, rng)
+        if config.warp:
+            frame = affine_warp(frame, rng)
+        out[t] = frame
+    return out
+
+
+# --------------------------------------------------------------------------- self-blending
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    """Ranges of the self-blended pseudo-fakes. Lengths are in inter-ocular distances d or in
+    fractions of the crop side, so they hold for any crop size.
+
+    Per clip, one value is drawn for each parameter; the geometry, the mask expansion and the
+    blend ratio then drift around their clip values from frame to frame by a smooth AR(1)
+    jitter (correlation ``jitter_rho`` between neighbouring frames, std ``jitter_*``).
+    """
+
+    brightness: float = 0.1  # +- shift of all channels, fraction of 255
+    contrast: float = 0.1  # +- relative contrast change about the frame mean
+    channel_shift: float = 20.0  # +- shift of each channel in uint8 levels: a tint / hue change
+    blur_prob: float = 0.25  # the source is blurred with this probability ...
+    blur_sigma: tuple[float, float] = (0.5, 1.5)  # pixels
+    sharpen_prob: float = 0.25  # ... or sharpened (unsharp mask) with this one
+    sharpen_amount: tuple[float, float] = (0.3, 1.0)
+    scale: float = 0.05  # +- scale of the source about the face centre
+    translate: float = 0.02  # +- shift of the source, fraction of the crop side
+    expand: tuple[float, float] = (1.0, 1.3)  # face polygon scaled about its centroid
+    morph: tuple[float, float] = (-0.1, 0.1)  # erosion (< 0) / dilation (> 0) radius, in d
+    mask_blur: tuple[float, float] = (0.1, 0.25)  # Gaussian sigma of the soft edge, in d
+    ratio: tuple[float, float] = (0.4, 1.0)  # blend ratio: weight of the source at the centre
+    jitter_scale: float = 0.01
+    jitter_translate: float = 0.004
+    jitter_expand: float = 0.03
+    jitter_ratio: float = 0.05
+    jitter_rho: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "scale", "translate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.channel_shift < 0:
+            raise ValueError(f"channel_shift must be >= 0, got {self.channel_shift}")
+        if min(self.blur_prob, self.sharpen_prob) < 0 or self.blur_prob + self.sharpen_prob > 1:
+            raise ValueError("blur_prob and sharpen_prob must be >= 0 and sum to at most 1")
+        _check_range("blur_sigma", self.blur_sigma, 0.0, math.inf)
+        _check_range("sharpen_amount", self.sharpen_amount, 0.0, math.inf)
+        _check_range("expand", self.expand, 0.1, math.inf)
+        _check_range("morph", self.morph, -math.inf, math.inf)
+        _check_range("mask_blur", self.mask_blur, 0.0, math.inf)
+        _check_range("ratio", self.ratio, 0.0, 1.0)
+        if self.ratio[1] <= 0:
+            raise ValueError("ratio must allow a positive blend")
+        for name in ("jitter_scale", "jitter_translate", "jitter_expand", "jitter_ratio"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not 0.0 <= self.jitter_rho < 1.0:
+            raise ValueError(f"jitter_rho must be in [0, 1), got {self.jitter_rho}")
+
+
+DEFAULT_BLEND = BlendConfig()
+
+
+def _smooth_jitter(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
+    """(n,) stationary AR(1) noise with unit variance, clipped to +-2 so parameters stay bounded.
+
+    Independent per-frame noise would flicker; real swaps drift, because the generator's output
+    and the landmark-based alignment change gradually with pose.
+    """
+    eps = rng.standard_normal(n)
+    z = np.empty(n)
+    if n:
+        z[0] = eps[0]
+    innovation = math.sqrt(1.0 - rho * rho)
+    for t in range(1, n):
+        z[t] = rho * z[t - 1] + innovation * eps[t]
+    return np.clip(z, -2.0, 2.0)
+
+
+def face_polygon(landmarks: np.ndarray) -> np.ndarray:
+    """Points (10, 2) outlining the inner face, derived from the five MTCNN landmarks.
+
+    Five points only span eyes to mouth, so brows, chin and cheeks are extrapolated along the
+    face's own axes: brows 0.35 h above the eyes (h: eyes' midpoint to mouth's midpoint), chin
+    0.6 h below the mouth, cheeks 0.7 d (inter-ocular distance) beside the nose.
+    """
+    le, re, nose, lm, rm = np.asarray(landmarks, dtype=np.float64)
+    eye_mid, mouth_mid = (le + re) / 2, (lm + rm) / 2
+    up = eye_mid - mouth_mid
+    right = re - le
+    d = max(float(np.hypot(*right)), 1e-6)
+    r_hat = right / d
+    return np.stack(
+        [
+            le,
+            re,
+            nose,
+            lm,
+            rm,
+            le + 0.35 * up,
+            re + 0.35 * up,
+            mouth_mid - 0.6 * up,
+            nose - 0.7 * d * r_hat,
+            nose + 0.7 * d * r_hat,
+        ]
+    )
+
+
+def _soft_mask(
+    shape: tuple[int, int],
+    landmarks: np.ndarray,
+    expand: float,
+    morph: float,
+    blur: float,
+) -> np.ndarray:
+    """(H, W) float32 in [0, 1], 1 inside the expanded face hull, soft edge, exact 0 far away."""
+    h, w = shape
+    poly = face_polygon(landmarks)
+    d = max(float(np.hypot(*(landmarks[_RIGHT_EYE] - landmarks[_LEFT_EYE]))), 2.0)
+    centroid = poly.mean(axis=0)
+    poly = centroid + expand * (poly - centroid)
+    shift = 4  # sub-pixel vertices: fillConvexPoly takes fixed-point coordinates
+    hull = cv2.convexHull(np.round(poly * (1 << shift)).astype(np.int32))
+    hard = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hard, hull, 1, lineType=cv2.LINE_8, shift=shift)
+    radius = round(abs(morph) * d)
+    if radius > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        hard = (cv2.dilate if morph > 0 else cv2.erode)(hard, kernel)
+    sigma = max(blur * d, 0.5)
+    soft = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma)
+    peak = float(soft.max())
+    if peak <= 0:
+        return soft
+    soft /= peak
+    # The blur's far tails barely change a uint8 pixel; cutting them keeps the label mask
+    # (mask > 0: touched) from spreading a faint halo over most of the crop.
+    soft[soft < 0.01] = 0.0
+    return np.clip(soft, 0.0, 1.0)
+
+
+def self_blend_clip(
+    crops: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    config: BlendConfig = DEFAULT_BLEND,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Self-blended pseudo-fake of a real clip (Shiohara & Yamasaki 2022), temporally jittered.
+
+    crops: (T, S, S, 3) uint8 RGB (any H, W), landmarks: (T, 5, 2) in crop pixels ->
+    (fake (T, S, S, 3) uint8 RGB, masks (T, S, S) float32 in [0, 1]) with
+    fake = mask * source + (1 - mask) * crops, rounded; wherever mask == 0, fake == crops
+    exactly. The source is each frame after a per-clip colour change (brightness, contrast, a
+    per-channel shift), an optional blur or sharpening, and a small scale and shift about the
+    face centre. mask is a soft face hull (``face_polygon`` expanded, eroded or dilated,
+    Gaussian-blurred, peak 1) times the blend ratio, so it is the weight of the source per
+    pixel. Scale, shift, expansion and ratio drift smoothly from frame to frame about the
+    clip's values. Frames with non-finite landmarks are returned unblended, with a zero mask.
+    """
+    _check_clip(crops, landmarks)
+    c = config
+    n, h, w = crops.shape[:3]
+    lms = np.asarray(landmarks, dtype=np.float64)
+
+    # Per-clip draws, in a fixed order so a seeded generator reproduces the clip.
+    gain = 1.0 + rng.uniform(-c.contrast, c.contrast)
+    offset = rng.uniform(-c.brightness, c.brightness) * 255.0
+    tint = rng.uniform(-c.channel_shift, c.channel_shift, size=3)
+    u = rng.random()
+    blur_sigma = float(rng.uniform(*c.blur_sigma))
+    sharpen = float(rng.uniform(*c.sharpen_amount))
+    filt = "blur" if u < c.blur_prob else "sharpen" if u < c.blur_prob + c.sharpen_prob else ""
+    scale0 = 1.0 + rng.uniform(-c.scale, c.scale)
+    shift0 = rng.uniform(-c.translate, c.translate, size=2) * (w, h)
+    expand0 = rng.uniform(*c.expand)
+    morph = float(rng.uniform(*c.morph))
+    mask_blur = float(rng.uniform(*c.mask_blur))
+    ratio0 = rng.uniform(*c.ratio)
+    jitter = np.stack([_smooth_jitter(rng, n, c.jitter_rho) for _ in range(5)])  # (5, T)
+    scales = scale0 + c.jitter_scale * jitter[0]
+    shifts = shift0 + c.jitter_translate * jitter[1:3].T * (w, h)  # (T, 2)
+    expands = np.maximum(expand0 + c.jitter_expand * jitter[3], 0.1)
+    ratios = np.clip(ratio0 + c.jitter_ratio * jitter[4], 0.0, 1.0)
+
+    fake = crops.copy()
+    masks = np.zeros((n, h, w), np.float32)
+    for t in range(n):
+        pts = lms[t]
+        if not np.isfinite(pts).all():
+            continue
+        frame = crops[t].astype(np.float32)
+        mean = frame.mean(axis=(0, 1), keepdims=True)
+        src = np.clip((frame - mean) * gain + mean + offset + tint, 0.0, 255.0)
+        if filt == "blur":
+            src = cv2.GaussianBlur(src, (0, 0), sigmaX=blur_sigma, sigmaY=blur_sigma)
+        elif filt == "sharpen":
+            smooth = cv2.GaussianBlur(src, (0, 0), sigmaX=1.0, sigmaY=1.0)
+            src = src + sharpen * (src - smooth)
+        centre = pts.mean(axis=0)
+        s = float(scales[t])
+        m = np.array(
+            [
+                [s, 0.0, (1.0 - s) * centre[0] + shifts[t, 0]],
+                [0.0, s, (1.0 - s) * centre[1] + shifts[t, 1]],
+            ]
+        )
+        src = cv2.warpAffine(
+            src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+        )
+        mask = _soft_mask((h, w), pts, float(expands[t]), morph, mask_blur) * np.float32(ratios[t])
+        inside = mask > 0
+        weight = mask[inside][:, None]
+        blended = weight * src[inside] + (1.0 - weight) * frame[inside]
+        fake[t][inside] = _to_uint8(blended)
+        masks[t] = mask
+    return fake, masks

@@ -1,0 +1,639 @@
+"""Find labelled videos in the dataset layouts people keep on disk, and split them.
+
+Five layouts are understood: FaceForensics++ (``ffpp``), Celeb-DF v2 (``celebdf``), the DFDC
+Kaggle parts (``dfdc``), plain ``real/`` + ``fake/`` folders (``folders``) and a CSV manifest
+(``manifest``). Every video becomes a :class:`VideoItem` whose ``source`` is an identity key:
+splitting by source keeps a face from showing up both in training and in evaluation, which is
+what inflates deepfake benchmarks when it leaks. Nothing is decoded here; only names are read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scanner.video import VIDEO_EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("ffpp", "celebdf", "dfdc", "folders", "manifest")
+SPLITS = ("train", "val", "test")
+FFPP_QUALITIES = ("c0", "c23", "c40", "raw")
+PAPER_RATIOS = (0.8, 0.1, 0.1)  # Su et al. 2021 split 80:10:10
+
+REAL, FAKE = 0, 1
+LABEL_NAMES = {REAL: "real", FAKE: "fake"}
+
+_CELEBDF_FOLDERS = {"Celeb-real": REAL, "YouTube-real": REAL, "Celeb-synthesis": FAKE}
+_CELEBDF_TEST_LIST = "List_of_testing_videos.txt"
+_FFPP_PAIR = re.compile(r"^(\d+)_(\d+)$")  # 953_974: target 953, face from 974
+_DFD_FAKE = re.compile(r"^(\d+)_(\d+)__")  # 01_02__exit_phone_room__YVGY8LOK
+_DFD_REAL = re.compile(r"^(\d+)__")  # 01__exit_phone_room
+_CELEB_ID = re.compile(r"^id\d+$")
+_MANIFEST_COLUMNS = ("path", "label", "group", "source", "split")
+_MANIFEST_LABELS = {"0": REAL, "1": FAKE, "real": REAL, "fake": FAKE}
+_EXAMPLES = 3  # how many skipped names a warning quotes
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be read as asked: unknown layout, bad metadata, nothing found."""
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One labelled video."""
+
+    path: Path
+    label: int  # 0 = real (pristine), 1 = fake
+    group: str  # what per-group metrics are reported by, e.g. "Deepfakes/c23"
+    source: str  # identity key; items sharing it always land in the same split
+    split: str | None = None  # "train" | "val" | "test" when the layout itself says
+
+    def __post_init__(self) -> None:
+        if self.label not in (REAL, FAKE):
+            raise ValueError(f"label must be 0 (real) or 1 (fake), got {self.label!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout detection
+
+
+def detect_layout(root: Path) -> str:
+    """Name the layout of ``root`` (a dataset folder, or a ``.csv`` manifest)."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"dataset path does not exist: {root}")
+    if root.is_file():
+        if root.suffix.lower() == ".csv":
+            return "manifest"
+        raise DatasetError(
+            f"{root} is a file but not a .csv manifest (header path,label[,group][,source][,split])"
+        )
+    if (root / "original_sequences").is_dir() or (root / "manipulated_sequences").is_dir():
+        return "ffpp"
+    if any((root / name).is_dir() for name in _CELEBDF_FOLDERS):
+        return "celebdf"
+    if _dfdc_parts(root):
+        return "dfdc"
+    if _label_folders(root):
+        return "folders"
+    raise DatasetError(
+        f"no known dataset layout in {root}; looked for: "
+        "ffpp: original_sequences/ or manipulated_sequences/ (FaceForensics++); "
+        f"celebdf: {', '.join(f'{n}/' for n in _CELEBDF_FOLDERS)} (Celeb-DF v2); "
+        "dfdc: metadata.json in the folder or in its part subfolders (DFDC); "
+        "folders: real/ and/or fake/ subfolders (any case); "
+        "manifest: a .csv file with header path,label[,group][,source][,split]"
+    )
+
+
+def load_dataset(
+    root: Path,
+    layout: str = "auto",
+    *,
+    quality: str | None = None,
+    methods: Sequence[str] | None = None,
+) -> list[VideoItem]:
+    """Every labelled video under ``root``, sorted by path.
+
+    ``quality`` (c0/c23/c40/raw) and ``methods`` (manipulation folder names, any case) filter
+    FaceForensics++ only; real videos are kept whatever ``methods`` says.
+    """
+    root = Path(root)
+    if layout == "auto":
+        layout = detect_layout(root)
+    elif layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}; expected 'auto' or one of {LAYOUTS}")
+    elif not root.exists():
+        raise DatasetError(f"dataset path does not exist: {root}")
+    if layout != "ffpp" and (quality is not None or methods is not None):
+        raise DatasetError(f"quality and methods filter FaceForensics++ only, not {layout!r}")
+
+    if layout == "ffpp":
+        items = _load_ffpp(root, quality, methods)
+    elif layout == "celebdf":
+        items = _load_celebdf(root)
+    elif layout == "dfdc":
+        items = _load_dfdc(root)
+    elif layout == "folders":
+        items = _load_folders(root)
+    else:
+        items = _load_manifest(root)
+
+    if not items:
+        raise DatasetError(f"no videos found in {root} (layout {layout!r})")
+    items.sort(key=lambda item: item.path)
+    log.info("%s: %d videos (%s layout)", root, len(items), layout)
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting
+
+
+def split_items(
+    items: Iterable[VideoItem],
+    *,
+    ratios: Sequence[float] = PAPER_RATIOS,
+    seed: int = 0,
+) -> dict[str, list[VideoItem]]:
+    """Train/val/test lists. Declared splits are kept; the rest is split by whole sources.
+
+    Undeclared items are spread over all three splits by ``ratios``, counted in sources. To keep
+    an official test set (Celeb-DF's list) the only test data, pass a zero test ratio.
+    """
+    weights = _check_ratios(ratios, len(SPLITS))
+    out: dict[str, list[VideoItem]] = {name: [] for name in SPLITS}
+    by_source: dict[str, list[VideoItem]] = defaultdict(list)
+    for item in items:
+        if item.split is not None:
+            out[item.split].append(item)
+        else:
+            by_source[item.source].append(item)
+
+    sources = _shuffled(by_source, seed)
+    counts = _apportion(len(sources), weights)
+    start = 0
+    for name, count in zip(SPLITS, counts):
+        for source in sources[start : start + count]:
+            out[name].extend(by_source[source])
+        start += count
+    for name in SPLITS:
+        out[name].sort(key=lambda item: item.path)
+    return out
+
+
+def kfold_items(
+    items: Iterable[VideoItem], k: int, seed: int = 0
+) -> list[tuple[list[VideoItem], list[VideoItem]]]:
+    """``k`` (train, held-out) folds; every source is held out exactly once.
+
+    Declared splits are ignored: cross-validation uses all items. Folds are balanced by item
+    count, since sources differ in size (an FF++ identity has one real and many fakes).
+    """
+    by_source: dict[str, list[VideoItem]] = defaultdict(list)
+    for item in items:
+        by_source[item.source].append(item)
+    if k < 2:
+        raise DatasetError(f"k-fold needs k >= 2, got {k}")
+    if k > len(by_source):
+        raise DatasetError(f"k-fold with k={k} needs at least {k} sources, got {len(by_source)}")
+
+    # Shuffle first so equal-sized sources fall to folds by seed, then largest-first greedy.
+    sources = _shuffled(by_source, seed)
+    sources.sort(key=lambda source: -len(by_source[source]))  # stable: ties keep the shuffle
+    folds: list[list[VideoItem]] = [[] for _ in range(k)]
+    for source in sources:
+        smallest = min(range(k), key=lambda i: (len(folds[i]), i))
+        folds[smallest].extend(by_source[source])
+
+    result = []
+    for i, held_out in enumerate(folds):
+        train = [item for j, fold in enumerate(folds) if j != i for item in fold]
+        result.append((sorted(train, key=lambda x: x.path), sorted(held_out, key=lambda x: x.path)))
+    return result
+
+
+def _check_ratios(ratios: Sequence[float], n: int) -> np.ndarray:
+    weights = np.asarray(ratios, dtype=float)
+    if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise DatasetError(f"ratios must be {n} non-negative numbers, got {tuple(ratios)}")
+    if weights.sum() <= 0:
+        raise DatasetError(f"ratios must not all be zero, got {tuple(ratios)}")
+    return weights / weights.sum()
+
+
+def _shuffled(by_source: dict[str, list[VideoItem]], seed: int) -> list[str]:
+    # Sorting before the permutation makes the result independent of input order.
+    ordered = sorted(by_source, key=_natural_key)
+    rng = np.random.default_rng(seed)
+    return [ordered[i] for i in rng.permutation(len(ordered))]
+
+
+def _apportion(n: int, weights: np.ndarray) -> list[int]:
+    """Split ``n`` into counts proportional to ``weights`` (largest remainder method)."""
+    exact = weights * n
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    # A split asked for (weight > 0) should not come out empty just from rounding.
+    for i in np.flatnonzero((weights > 0) & (counts == 0)):
+        donor = int(np.argmax(counts))
+        if counts[donor] > 1:
+            counts[donor] -= 1
+            counts[i] += 1
+    return [int(c) for c in counts]
+
+
+# ---------------------------------------------------------------------------------------------
+# FaceForensics++
+
+
+def _load_ffpp(root: Path, quality: str | None, methods: Sequence[str] | None) -> list[VideoItem]:
+    if quality is not None and quality not in FFPP_QUALITIES:
+        raise DatasetError(f"unknown FaceForensics++ quality {quality!r}; use {FFPP_QUALITIES}")
+    qualities = FFPP_QUALITIES if quality is None else (quality,)
+
+    originals = root / "original_sequences"
+    manipulated = root / "manipulated_sequences"
+    method_dirs = _subdirs(manipulated)
+    if methods is not None:
+        wanted = {m.lower() for m in methods}
+        available = {d.name.lower() for d in method_dirs}
+        if unknown := sorted(m for m in methods if m.lower() not in available):
+            raise DatasetError(
+                f"unknown FaceForensics++ methods {unknown}; found "
+                f"{sorted(d.name for d in method_dirs)} in {manipulated}"
+            )
+        method_dirs = [d for d in method_dirs if d.name.lower() in wanted]
+
+    # (path, label, group, identity nodes); nodes are (namespace, id) so that YouTube ids and
+    # DeepFakeDetection actor ids never merge.
+    found: list[tuple[Path, int, str, list[tuple[str, str]]]] = []
+    for dataset_dir in _subdirs(originals):
+        namespace = dataset_dir.name
+        prefix = "original" if namespace == "youtube" else namespace
+        for q, video in _ffpp_videos(dataset_dir, qualities):
+            found.append((video, REAL, f"{prefix}/{q}", _ffpp_real_nodes(video.stem, namespace)))
+    for method_dir in method_dirs:
+        for q, video in _ffpp_videos(method_dir, qualities):
+            nodes = _ffpp_fake_nodes(video.stem)
+            found.append((video, FAKE, f"{method_dir.name}/{q}", nodes))
+
+    components = _UnionFind()
+    for path, _, _, nodes in found:
+        if not nodes:  # a name we cannot parse is its own identity
+            nodes.append(("file", str(path.relative_to(root))))
+        components.add(nodes)
+
+    id_split = _ffpp_split_files(root)
+    component_split: dict[tuple[str, str], str] = {}
+    for node in components.nodes():
+        split = id_split.get(node[1]) if node[0] == "youtube" else None
+        if split is None:
+            continue
+        rep = components.representative(node)
+        other = component_split.setdefault(rep, split)
+        if other != split:
+            raise DatasetError(
+                f"FaceForensics++ split files put ids paired with {_source_key(rep)} in both "
+                f"{other!r} and {split!r}; a fake pair must sit in one split"
+            )
+
+    items = []
+    for path, label, group, nodes in found:
+        rep = components.representative(nodes[0])
+        items.append(VideoItem(path, label, group, _source_key(rep), component_split.get(rep)))
+    return items
+
+
+def _ffpp_videos(folder: Path, qualities: Sequence[str]) -> Iterable[tuple[str, Path]]:
+    for q in qualities:
+        # Only the quality folders: methods also hold masks/videos/, which are not faces.
+        yield from ((q, video) for video in _videos_in(folder / q / "videos"))
+
+
+def _ffpp_real_nodes(stem: str, namespace: str) -> list[tuple[str, str]]:
+    if namespace == "youtube" and stem.isdigit():
+        return [("youtube", stem)]
+    if match := _DFD_REAL.match(stem):
+        return [("actors", match.group(1))]
+    return []
+
+
+def _ffpp_fake_nodes(stem: str) -> list[tuple[str, str]]:
+    if match := _FFPP_PAIR.match(stem):
+        return [("youtube", match.group(1)), ("youtube", match.group(2))]
+    if match := _DFD_FAKE.match(stem):
+        return [("actors", match.group(1)), ("actors", match.group(2))]
+    return []
+
+
+def _source_key(node: tuple[str, str]) -> str:
+    namespace, ident = node
+    return ident if namespace in ("youtube", "celeb", "stem") else f"{namespace}/{ident}"
+
+
+def _ffpp_split_files(root: Path) -> dict[str, str]:
+    """Video id -> split from the official ``train/val/test.json`` pair lists, if present."""
+    for folder in (root / "splits", root):
+        files = {name: folder / f"{name}.json" for name in SPLITS}
+        files = {name: path for name, path in files.items() if path.is_file()}
+        if files:
+            break
+    else:
+        return {}
+
+    id_split: dict[str, str] = {}
+    for split, path in files.items():
+        pairs = _read_json(path)
+        if not isinstance(pairs, list):
+            raise DatasetError(f'{path}: expected a JSON list of id pairs like ["953", "974"]')
+        for pair in pairs:
+            if not (
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(i, str) for i in pair)
+            ):
+                raise DatasetError(f"{path}: expected pairs of string ids, got {pair!r}")
+            for ident in pair:
+                other = id_split.setdefault(ident, split)
+                if other != split:
+                    raise DatasetError(f"id {ident!r} is in both {other}.json and {split}.json")
+    log.info("FaceForensics++ official splits from %s", sorted(str(p) for p in files.values()))
+    return id_split
+
+
+# ---------------------------------------------------------------------------------------------
+# Celeb-DF v2
+
+
+def _load_celebdf(root: Path) -> list[VideoItem]:
+    found: dict[Path, tuple[int, str]] = {}  # path -> (label, group)
+    for folder, label in _CELEBDF_FOLDERS.items():
+        for video in _videos_in(root / folder):
+            found[video] = (label, folder)
+
+    # Celeb ids: id0_0000 is a real of id0; id0_id16_0000 is id0's video with id16's face.
+    components = _UnionFind()
+    nodes: dict[Path, list[tuple[str, str]]] = {}
+    for video, (_, folder) in found.items():
+        tokens = video.stem.split("_")
+        ids = [t for t in tokens if _CELEB_ID.match(t)] if folder != "YouTube-real" else []
+        nodes[video] = [("celeb", t) for t in ids] or [("stem", video.stem)]
+        components.add(nodes[video])
+
+    test = _celebdf_test_list(root, found)
+    return [
+        VideoItem(
+            video,
+            label,
+            group,
+            _source_key(components.representative(nodes[video][0])),
+            "test" if video in test else None,
+        )
+        for video, (label, group) in found.items()
+    ]
+
+
+def _celebdf_test_list(root: Path, found: dict[Path, tuple[int, str]]) -> set[Path]:
+    path = root / _CELEBDF_TEST_LIST
+    if not path.is_file():
+        return set()
+    test: set[Path] = set()
+    missing: list[str] = []
+    mislabelled: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or parts[0] not in ("0", "1"):
+            raise DatasetError(f"{path}, line {number}: expected '<1|0> <path>', got {line!r}")
+        video = root / parts[1].strip()
+        if video not in found:
+            missing.append(parts[1].strip())
+            continue
+        test.add(video)
+        # The list's own convention is inverted: 1 = real, 0 = fake.
+        if (REAL if parts[0] == "1" else FAKE) != found[video][0]:
+            mislabelled.append(parts[1].strip())
+    _warn_skipped(missing, f"listed in {path} but not found among the Celeb-DF videos")
+    if mislabelled:
+        log.warning(
+            "%d videos in %s carry a label that disagrees with their folder; the folder wins "
+            "(e.g. %s)",
+            len(mislabelled),
+            path,
+            ", ".join(mislabelled[:_EXAMPLES]),
+        )
+    return test
+
+
+# ---------------------------------------------------------------------------------------------
+# DFDC
+
+
+def _dfdc_parts(root: Path) -> list[Path]:
+    if (root / "metadata.json").is_file():
+        return [root]
+    return [d for d in _subdirs(root) if (d / "metadata.json").is_file()]
+
+
+def _load_dfdc(root: Path) -> list[VideoItem]:
+    parts = _dfdc_parts(root)
+    if not parts:
+        raise DatasetError(f"no metadata.json in {root} or its subfolders (DFDC layout)")
+    entries: list[tuple[Path, int, str, str, str | None]] = []
+    for part in parts:
+        metadata_path = part / "metadata.json"
+        metadata = _read_json(metadata_path)
+        if not isinstance(metadata, dict):
+            raise DatasetError(f"{metadata_path}: expected an object mapping file name -> info")
+        missing = []
+        for name, info in sorted(metadata.items()):
+            tag = str(info.get("label", "")).upper() if isinstance(info, dict) else ""
+            if tag not in ("REAL", "FAKE"):
+                raise DatasetError(
+                    f'{metadata_path}: entry {name!r} needs "label": "REAL" or "FAKE"'
+                )
+            video = part / name
+            if not video.is_file():
+                missing.append(name)
+                continue
+            label = FAKE if tag == "FAKE" else REAL
+            original = info.get("original")
+            source = Path(original).stem if label == FAKE and original else video.stem
+            split = info.get("split")
+            entries.append((video, label, part.name, source, split if split else None))
+        _warn_skipped(missing, f"listed in {metadata_path} but missing on disk")
+
+    # Every video of the Kaggle training parts says "train": that is the release it came from,
+    # not a partition. Splits are honoured only when the metadata actually partitions the data.
+    declared = {split for *_, split in entries}
+    honour = len(declared - {None}) > 1
+    if honour and (unknown := declared - set(SPLITS) - {None}):
+        raise DatasetError(f"DFDC metadata uses splits {sorted(unknown)}; expected {SPLITS}")
+    return [
+        VideoItem(video, label, group, source, split if honour else None)
+        for video, label, group, source, split in entries
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# real/ + fake/ folders
+
+
+def _label_folders(root: Path) -> list[tuple[Path, int]]:
+    labels = {"real": REAL, "fake": FAKE}
+    return [(d, labels[d.name.lower()]) for d in _subdirs(root) if d.name.lower() in labels]
+
+
+def _load_folders(root: Path) -> list[VideoItem]:
+    items = []
+    for folder, label in _label_folders(root):
+        for video in _videos_under(folder):
+            relative = video.relative_to(folder)
+            # A subfolder per identity keeps that identity in one split.
+            source = relative.parts[0] if len(relative.parts) > 1 else video.stem
+            items.append(VideoItem(video, label, LABEL_NAMES[label], source))
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV manifest
+
+
+def _load_manifest(path: Path) -> list[VideoItem]:
+    if not path.is_file():
+        raise DatasetError(f"manifest must be a .csv file, got {path}")
+    items = []
+    seen: dict[Path, int] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel writes a BOM
+        reader = csv.reader(handle)
+        header = [h.strip().lower() for h in next(reader, [])]
+        if "path" not in header or "label" not in header:
+            raise DatasetError(
+                f"{path}, line 1: header must name path and label "
+                f"(path,label[,group][,source][,split]), got {','.join(header)!r}"
+            )
+        # Unknown columns are rejected: a typo like 'sorce' would otherwise silently drop
+        # the identity key and let identities leak across splits.
+        if extra := [h for h in header if h not in _MANIFEST_COLUMNS]:
+            raise DatasetError(
+                f"{path}, line 1: unknown columns {extra}; allowed: {', '.join(_MANIFEST_COLUMNS)}"
+            )
+        if len(set(header)) != len(header):
+            raise DatasetError(f"{path}, line 1: repeated column in header {header}")
+        for row in reader:
+            number = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            item = _manifest_item(path, number, header, row)
+            if item.path in seen:
+                raise DatasetError(
+                    f"{path}, line {number}: {item.path} already listed on line {seen[item.path]}"
+                )
+            seen[item.path] = number
+            items.append(item)
+    return items
+
+
+def _manifest_item(path: Path, number: int, header: list[str], row: list[str]) -> VideoItem:
+    where = f"{path}, line {number}"
+    if len(row) != len(header):
+        raise DatasetError(f"{where}: expected {len(header)} fields, got {len(row)}")
+    fields = {name: cell.strip() for name, cell in zip(header, row)}
+    if not fields["path"]:
+        raise DatasetError(f"{where}: empty path")
+    video = Path(fields["path"])
+    if not video.is_absolute():
+        video = path.parent / video
+    if video.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise DatasetError(f"{where}: {video.name} does not have a video extension")
+    if not video.is_file():
+        raise DatasetError(f"{where}: video not found: {video}")
+    label = _MANIFEST_LABELS.get(fields["label"].lower())
+    if label is None:
+        raise DatasetError(f"{where}: label must be 0/1 or real/fake, got {fields['label']!r}")
+    split = fields.get("split", "").lower() or None
+    if split is not None and split not in SPLITS:
+        raise DatasetError(f"{where}: split must be one of {SPLITS} or empty, got {split!r}")
+    return VideoItem(
+        video,
+        label,
+        fields.get("group") or LABEL_NAMES[label],
+        fields.get("source") or video.stem,
+        split,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+class _UnionFind:
+    """Connected identities; a component is named by its naturally smallest member."""
+
+    def __init__(self) -> None:
+        self._parent: dict[Hashable, Any] = {}
+
+    def add(self, nodes: Sequence[tuple[str, str]]) -> None:
+        for node in nodes:
+            self._parent.setdefault(node, node)
+        for node in nodes[1:]:
+            a, b = self._root(nodes[0]), self._root(node)
+            if a != b:
+                # The smaller node becomes the root, so the root is the component's minimum.
+                lo, hi = sorted((a, b), key=_node_key)
+                self._parent[hi] = lo
+
+    def nodes(self) -> list[Any]:
+        return list(self._parent)
+
+    def representative(self, node: Any) -> Any:
+        return self._root(node)
+
+    def _root(self, node: Any) -> Any:
+        root = node
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[node] != root:  # path compression
+            self._parent[node], node = root, self._parent[node]
+        return root
+
+
+def _natural_key(text: str) -> tuple[Any, ...]:
+    # id2 < id10, and zero-padded FF++ ids still compare as numbers.
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def _node_key(node: tuple[str, str]) -> tuple[Any, ...]:
+    return (node[0], _natural_key(node[1]))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _is_video(path: Path) -> bool:
+    # Dot files include macOS "._name.mp4" resource forks, which copy along on external drives.
+    return (
+        path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+    )
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _is_video(p))
+
+
+def _videos_under(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if _is_video(p) and not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+
+def _warn_skipped(names: list[str], why: str) -> None:
+    if names:
+        log.warning("skipped %d videos %s (e.g. %s)", len(names), why, ", ".join(names[:_EXAMPLES]))
