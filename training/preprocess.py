@@ -1,0 +1,220 @@
+"""Extract face tracks once into a cache that training reads.
+
+    python -m training.preprocess --data ROOT --cache DIR [--frames 32] [--workers 2]
+
+Each video becomes one ``.npz`` with ``frames`` face crops taken at equally spaced frame
+indices (all frames when the video is shorter), cropped by the scanner's own code
+(``scanner.faces.extract_track``), with MTCNN's landmarks kept for augmentation. Training
+draws its 15-frame clips from these. Progress is appended to ``index.jsonl`` as each video
+finishes, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scanner.contract import Preprocessing
+from scanner.faces import FaceDetector, NoFaceError, extract_track
+from scanner.video import VideoError, read_frames
+from training.datasets import VideoItem, load_dataset
+
+log = logging.getLogger(__name__)
+
+INDEX = "index.jsonl"
+SETTINGS = "preprocess.json"
+# Face-crop fields of the contract that must match between a cache and a training run.
+CROP_FIELDS = ("crop_size", "margin", "detect_max_side", "min_face_prob", "min_face_fraction")
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One video's line in the cache index."""
+
+    path: str  # the video
+    label: int
+    group: str
+    source: str
+    split: str | None
+    status: str  # ok, or the scanner status that kept the video out
+    file: str = ""  # the .npz, relative to the cache folder; empty unless ok
+    frames: int = 0  # crops in the file
+    message: str = ""
+
+
+def cache_name(video: Path) -> str:
+    return hashlib.sha1(os.path.realpath(video).encode()).hexdigest()[:20] + ".npz"
+
+
+def read_index(cache: Path) -> list[CacheEntry]:
+    index = cache / INDEX
+    if not index.exists():
+        return []
+    entries = {}
+    for line in index.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            e = CacheEntry(**json.loads(line))
+            entries[e.path] = e  # a later line for the same video wins
+    return list(entries.values())
+
+
+def read_settings(cache: Path) -> dict:
+    path = cache / SETTINGS
+    if not path.exists():
+        raise FileNotFoundError(f"{cache} is not a preprocess cache (no {SETTINGS})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_track(cache: Path, entry: CacheEntry) -> dict[str, np.ndarray]:
+    """The cached arrays: crops (K, S, S, 3) uint8, landmarks (K, 5, 2), detected, indices."""
+    with np.load(cache / entry.file, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+_detector: FaceDetector | None = None
+
+
+def _init_worker(contract: Preprocessing, device: str, threads: int) -> None:
+    global _detector
+    import torch
+
+    torch.set_num_threads(threads)
+    _detector = FaceDetector(contract, device)
+
+
+def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
+    assert _detector is not None
+    base = dict(
+        path=str(item.path),
+        label=item.label,
+        group=item.group,
+        source=item.source,
+        split=item.split,
+    )
+    c = _detector.contract
+    try:
+        try:
+            sampled = read_frames(item.path, frames, "uniform", seed)
+        except VideoError as e:
+            # Shorter than the cache depth but long enough for a clip: take every frame.
+            if e.status != "too_short" or e.info is None or e.info.frame_count < c.num_frames:
+                raise
+            sampled = read_frames(item.path, e.info.frame_count, "uniform", seed)
+        track = extract_track(sampled, _detector)
+    except (VideoError, NoFaceError) as e:
+        return CacheEntry(**base, status=e.status, message=str(e))
+    except Exception as e:  # noqa: BLE001 - one bad video must not stop the extraction
+        return CacheEntry(**base, status="error", message=f"{type(e).__name__}: {e}")
+    name = cache_name(item.path)
+    tmp = Path(cache) / (name + ".tmp.npz")
+    np.savez(
+        tmp,
+        crops=track.crops,
+        landmarks=track.landmarks.astype(np.float32),
+        detected=track.detected,
+        indices=np.asarray(track.indices, np.int64),
+    )
+    tmp.replace(Path(cache) / name)
+    return CacheEntry(**base, status="ok", file=name, frames=len(track.indices))
+
+
+def preprocess(
+    items: list[VideoItem],
+    cache: Path,
+    contract: Preprocessing,
+    frames: int = 32,
+    workers: int = 2,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> list[CacheEntry]:
+    """Extract face tracks of ``items`` into ``cache``; skips videos already in its index."""
+    from tqdm import tqdm
+
+    cache.mkdir(parents=True, exist_ok=True)
+    settings = {"frames": frames, "seed": seed, "contract": contract.to_dict()}
+    settings_path = cache / SETTINGS
+    if settings_path.exists():
+        old = json.loads(settings_path.read_text(encoding="utf-8"))
+        mismatched = [k for k in CROP_FIELDS if old["contract"][k] != contract.to_dict()[k]]
+        if mismatched or old["frames"] != frames:
+            raise ValueError(
+                f"{cache} was made with other settings ({mismatched or 'frames'}); "
+                "use a new cache folder"
+            )
+    else:
+        settings_path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    done = {e.path for e in read_index(cache)}
+    todo = [it for it in items if str(it.path) not in done]
+    log.info("%d videos, %d already cached, %d to extract", len(items), len(done), len(todo))
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    with (
+        open(cache / INDEX, "a", encoding="utf-8") as index,
+        ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a torch process
+            initializer=_init_worker,
+            initargs=(contract, device, threads),
+        ) as pool,
+        tqdm(total=len(todo), unit="video", file=sys.stderr, disable=not progress) as bar,
+    ):
+        futures = [pool.submit(_extract, it, str(cache), frames, seed) for it in todo]
+        for f in futures:
+            entry = f.result()
+            index.write(json.dumps(asdict(entry)) + "\n")
+            index.flush()
+            if entry.status != "ok":
+                log.warning("%s: %s (%s)", entry.path, entry.status, entry.message)
+            bar.update(1)
+    return [e for e in read_index(cache) if e.path in {str(it.path) for it in items}]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training.preprocess", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--data", required=True, type=Path, help="dataset root or manifest .csv")
+    p.add_argument("--layout", default="auto", help="auto, ffpp, celebdf, dfdc, folders, manifest")
+    p.add_argument("--cache", required=True, type=Path, help="folder for the face tracks")
+    p.add_argument("--frames", type=int, default=32, help="crops kept per video")
+    p.add_argument("--backbone", default="efficientnet_b5", help="sets the contract's mean/std")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quality", default=None, help="FaceForensics++ quality (c0, c23, c40)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    items = load_dataset(args.data, args.layout, quality=args.quality)
+    contract = Preprocessing.for_backbone(args.backbone)
+    entries = preprocess(
+        items,
+        args.cache,
+        contract,
+        args.frames,
+        args.workers,
+        args.device,
+        args.seed,
+        progress=not args.no_progress,
+    )
+    ok = sum(e.status == "ok" for e in entries)
+    print(f"{ok} of {len(entries)} videos cached in {args.cache}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
