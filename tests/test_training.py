@@ -283,3 +283,32 @@ def test_distributed_training_with_torchrun(real_folder, cache, tmp_path):
     assert load_checkpoint(tmp_path / "model.safetensors").meta.threshold >= 0
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert len(rows) == 1
+
+
+def test_evaluate_reports_per_group(trained, real_folder, tmp_path, face_image, capsys):
+    from training.evaluate import main as evaluate
+
+    data = tmp_path / "data"
+    (data / "fake").mkdir(parents=True)
+    (data / "real").symlink_to(real_folder / "real")
+    swapped = np.ascontiguousarray(face_image[:, ::-1])  # a stand-in "fake" video
+    write_clip(data / "fake" / "f0.mp4", face_frames(swapped, 20))
+    write_clip(data / "fake" / "nothing.mp4", [np.full((240, 320, 3), 50, np.uint8)] * 20)
+    out = tmp_path / "eval.json"
+    args = [
+        "--weights",
+        str(trained / "model.safetensors"),
+        "--data",
+        str(data),
+        "--json",
+        str(out),
+        "--workers",
+        "1",
+    ]
+    assert evaluate(args) == 0
+    report = json.loads(out.read_text())
+    groups = {g["group"]: g for g in report["groups"]}
+    assert groups["all"]["n"] == 9 and groups["real"]["n"] == 8 and groups["fake"]["n"] == 1
+    assert 0.0 <= groups["all"]["auc"] <= 1.0
+    assert [u["status"] for u in report["unscored"]] == ["no_face"]
+    assert "real" in capsys.readouterr().out
