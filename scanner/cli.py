@@ -52,7 +52,7 @@ def main(verbose: int, quiet: bool) -> None:
 @click.option(
     "--weights",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="dfscan checkpoint (.safetensors) to score with.",
+    help="dfscan checkpoint (.safetensors) to score with. Default: the shipped model.",
 )
 @click.option(
     "--details",
@@ -113,10 +113,14 @@ def scan(
             f"{out} exists; pass --resume to continue it or --overwrite to replace it"
         )
     if weights is None:
-        raise click.UsageError(
-            "no model given: pass --weights PATH to a dfscan checkpoint "
-            "(train one with `python -m training.train`)"
-        )
+        from scanner.models import default_weights
+
+        weights = default_weights()
+        if weights is None:
+            raise click.UsageError(
+                "this installation has no default model: pass --weights PATH to a dfscan "
+                "checkpoint (train one with `python -m training.train`)"
+            )
 
     import os
 
