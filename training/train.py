@@ -83,6 +83,7 @@ class TrainConfig:
     manipulated_ratio: float = 1 / 3  # manipulated : original frames = 1 : 2
     split: tuple[float, float, float] = PAPER_RATIOS  # train, val, test by identity
     folds: int = 0  # > 1: K-fold cross-validation (paper §4.8)
+    eval_clips: int = 1  # clips per video in val/test (each its own frames and blend)
     # optimisation
     epochs: int = 20
     batch_size: int = 4
@@ -112,8 +113,8 @@ class TrainConfig:
             raise ValueError("cache_frames must be >= num_frames")
         if not 0 <= self.target_fpr < 1:
             raise ValueError("target_fpr must be in [0, 1)")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        if min(self.epochs, self.batch_size, self.eval_clips) < 1:
+            raise ValueError("epochs, batch_size and eval_clips must be >= 1")
 
     @property
     def augment(self) -> AugmentConfig:
@@ -331,7 +332,9 @@ def train_run(
 
     train_has_fakes = any(it.label == 1 for it in splits["train"])
     self_blend = cfg.self_blend == "on" or (cfg.self_blend == "auto" and not train_has_fakes)
-    train_s, val_s, test_s = (samples(p, self_blend) for p in ("train", "val", "test"))
+    train_s = samples("train", self_blend)
+    # Several clips per held-out video (other frames, another blend) steady small-data metrics.
+    val_s, test_s = (samples(p, self_blend) * cfg.eval_clips for p in ("val", "test"))
     if not train_s or not val_s:
         raise SystemExit(
             f"need training and validation videos with faces; got "
