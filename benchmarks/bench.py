@@ -1,0 +1,414 @@
+"""Size, latency, throughput and end-to-end speed of dfscan models and backends.
+
+Everything is measured through the public path: the same backends, decoder and face cropper
+the scanner uses. Latency is per model call on a batch of 15-frame clips (normalisation,
+host-device copies and the forward pass), after warm-up, as median and 90th percentile over
+repeated runs; on CUDA it is timed with CUDA events. A backend that fails to load or run is a
+row with its error, never a silent omission. Table 7 of Su et al. 2021 is printed beside the
+measured rows as the paper reported it (two GTX 1080 Ti, PyTorch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scanner import __version__
+from scanner.backends import Backend
+from scanner.faces import FaceDetector, crop_square, select_track
+from scanner.video import VideoError, read_frames
+
+log = logging.getLogger(__name__)
+
+# Su et al. 2021, Table 7 (method.md §6): model size (MB) and forward-pass testing time (ms).
+PAPER_TABLE7 = (
+    ("McCloskey et al.", 59, 15.5),
+    ("Galteri et al.", 60, 16.9),
+    ("Rössler et al.", 66, 18.6),
+    ("Sabir et al.", 63, 19.7),
+    ("Su et al. (paper)", 61, 18.4),
+)
+
+
+def hardware() -> str:
+    """The machine in words: GPU name if CUDA is present, CPU model and core count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        desc = f"{torch.cuda.get_device_name(0)}; {desc}"
+    return desc
+
+
+def versions() -> str:
+    parts = [f"dfscan {__version__}", f"torch {torch.__version__}"]
+    for mod in ("onnxruntime", "tensorrt"):
+        try:
+            parts.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    model: str  # e.g. "paper (efficientnet_b5)", "default (tf_efficientnet_lite0)"
+    artifact: str  # checkpoint, onnx, onnx-fp16, engine
+    params: int | None
+    size_mb: float | None
+    path: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    model: str
+    backend: str
+    device: str
+    batch: int
+    median_ms: float | None  # per model call (one batch of clips)
+    p90_ms: float | None
+    ms_per_clip: float | None
+    clips_per_s: float | None
+    runs: int
+    hardware: str
+    versions: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """End-to-end seconds per stage over a folder, run one video at a time."""
+
+    model: str
+    backend: str
+    device: str
+    videos: int
+    scored: int
+    decode_s: float
+    detect_s: float
+    crop_s: float
+    model_s: float
+    pipeline_s: float  # the same videos through the scanner's overlapped pipeline
+    hardware: str
+    versions: str
+
+    @property
+    def videos_per_s(self) -> float:
+        return self.videos / self.pipeline_s if self.pipeline_s > 0 else float("nan")
+
+    @property
+    def bottleneck(self) -> str:
+        stages = {
+            "decode": self.decode_s,
+            "detect": self.detect_s,
+            "crop": self.crop_s,
+            "model": self.model_s,
+        }
+        return max(stages, key=stages.get)
+
+
+@dataclass
+class BenchReport:
+    sizes: list[SizeRow] = field(default_factory=list)
+    latency: list[LatencyRow] = field(default_factory=list)
+    end_to_end: list[StageTimes] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "hardware": hardware(),
+            "versions": versions(),
+            "paper_table7": [
+                {"method": m, "size_mb": s, "forward_ms": t} for m, s, t in PAPER_TABLE7
+            ],
+            "sizes": [asdict(r) for r in self.sizes],
+            "latency": [asdict(r) for r in self.latency],
+            "end_to_end": [
+                asdict(r) | {"videos_per_s": r.videos_per_s, "bottleneck": r.bottleneck}
+                for r in self.end_to_end
+            ],
+        }
+
+
+def file_size_row(model: str, artifact: str, path: Path, params: int | None) -> SizeRow:
+    try:
+        return SizeRow(model, artifact, params, path.stat().st_size / 1e6, str(path))
+    except OSError as e:
+        return SizeRow(model, artifact, params, None, str(path), error=str(e))
+
+
+def measure_latency(
+    model: str,
+    backend_factory: Callable[[], Backend],
+    batches: Sequence[int],
+    runs: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+) -> list[LatencyRow]:
+    """Latency of one backend at several batch sizes; failures become rows with the error."""
+    hw, ver = hardware(), versions()
+    try:
+        backend = backend_factory()
+    except Exception as e:  # noqa: BLE001 - a backend that cannot load is a result row
+        log.warning("%s: backend failed to load: %s", model, e)
+        return [
+            LatencyRow(
+                model,
+                "?",
+                "?",
+                b,
+                None,
+                None,
+                None,
+                None,
+                0,
+                hw,
+                ver,
+                error=f"{type(e).__name__}: {e}",
+            )
+            for b in batches
+        ]
+    c = backend.contract
+    rng = np.random.default_rng(seed)
+    cuda = backend.device.startswith("cuda")
+    rows = []
+    for b in batches:
+        clips = rng.integers(0, 256, (b, c.num_frames, c.crop_size, c.crop_size, 3), np.uint8)
+        try:
+            for _ in range(warmup):
+                backend(clips)
+            times = []
+            for _ in range(runs):
+                if cuda:
+                    start, end = torch.cuda.Event(True), torch.cuda.Event(True)
+                    start.record()
+                    backend(clips)
+                    end.record()
+                    torch.cuda.synchronize()
+                    times.append(start.elapsed_time(end))
+                else:
+                    t0 = time.perf_counter()
+                    backend(clips)
+                    times.append((time.perf_counter() - t0) * 1e3)
+        except Exception as e:  # noqa: BLE001
+            log.warning("%s/%s batch %d failed: %s", model, backend.name, b, e)
+            rows.append(
+                LatencyRow(
+                    model,
+                    backend.name,
+                    backend.device,
+                    b,
+                    None,
+                    None,
+                    None,
+                    None,
+                    0,
+                    hw,
+                    ver,
+                    error=f"{type(e).__name__}: {e}",
+                )
+            )
+            continue
+        med, p90 = float(np.median(times)), float(np.percentile(times, 90))
+        rows.append(
+            LatencyRow(
+                model,
+                backend.name,
+                backend.device,
+                b,
+                med,
+                p90,
+                med / b,
+                1e3 * b / med,
+                runs,
+                hw,
+                ver,
+            )
+        )
+        log.info(
+            "%s %s %s batch %d: median %.1f ms (%.1f clips/s)",
+            model,
+            backend.name,
+            backend.device,
+            b,
+            med,
+            1e3 * b / med,
+        )
+    return rows
+
+
+def measure_end_to_end(
+    model: str, backend: Backend, videos: Sequence[Path], workers: int = 2, seed: int = 0
+) -> StageTimes:
+    """Time decode, face detection, cropping and the model per video, then the same videos
+    through the scanner's overlapped pipeline."""
+    from scanner.scan import Scanner, ScanOptions
+
+    c = backend.contract
+    detector = FaceDetector(c, getattr(backend, "torch_device", "cpu"))
+    t = dict(decode=0.0, detect=0.0, crop=0.0, model=0.0)
+    scored = 0
+    for path in videos:
+        t0 = time.perf_counter()
+        try:
+            frames = read_frames(path, c.num_frames, c.sampling, seed)
+        except VideoError:
+            t["decode"] += time.perf_counter() - t0
+            continue
+        t1 = time.perf_counter()
+        faces = detector.detect(frames.images)
+        t2 = time.perf_counter()
+        track = select_track(faces, c.min_face_prob)
+        if track is None or track[2].sum() < c.min_face_frames(len(faces)):
+            t["decode"] += t1 - t0
+            t["detect"] += t2 - t1
+            continue
+        crops = np.stack(
+            [
+                crop_square(im, box, c.margin, c.crop_size)[0]
+                for im, box in zip(frames.images, track[0])
+            ]
+        )
+        t3 = time.perf_counter()
+        backend(crops[None])
+        t4 = time.perf_counter()
+        t["decode"] += t1 - t0
+        t["detect"] += t2 - t1
+        t["crop"] += t3 - t2
+        t["model"] += t4 - t3
+        scored += 1
+    scanner = Scanner(backend, ScanOptions(seed=seed, workers=workers))
+    t0 = time.perf_counter()
+    scanner.run(list(videos), lambda r: None)
+    pipeline = time.perf_counter() - t0
+    return StageTimes(
+        model,
+        backend.name,
+        backend.device,
+        len(videos),
+        scored,
+        t["decode"],
+        t["detect"],
+        t["crop"],
+        t["model"],
+        pipeline,
+        hardware(),
+        versions(),
+    )
+
+
+def format_report(report: BenchReport) -> str:
+    """Measured rows beside the paper's Table 7."""
+    lines = [
+        f"hardware: {hardware()}",
+        f"versions: {versions()}",
+        "",
+        "Model size                                   params      MB",
+        "  Su et al. 2021, Table 7 (reported):",
+    ]
+    for m, size, _ in PAPER_TABLE7:
+        lines.append(f"    {m:<40} {'':>8} {size:>7.1f}")
+    lines.append("  measured here:")
+    for r in report.sizes:
+        params = f"{r.params / 1e6:.2f}M" if r.params else "-"
+        size = f"{r.size_mb:.1f}" if r.size_mb is not None else f"error: {r.error}"
+        lines.append(f"    {r.model + ' ' + r.artifact:<40} {params:>8} {size:>7}")
+    lines += [
+        "",
+        "Forward pass per 15-frame clip                    batch  median ms  p90 ms  "
+        "ms/clip  clips/s",
+        "  Su et al. 2021, Table 7 (reported, 2x GTX 1080 Ti):",
+    ]
+    for m, _, ms in PAPER_TABLE7:
+        lines.append(f"    {m:<46} {'':>5} {ms:>9.1f}")
+    lines.append("  measured here:")
+    for r in report.latency:
+        name = f"{r.model} {r.backend} {r.device}"
+        if r.error:
+            lines.append(f"    {name:<46} {r.batch:>5}  error: {r.error}")
+        else:
+            lines.append(
+                f"    {name:<46} {r.batch:>5} {r.median_ms:>9.1f} {r.p90_ms:>7.1f} "
+                f"{r.ms_per_clip:>8.1f} {r.clips_per_s:>8.2f}"
+            )
+    if report.end_to_end:
+        lines += [
+            "",
+            "End to end (one video at a time, seconds per stage; videos/s through "
+            "the overlapped scan pipeline)",
+        ]
+        for e in report.end_to_end:
+            lines.append(
+                f"  {e.model} {e.backend} {e.device}: {e.videos} videos ({e.scored} scored), "
+                f"decode {e.decode_s:.2f} s, detect {e.detect_s:.2f} s, crop {e.crop_s:.2f} s, "
+                f"model {e.model_s:.2f} s; pipeline {e.videos_per_s:.2f} videos/s; "
+                f"bottleneck: {e.bottleneck}"
+            )
+    return "\n".join(lines)
+
+
+def write_report(report: BenchReport, out: Path) -> list[Path]:
+    """JSON and CSV (latency rows) at ``out`` (a path without or with .json), plus a PNG plot."""
+    out = out.with_suffix("") if out.suffix in (".json", ".csv", ".png") else out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = [out.with_suffix(".json"), out.with_suffix(".csv"), out.with_suffix(".png")]
+    written[0].write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    import csv
+
+    with open(written[1], "w", newline="", encoding="utf-8") as f:
+        fieldnames = list(LatencyRow.__dataclass_fields__)
+        w = csv.DictWriter(f, fieldnames=fieldnames)
+        w.writeheader()
+        for r in report.latency:
+            w.writerow(asdict(r))
+    plot_latency(report.latency, written[2])
+    return written
+
+
+def plot_latency(rows: Sequence[LatencyRow], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    series: dict[str, list[LatencyRow]] = {}
+    for r in rows:
+        if not r.error:
+            series.setdefault(f"{r.model} {r.backend} {r.device}", []).append(r)
+    for name, rs in series.items():
+        rs = sorted(rs, key=lambda r: r.batch)
+        ax1.plot([r.batch for r in rs], [r.median_ms for r in rs], marker="o", label=name)
+        ax2.plot([r.batch for r in rs], [r.clips_per_s for r in rs], marker="o", label=name)
+    ax1.set(
+        xlabel="batch (clips)",
+        ylabel="median latency per call (ms)",
+        xscale="log",
+        yscale="log",
+        title="Latency",
+    )
+    ax2.set(xlabel="batch (clips)", ylabel="clips / s", xscale="log", title="Throughput")
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+    if series:
+        ax2.legend(fontsize=7)
+    fig.suptitle(hardware(), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

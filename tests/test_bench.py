@@ -1,0 +1,73 @@
+"""Benchmark rows are well-formed; timings are reported, never asserted."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from benchmarks.bench import (
+    PAPER_TABLE7,
+    BenchReport,
+    file_size_row,
+    format_report,
+    measure_end_to_end,
+    measure_latency,
+    write_report,
+)
+from scanner.backends import TorchBackend
+from scanner.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_checkpoint):
+    import torch
+
+    return TorchBackend(load_checkpoint(tiny_checkpoint), torch.device("cpu"))
+
+
+def test_latency_rows(backend):
+    rows = measure_latency("tiny", lambda: backend, batches=[1, 2], runs=2, warmup=1)
+    assert [r.batch for r in rows] == [1, 2]
+    for r in rows:
+        assert r.error == "" and r.backend == "torch" and r.device == "cpu"
+        assert r.median_ms > 0 and r.p90_ms >= r.median_ms * 0.999
+        assert r.clips_per_s == pytest.approx(1e3 * r.batch / r.median_ms)
+        assert "torch" in r.versions and "cores" in r.hardware
+
+
+def test_a_backend_that_cannot_load_is_an_error_row():
+    def broken():
+        raise FileNotFoundError("model.engine not found")
+
+    rows = measure_latency("tiny", broken, batches=[1, 4])
+    assert [r.batch for r in rows] == [1, 4]
+    assert all("model.engine not found" in r.error and r.median_ms is None for r in rows)
+
+
+def test_end_to_end_splits_time_by_stage(backend, face_clip, noface_clip):
+    e = measure_end_to_end("tiny", backend, [face_clip, noface_clip], workers=1)
+    assert (e.videos, e.scored) == (2, 1)
+    assert min(e.decode_s, e.detect_s, e.crop_s, e.model_s, e.pipeline_s) > 0
+    assert e.bottleneck in ("decode", "detect", "crop", "model")
+    assert math.isfinite(e.videos_per_s)
+
+
+def test_report_files_and_table(backend, tiny_checkpoint, tmp_path):
+    report = BenchReport(
+        sizes=[
+            file_size_row("tiny", "checkpoint", tiny_checkpoint, 12345),
+            file_size_row("tiny", "engine", tmp_path / "missing.engine", None),
+        ],
+        latency=measure_latency("tiny", lambda: backend, batches=[1], runs=1, warmup=0),
+    )
+    text = format_report(report)
+    assert "Su et al. (paper)" in text and "18.4" in text and "tiny torch cpu" in text
+    assert "error" in text  # the missing engine
+    paths = write_report(report, tmp_path / "bench")
+    data = json.loads(paths[0].read_text())
+    assert len(data["paper_table7"]) == len(PAPER_TABLE7)
+    assert data["sizes"][0]["size_mb"] > 0 and data["sizes"][1]["error"]
+    rows = list(csv.DictReader(open(paths[1])))
+    assert rows[0]["batch"] == "1" and float(rows[0]["median_ms"]) > 0
+    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
