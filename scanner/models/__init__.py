@@ -1,4 +1,4 @@
-"""The default model that ships inside the package (weights, model card, sample clip)."""
+"""What ships inside the package: the default model, its card, and two sample clips."""
 
 from __future__ import annotations
 
@@ -6,19 +6,24 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_WEIGHTS = "default.safetensors"
-SAMPLE_CLIP = "sample.mp4"
 
 
-def _resource(name: str) -> Path | None:
-    ref = resources.files(__name__) / name
-    return Path(str(ref)) if ref.is_file() else None
+def _here() -> Path:
+    return Path(str(resources.files(__name__)))
 
 
 def default_weights() -> Path | None:
     """Path of the shipped default checkpoint, or None in a build without it."""
-    return _resource(DEFAULT_WEIGHTS)
+    path = _here() / DEFAULT_WEIGHTS
+    return path if path.is_file() else None
+
+
+def samples_dir() -> Path:
+    """Folder of the bundled sample clips (a real clip and a self-blended fake of it)."""
+    return _here() / "samples"
 
 
 def sample_clip() -> Path | None:
-    """A short bundled clip (a real face) for the README's first scan and for export checks."""
-    return _resource(SAMPLE_CLIP)
+    """The bundled real sample clip (a face), or None in a build without samples."""
+    found = sorted(samples_dir().glob("real_*.mp4"))
+    return found[0] if found else None

@@ -1,0 +1,101 @@
+"""Make the two sample clips that ship with dfscan: a real clip and a self-blended fake of it.
+
+    python -m training.make_samples --video ../shared/data/videos/real/retalking_5.mp4
+
+The fake is made by the training package's own self-blending, applied to every frame's face
+crop and pasted back into the frame inside the blend mask only, so pixels outside the mask
+are the original's. Both clips are re-encoded the same way (MPEG-4 Part 2 via OpenCV) so the
+fake differs from the real one only by the blend. The source clip must not be in the default
+model's training split (retalking_5 is a held-out test identity of its recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from scanner.contract import Preprocessing
+from scanner.faces import FaceDetector, extract_track
+from scanner.models import samples_dir
+from scanner.video import Frames, VideoInfo
+from training.augment import self_blend_clip
+
+
+def _write(path: Path, frames: np.ndarray, fps: float) -> None:
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def paste_back(
+    frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, box: np.ndarray, margin: float
+) -> np.ndarray:
+    """Inverse of ``crop_square``: blend ``crop`` back into ``frame`` where mask > 0."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + margin)
+    x0, y0 = round((x1 + x2) / 2 - side / 2), round((y1 + y2) / 2 - side / 2)
+    s = max(1, round(side))
+    big = cv2.resize(crop, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    m = cv2.resize(mask, (s, s), interpolation=cv2.INTER_LINEAR)[..., None]
+    out = frame.copy()
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+    region = out[sy0:sy1, sx0:sx1].astype(np.float32)
+    b = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+    mm = m[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+    out[sy0:sy1, sx0:sx1] = np.clip(mm * b + (1 - mm) * region + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.make_samples", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--video", type=Path, required=True)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--dest", type=Path, default=samples_dir())
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    cap = cv2.VideoCapture(str(args.video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    images = []
+    while len(images) < round(args.seconds * fps):
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    n = len(images)
+    info = VideoInfo(images[0].shape[1], images[0].shape[0], fps, n, n / fps)
+    frames = Frames(info, tuple(range(n)), np.stack(images))
+    contract = Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3)  # crop geometry only
+    track = extract_track(frames, FaceDetector(contract))
+    fake_crops, masks = self_blend_clip(
+        track.crops, track.landmarks, np.random.default_rng(args.seed)
+    )
+    fake = np.stack(
+        [
+            paste_back(f, c, m, b, contract.margin)
+            for f, c, m, b in zip(frames.images, fake_crops, masks, track.boxes)
+        ]
+    )
+    args.dest.mkdir(parents=True, exist_ok=True)
+    stem = args.video.stem
+    _write(args.dest / f"real_{stem}.mp4", frames.images, fps)
+    _write(args.dest / f"selfblend_{stem}.mp4", fake, fps)
+    print(f"wrote {n} frames to {args.dest}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
