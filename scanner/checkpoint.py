@@ -139,6 +139,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"dfscan": json.dumps(header, sort_keys=True)})
+    tmp.chmod(0o644)  # safetensors creates the file private; a model file is meant to be shared
     tmp.replace(path)
     return file_sha256(path)
 

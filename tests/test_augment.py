@@ -432,3 +432,16 @@ def test_self_blend_skips_frames_without_landmarks(clip) -> None:
     fake, masks = self_blend_clip(crops, lms, np.random.default_rng(0))
     np.testing.assert_array_equal(fake[4], crops[4])
     assert not masks[4].any() and masks[5].any()
+
+
+def test_jpeg_clip_compresses_every_frame_alike(clip) -> None:
+    from training.augment import jpeg_clip
+
+    crops, _ = clip
+    out = jpeg_clip(crops, np.random.default_rng(0), (30, 30))
+    assert out.shape == crops.shape and out.dtype == np.uint8
+    err = np.abs(out.astype(int) - crops.astype(int)).mean(axis=(1, 2, 3))
+    assert (err > 0.5).all() and (err < 15).all()
+    np.testing.assert_array_equal(out, jpeg_clip(crops, np.random.default_rng(0), (30, 30)))
+    with pytest.raises(ValueError):
+        jpeg_clip(crops, np.random.default_rng(0), (0, 120))

@@ -354,6 +354,24 @@ def augment_clip(
     return out
 
 
+def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, int]) -> np.ndarray:
+    """Re-encode every frame of a clip as JPEG at one quality drawn from ``quality``.
+
+    (T, H, W, 3) uint8 RGB -> same shape. Not one of the paper's variations: dfscan adds it so
+    a model cannot lean on fine blending detail that video compression wipes out, and so real
+    and fake clips share compression (JPEG's 8x8 blocks are a stand-in for a video codec's).
+    """
+    _check_range("quality", quality, 1, 100)
+    q = int(rng.integers(quality[0], quality[1] + 1))
+    out = np.empty_like(crops)
+    for t, frame in enumerate(crops):
+        ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        out[t] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return out
+
+
 # --------------------------------------------------------------------------- self-blending
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from scanner.video import sample_indices
-from training.augment import AugmentConfig, augment_clip, self_blend_clip
+from training.augment import AugmentConfig, augment_clip, jpeg_clip, self_blend_clip
 from training.preprocess import CacheEntry, load_track
 
 SELF_BLEND_GROUP = "self-blend"
@@ -53,6 +53,8 @@ class ClipDataset(Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         vary: bool = True,
+        jpeg_prob: float = 0.0,
+        jpeg_quality: tuple[int, int] = (40, 95),
     ) -> None:
         short = [s.entry.path for s in samples if s.entry.frames < num_frames]
         if short:
@@ -64,6 +66,8 @@ class ClipDataset(Dataset):
         self.augment = augment
         self.seed = seed
         self.vary = vary
+        self.jpeg_prob = jpeg_prob
+        self.jpeg_quality = jpeg_quality
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -85,4 +89,6 @@ class ClipDataset(Dataset):
             crops, _ = self_blend_clip(crops, landmarks, rng)
         if self.augment is not None:
             crops = augment_clip(crops, landmarks, self.augment, rng)
+        if self.jpeg_prob and rng.random() < self.jpeg_prob:
+            crops = jpeg_clip(crops, rng, self.jpeg_quality)
         return torch.from_numpy(np.ascontiguousarray(crops)), s.label

@@ -81,6 +81,7 @@ class TrainConfig:
     warp: bool = True
     removal: bool = True
     manipulated_ratio: float = 1 / 3  # manipulated : original frames = 1 : 2
+    jpeg_prob: float = 0.0  # dfscan's addition: re-encode this share of training clips as JPEG
     split: tuple[float, float, float] = PAPER_RATIOS  # train, val, test by identity
     folds: int = 0  # > 1: K-fold cross-validation (paper §4.8)
     eval_clips: int = 1  # clips per video in val/test (each its own frames and blend)
@@ -111,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"split must be three fractions summing to 1, got {self.split}")
         if self.cache_frames < self.num_frames:
             raise ValueError("cache_frames must be >= num_frames")
+        if not 0 <= self.jpeg_prob <= 1:
+            raise ValueError("jpeg_prob must be in [0, 1]")
         if not 0 <= self.target_fpr < 1:
             raise ValueError("target_fpr must be in [0, 1)")
         if min(self.epochs, self.batch_size, self.eval_clips) < 1:
@@ -356,7 +359,14 @@ def train_run(
         raise SystemExit(f"{cfg.cache_dir} was made with other crop settings; use a new --cache")
     ds = {
         "train": ClipDataset(
-            cfg.cache_dir, train_s, cfg.num_frames, cfg.sampling, cfg.augment, cfg.seed, vary=True
+            cfg.cache_dir,
+            train_s,
+            cfg.num_frames,
+            cfg.sampling,
+            cfg.augment,
+            cfg.seed,
+            vary=True,
+            jpeg_prob=cfg.jpeg_prob,
         ),
         "val": ClipDataset(
             cfg.cache_dir, val_s, cfg.num_frames, cfg.sampling, None, cfg.seed, vary=False
