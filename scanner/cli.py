@@ -51,8 +51,17 @@ def main(verbose: int, quiet: bool) -> None:
 )
 @click.option(
     "--weights",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="dfscan checkpoint (.safetensors) to score with. Default: the shipped model.",
+    type=click.Path(exists=True, path_type=Path),
+    help="dfscan checkpoint (.safetensors), exported .onnx or .engine, or a directory written "
+    "by `dfscan export`. Default: the shipped model.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnx", "tensorrt"]),
+    default="auto",
+    show_default=True,
+    help="What runs the model. auto: the fastest that can run --weights here "
+    "(TensorRT > onnxruntime on a GPU > PyTorch on a GPU; onnxruntime > PyTorch on the CPU).",
 )
 @click.option(
     "--details",
@@ -93,6 +102,7 @@ def scan(
     inputs: tuple[Path, ...],
     out: Path,
     weights: Path | None,
+    backend: str,
     details: Path | None,
     resume: bool,
     overwrite: bool,
@@ -126,8 +136,8 @@ def scan(
 
     from tqdm import tqdm
 
-    from scanner.backends import TorchBackend, resolve_device
-    from scanner.checkpoint import CheckpointError, load_checkpoint
+    from scanner.backends import BackendUnavailable, make_backend, resolve_device
+    from scanner.checkpoint import CheckpointError
     from scanner.discover import discover_videos
     from scanner.report import ResultWriter, done_paths
     from scanner.scan import Scanner, ScanOptions
@@ -140,12 +150,9 @@ def scan(
     if precision == "fp16" and dev.type != "cuda":
         raise click.BadParameter("fp16 needs a CUDA device", param_hint="--precision")
     try:
-        checkpoint = load_checkpoint(weights)
-    except CheckpointError as e:
+        runner = make_backend(weights, backend, dev, precision)
+    except (CheckpointError, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from e
-    backend = TorchBackend(
-        checkpoint, dev, half=None if precision == "auto" else precision == "fp16"
-    )
 
     videos = discover_videos(inputs)
     if resume:
@@ -160,7 +167,7 @@ def scan(
         raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))
 
     scanner = Scanner(
-        backend,
+        runner,
         ScanOptions(
             seed=seed,
             sampling=sampling,
@@ -172,9 +179,9 @@ def scan(
     log.info(
         "scanning %d videos with %s (%s on %s, threshold %.3f)",
         len(videos),
-        backend.model_label,
-        backend.name,
-        backend.device,
+        runner.model_label,
+        runner.name,
+        runner.device,
         scanner.threshold,
     )
     start = time.perf_counter()
@@ -210,3 +217,80 @@ def scan(
     )
     if any(counts[s] for s in FAILED_STATUSES):
         click.get_current_context().exit(EXIT_SOME_FAILED)
+
+
+@main.command("export")
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="dfscan checkpoint (.safetensors) to export. Default: the shipped model.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write model.onnx, model.fp16.onnx, model.engine and their sidecars to.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "engine", "all"]),
+    default="onnx",
+    show_default=True,
+    help="onnx: ONNX files; engine: a TensorRT engine for this GPU; all: both.",
+)
+@click.option(
+    "--fp16",
+    is_flag=True,
+    help="Also write model.fp16.onnx (fp16 weights, fp32 I/O); build the engine in fp16.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Largest batch (clips) of the TensorRT engine's profile.",
+)
+def export(weights: Path | None, out: Path, fmt: str, fp16: bool, max_batch: int) -> None:
+    """Export a checkpoint to ONNX / TensorRT, each artifact checked against PyTorch.
+
+    Exit code 0: every artifact written and within tolerance; 1: a step or a parity check
+    failed (that artifact gets no sidecar, so it will not load); 2: usage error.
+    """
+    if weights is None:
+        from scanner.models import default_weights
+
+        weights = default_weights()
+        if weights is None:
+            raise click.UsageError(
+                "this installation has no default model: pass --weights PATH to a dfscan "
+                "checkpoint (train one with `python -m training.train`)"
+            )
+
+    from export.artifacts import ExportError
+    from export.pipeline import check_formats, export_all, sample_face_crops
+    from scanner.checkpoint import CheckpointError, read_meta
+
+    try:
+        check_formats(fmt)
+        face = sample_face_crops(read_meta(weights).preprocessing)
+        result = export_all(weights, out, formats=fmt, fp16=fp16, max_batch=max_batch, face=face)
+    except (CheckpointError, ExportError) as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(f"cannot write to {out}: {e}") from e
+    for a in result.artifacts:
+        parity = a.info.parity
+        checked = (
+            f"max |dp| {parity['max_abs_probabilities']:.1e}, "
+            f"max |dattention| {parity['max_abs_attention']:.1e} "
+            f"(tolerance {parity['tolerance']:g})"
+            if "skipped" not in parity
+            else "not verified: " + parity["skipped"]
+        )
+        click.echo(
+            f"{a.path} ({a.info.precision}, {a.info.size_bytes / 1e6:.1f} MB, "
+            f"{a.seconds:.1f} s): {checked}",
+            err=True,
+        )
+    click.echo(f"sidecars beside each file; checkpoint copy: {result.checkpoint}", err=True)

@@ -1,0 +1,195 @@
+"""``export_all``: checkpoint -> verified ONNX (fp32, optionally fp16) and TensorRT engine.
+
+The steps, each logged with its time and file size, each artifact checked against PyTorch
+before its sidecar is written (an artifact without a sidecar does not load):
+
+1. copy the source checkpoint into the output directory as ``model.safetensors``;
+2. ``export_onnx`` -> ``model.onnx``, ``verify_onnx`` at the fp32 tolerance;
+3. with fp16: ``convert_fp16`` -> ``model.fp16.onnx``, ``verify_onnx`` at the fp16 tolerance;
+4. with an engine: ``build_engine`` from ``model.onnx`` -> ``model.engine`` (FP16 flag with
+   fp16), ``verify_engine`` at the tolerance of its precision.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.artifacts import (
+    CHECKPOINT_FILE,
+    ENGINE_FILE,
+    ONNX_FILE,
+    ONNX_FP16_FILE,
+    TOLERANCE,
+    ArtifactInfo,
+    RuntimeUnavailable,
+    make_info,
+    sidecar_path,
+    write_sidecar,
+)
+from export.onnx_export import convert_fp16, export_onnx, verify_onnx
+from export.parity import parity_cases
+from export.tensorrt_engine import build_engine, tensorrt_missing, verify_engine
+from scanner.checkpoint import load_checkpoint
+from scanner.contract import Preprocessing
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "engine", "all")
+PARITY_BATCH = 3  # random clips per parity check: not the trace batch (2), so B must be dynamic
+
+
+@dataclass(frozen=True)
+class ExportedArtifact:
+    path: Path
+    sidecar: Path
+    info: ArtifactInfo
+    seconds: float  # export/build plus verification
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    checkpoint: Path  # the copy of the source checkpoint beside the artifacts
+    artifacts: tuple[ExportedArtifact, ...]
+
+
+def face_crops(video: Path, contract: Preprocessing, seed: int = 0) -> np.ndarray:
+    """The dominant face of ``video`` cropped as the contract says: (T, S, S, 3) uint8 RGB."""
+    from scanner.faces import FaceDetector, extract_track
+    from scanner.video import read_frames
+
+    frames = read_frames(video, contract.num_frames, contract.sampling, seed)
+    return extract_track(frames, FaceDetector(contract, "cpu")).crops
+
+
+def sample_face_crops(contract: Preprocessing) -> np.ndarray | None:
+    """Face crops of the bundled sample clip, or None where the build ships none."""
+    from scanner.faces import NoFaceError
+    from scanner.models import sample_clip
+    from scanner.video import VideoError
+
+    path = sample_clip()
+    if path is None:
+        log.info("no bundled sample clip: parity on random clips only")
+        return None
+    try:
+        return face_crops(path, contract)
+    except (VideoError, NoFaceError) as e:
+        log.warning("sample clip %s gives no face track (%s): parity on random clips only", path, e)
+        return None
+
+
+def check_formats(formats: str) -> None:
+    """Fail fast, before minutes of export, when a format cannot be produced here."""
+    if formats not in FORMATS:
+        raise ValueError(f"formats must be one of {FORMATS}, got {formats!r}")
+    if formats in ("engine", "all") and (reason := tensorrt_missing()) is not None:
+        raise RuntimeUnavailable(f"a TensorRT engine cannot be built here: {reason}")
+
+
+def _copy_checkpoint(source: Path, out_dir: Path) -> Path:
+    target = out_dir / CHECKPOINT_FILE
+    if target.exists() and target.samefile(source):
+        return target
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
+    return target
+
+
+def export_all(
+    weights: Path,
+    out_dir: Path,
+    *,
+    formats: str = "onnx",
+    fp16: bool = False,
+    max_batch: int = 16,
+    face: np.ndarray | None = None,
+    seed: int = 0,
+    device: torch.device | None = None,
+) -> ExportResult:
+    """Export ``weights`` into ``out_dir``; ``face`` (T, S, S, 3) uint8 joins the parity check.
+
+    formats: "onnx" (ONNX files), "engine" (the engine; its ONNX stays temporary) or "all".
+    Raises CheckpointError for a bad checkpoint, RuntimeUnavailable when TensorRT is needed
+    but missing (checked before any work), ExportError when a step or its parity fails.
+    """
+    check_formats(formats)
+    want_engine = formats in ("engine", "all")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+
+    start = time.perf_counter()
+    checkpoint = load_checkpoint(weights)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy = _copy_checkpoint(checkpoint.path, out_dir)
+    contract = checkpoint.meta.preprocessing
+    log.info(
+        "exporting %s (%s) to %s; checkpoint (%.1f MB) loaded and copied in %.1f s",
+        checkpoint.label,
+        checkpoint.meta.model.backbone,
+        out_dir,
+        copy.stat().st_size / 1e6,
+        time.perf_counter() - start,
+    )
+    cases = parity_cases(checkpoint.model, contract, face, min(PARITY_BATCH, max_batch), seed)
+    artifacts = []
+
+    def finish(
+        path: Path,
+        kind: str,
+        precision: str,
+        parity: dict,
+        began: float,
+        tensorrt: dict | None = None,
+    ) -> None:
+        info = make_info(path, kind, precision, checkpoint, max_batch, parity, tensorrt)
+        artifacts.append(
+            ExportedArtifact(path, write_sidecar(path, info), info, time.perf_counter() - began)
+        )
+
+    with tempfile.TemporaryDirectory(prefix="dfscan-export-") as scratch:
+        onnx_dir = out_dir if formats != "engine" else Path(scratch)
+        onnx_path = onnx_dir / ONNX_FILE
+        began = time.perf_counter()
+        sidecar_path(onnx_path).unlink(missing_ok=True)  # a stale sidecar never vouches for it
+        export_onnx(checkpoint, onnx_path)
+        parity = verify_onnx(onnx_path, cases, TOLERANCE["fp32"])
+        if formats != "engine":
+            finish(onnx_path, "onnx", "fp32", parity.to_dict(), began)
+
+        if fp16 and formats != "engine":
+            fp16_path = out_dir / ONNX_FP16_FILE
+            began = time.perf_counter()
+            sidecar_path(fp16_path).unlink(missing_ok=True)
+            convert_fp16(checkpoint, onnx_path, fp16_path)
+            try:
+                fp16_parity = verify_onnx(fp16_path, cases, TOLERANCE["fp16"]).to_dict()
+            except RuntimeUnavailable as e:
+                log.warning("%s is not verified: %s", fp16_path, e)
+                fp16_parity = {"skipped": str(e), "tolerance": TOLERANCE["fp16"]}
+            finish(fp16_path, "onnx", "fp16", fp16_parity, began)
+
+        if want_engine:
+            engine_path = out_dir / ENGINE_FILE
+            precision = "fp16" if fp16 else "fp32"
+            gpu = device or torch.device("cuda", torch.cuda.current_device())
+            began = time.perf_counter()
+            sidecar_path(engine_path).unlink(missing_ok=True)
+            record = build_engine(
+                onnx_path, engine_path, contract, fp16=fp16, max_batch=max_batch, device=gpu
+            )
+            parity = verify_engine(engine_path, cases, TOLERANCE[precision], gpu)
+            finish(engine_path, "engine", precision, parity.to_dict(), began, tensorrt=record)
+
+    log.info("export finished in %.1f s", time.perf_counter() - start)
+    return ExportResult(out_dir=out_dir, checkpoint=copy, artifacts=tuple(artifacts))

@@ -1,0 +1,162 @@
+"""Backend selection (make_backend), the ONNX backend against PyTorch, and `scan --backend`."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from export.artifacts import ONNX_FILE, TOLERANCE, sidecar_path
+from export.pipeline import export_all
+from export.tensorrt_engine import tensorrt_missing
+from scanner.backends import (
+    AUTO_ORDER_CPU,
+    BackendUnavailable,
+    OnnxBackend,
+    TorchBackend,
+    make_backend,
+)
+from scanner.checkpoint import CheckpointError, load_checkpoint
+from scanner.cli import main
+
+NO_TENSORRT = tensorrt_missing()
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, tiny_checkpoint):
+    return export_all(tiny_checkpoint, tmp_path_factory.mktemp("export"), max_batch=4).out_dir
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return np.random.default_rng(0).integers(0, 256, (2, 15, 224, 224, 3), dtype=np.uint8)
+
+
+def rows_of(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_checkpoint_runs_on_torch_on_cpu(tiny_checkpoint):
+    backend = make_backend(tiny_checkpoint, "auto", "cpu", "auto")
+    assert isinstance(backend, TorchBackend)
+    assert (backend.name, backend.device) == ("torch", "cpu")
+
+
+def test_export_dir_runs_on_the_faster_cpu_backend(export_dir, tiny_checkpoint):
+    assert AUTO_ORDER_CPU[0] == "onnx"  # measured faster than torch on the CPU (backends.py)
+    backend = make_backend(export_dir, "auto", CPU, "auto")
+    assert isinstance(backend, OnnxBackend)
+    assert (backend.name, backend.device, backend.precision) == ("onnx", "cpu", "fp32")
+    assert backend.model_label == load_checkpoint(tiny_checkpoint).label
+    single = make_backend(export_dir / ONNX_FILE, "auto", CPU, "auto")
+    assert single.name == "onnx"
+
+
+def test_onnx_and_torch_backends_agree(export_dir, crops):
+    onnx_backend = make_backend(export_dir, "onnx", CPU, "fp32")
+    torch_backend = make_backend(export_dir, "torch", CPU, "auto")  # the copied checkpoint
+    assert torch_backend.name == "torch"
+    assert onnx_backend.contract == torch_backend.contract
+    assert onnx_backend.threshold == torch_backend.threshold
+    assert onnx_backend.model_label == torch_backend.model_label
+    p, a = onnx_backend(crops)
+    q, b = torch_backend(crops)
+    assert p.dtype == a.dtype == np.float64 and p.shape == (2,) and a.shape == (2, 15)
+    assert np.abs(p - q).max() < TOLERANCE["fp32"]
+    assert np.abs(a - b).max() < TOLERANCE["fp32"]
+
+
+def test_unavailable_backends_are_clear_errors(export_dir, tiny_checkpoint, tmp_path):
+    with pytest.raises(BackendUnavailable, match="dfscan export"):
+        make_backend(tiny_checkpoint, "onnx", CPU, "auto")
+    with pytest.raises(BackendUnavailable, match="checkpoint"):
+        make_backend(export_dir / ONNX_FILE, "torch", CPU, "auto")
+    with pytest.raises(ValueError, match="CUDA"):
+        make_backend(export_dir, "onnx", CPU, "fp16")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="dfscan export"):
+        make_backend(tmp_path / "empty", "auto", CPU, "auto")
+
+
+@pytest.mark.skipif(NO_TENSORRT is None, reason="TensorRT and a GPU are present")
+def test_tensorrt_without_tensorrt_says_what_to_install(export_dir):
+    with pytest.raises(BackendUnavailable, match=r'pip install "dfscan\[gpu\]"'):
+        make_backend(export_dir, "tensorrt", CPU, "auto")
+
+
+def test_damaged_artifact_is_not_skipped_by_auto(export_dir, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in (ONNX_FILE, ONNX_FILE + ".json", "model.safetensors"):
+        (damaged / name).write_bytes((export_dir / name).read_bytes())
+    data = bytearray((damaged / ONNX_FILE).read_bytes())
+    data[-100] ^= 0x01
+    (damaged / ONNX_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="modified after export"):
+        make_backend(damaged, "auto", CPU, "auto")
+
+
+def test_scan_through_onnx_matches_torch(export_dir, tiny_checkpoint, face_clip, tmp_path):
+    rows = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.csv"
+        args = ["scan", str(face_clip), "--weights", str(export_dir), "--out", str(out)]
+        res = CliRunner().invoke(main, [*args, "--backend", backend, "--no-progress"])
+        assert res.exit_code == 0, res.output
+        (rows[backend],) = rows_of(out)
+    assert rows["onnx"]["backend"] == "onnx" and rows["torch"]["backend"] == "torch"
+    assert rows["onnx"]["device"] == rows["torch"]["device"] == "cpu"
+    assert rows["onnx"]["model"] == rows["torch"]["model"] == load_checkpoint(tiny_checkpoint).label
+    assert rows["onnx"]["status"] == rows["torch"]["status"] == "ok"
+    diff = abs(float(rows["onnx"]["score"]) - float(rows["torch"]["score"]))
+    assert diff < TOLERANCE["fp32"]
+    assert rows["onnx"]["label"] == rows["torch"]["label"]
+
+
+def test_scan_with_an_unusable_backend_exits_1(export_dir, face_clip, tmp_path):
+    args = ["scan", str(face_clip), "--weights", str(export_dir), "--out", str(tmp_path / "r.csv")]
+    res = CliRunner().invoke(main, [*args, "--backend", "tensorrt"])
+    assert res.exit_code == 1
+    if NO_TENSORRT is not None:
+        assert 'pip install "dfscan[gpu]"' in res.output
+    alone = tmp_path / "alone.onnx"
+    alone.write_bytes((export_dir / ONNX_FILE).read_bytes())
+    assert not sidecar_path(alone).exists()
+    args = ["scan", str(face_clip), "--weights", str(alone), "--out", str(tmp_path / "s.csv")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "no sidecar" in res.output
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_match_eager(tiny_checkpoint):
+    dev = torch.device("cuda")
+    graphs = TorchBackend(load_checkpoint(tiny_checkpoint), dev)
+    eager = TorchBackend(load_checkpoint(tiny_checkpoint), dev, cuda_graphs=False)
+    assert graphs.half and graphs.use_graphs and not eager.use_graphs
+    rng = np.random.default_rng(1)
+    for batch in (3, 4, 1, 3):  # 3 is captured as 4 and padded; 1 gets its own graph
+        crops = rng.integers(0, 256, (batch, 15, 224, 224, 3), dtype=np.uint8)
+        p, a = graphs(crops)
+        q, b = eager(crops)
+        assert p.shape == (batch,) and a.shape == (batch, 15)
+        assert np.abs(p - q).max() < 1e-2 and np.abs(a - b).max() < 1e-2
+    assert graphs.use_graphs and sorted(graphs._graphs) == [1, 4]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_onnx_on_a_gpu_provider(export_dir, crops):
+    import onnxruntime as ort
+
+    gpu = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
+    if not gpu & set(ort.get_available_providers()):
+        pytest.skip("onnxruntime has no GPU provider here (needs onnxruntime-gpu)")
+    backend = make_backend(export_dir, "onnx", "cuda", "fp32")
+    assert backend.device.startswith("cuda") and "ExecutionProvider" in backend.device
+    p, _ = backend(crops)
+    q, _ = make_backend(export_dir, "torch", CPU, "auto")(crops)
+    assert np.abs(p - q).max() < TOLERANCE["fp32"]
