@@ -71,3 +71,48 @@ def test_report_files_and_table(backend, tiny_checkpoint, tmp_path):
     rows = list(csv.DictReader(open(paths[1])))
     assert rows[0]["batch"] == "1" and float(rows[0]["median_ms"]) > 0
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_command_rows_for_each_backend(tiny_checkpoint, face_clip, tmp_path):
+    from click.testing import CliRunner
+
+    from scanner.cli import main
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "face.mp4").write_bytes(face_clip.read_bytes())
+    out = tmp_path / "bench"
+    args = [
+        "bench",
+        "--weights",
+        str(tiny_checkpoint),
+        "--no-paper",
+        "--batches",
+        "1,2",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--backends",
+        "torch,onnx,onnx-fp16,tensorrt",
+        "--videos",
+        str(videos),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "Su et al. (paper)" in res.output
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = {(r["model"].split("[")[1].rstrip("]"), r["batch"]): r for r in data["latency"]}
+    assert set(rows) == {(k, b) for k in ("torch", "onnx", "onnx-fp16", "tensorrt") for b in (1, 2)}
+    for kind in ("torch", "onnx", "onnx-fp16"):
+        assert rows[(kind, 1)]["error"] == "" and rows[(kind, 1)]["median_ms"] > 0
+    assert rows[("onnx", 2)]["backend"] == "onnx"
+    assert rows[("tensorrt", 1)]["error"] and rows[("tensorrt", 1)]["median_ms"] is None
+    kinds = {r["artifact"] for r in data["sizes"]}
+    assert {"checkpoint", "onnx", "onnx-fp16"} <= kinds
+    e2e = data["end_to_end"][0]
+    assert e2e["videos"] == 1 and e2e["scored"] == 1 and e2e["bottleneck"]

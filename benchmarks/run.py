@@ -1,0 +1,169 @@
+"""`dfscan bench`: every model configuration and backend this machine has, measured.
+
+Two models: the paper configuration (EfficientNet-B5 backbone, random weights: speed and size
+do not depend on the values) and the shipped default (or ``--weights``). Each is exported to
+ONNX (fp32, fp16) in a scratch folder and, where TensorRT and a GPU exist, to an engine; then
+every artifact is loaded through ``scanner.backends.make_backend``, the scanner's own loader.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.bench import (
+    BenchReport,
+    SizeRow,
+    file_size_row,
+    measure_end_to_end,
+    measure_latency,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    weights: Path | None = None  # None: the shipped default model
+    paper: bool = True  # also measure the EfficientNet-B5 paper configuration
+    videos: Path | None = None  # end-to-end folder; None: the bundled samples
+    batches: tuple[int, ...] = (1, 4)
+    runs: int = 5
+    warmup: int = 2
+    device: str = "auto"
+    backends: tuple[str, ...] = ("torch", "onnx", "onnx-fp16", "tensorrt")
+    export: bool = True  # export ONNX / engine to measure those backends
+    max_batch: int = 16
+    workers: int = 2
+
+
+def _paper_checkpoint(folder: Path) -> Path:
+    from scanner.checkpoint import CheckpointMeta, Provenance, save_checkpoint
+    from scanner.contract import Preprocessing
+    from training.model import DetectorConfig, build_detector
+
+    torch.manual_seed(0)
+    config = DetectorConfig()  # efficientnet_b5, the paper's backbone
+    path = folder / "paper_b5.safetensors"
+    meta = CheckpointMeta(
+        name="paper-b5-random",
+        model=config,
+        preprocessing=Preprocessing.for_backbone(config.backbone),
+        provenance=Provenance(notes="random weights, for size and speed only"),
+    )
+    save_checkpoint(path, build_detector(config), meta)
+    return path
+
+
+def _params(path: Path) -> int:
+    from scanner.checkpoint import load_checkpoint
+
+    return sum(p.numel() for p in load_checkpoint(path).model.parameters())
+
+
+def bench_model(
+    label: str, checkpoint: Path, scratch: Path, cfg: BenchConfig, device: torch.device
+) -> tuple[list[SizeRow], list]:
+    """Size rows and latency rows of one checkpoint across the requested backends."""
+    from scanner.backends import make_backend
+
+    params = _params(checkpoint)
+    sizes = [file_size_row(label, "checkpoint", checkpoint, params)]
+    out = scratch / label.split()[0]
+    if cfg.export and any(b != "torch" for b in cfg.backends):
+        from export.pipeline import export_all
+
+        try:
+            export_all(
+                checkpoint,
+                out,
+                formats="onnx",
+                fp16="onnx-fp16" in cfg.backends,
+                max_batch=cfg.max_batch,
+            )
+        except Exception as e:  # noqa: BLE001 - a failed export shows as error rows below
+            log.warning("%s: ONNX export failed: %s", label, e)
+        if "tensorrt" in cfg.backends:
+            try:
+                export_all(
+                    checkpoint,
+                    out,
+                    formats="engine",
+                    fp16=device.type == "cuda",
+                    max_batch=cfg.max_batch,
+                )
+            except Exception as e:  # noqa: BLE001
+                log.info("%s: no TensorRT engine: %s", label, e)
+    artifacts = {
+        "onnx": out / "model.onnx",
+        "onnx-fp16": out / "model.fp16.onnx",
+        "tensorrt": out / "model.engine",
+    }
+    for kind, path in artifacts.items():
+        if kind in cfg.backends:
+            sizes.append(file_size_row(label, kind, path, params))
+    latency = []
+    for kind in cfg.backends:
+        if kind == "torch":
+
+            def factory(kind=kind):  # noqa: ANN202
+                return make_backend(checkpoint, "torch", device)
+        else:
+
+            def factory(kind=kind):  # noqa: ANN202
+                backend = "onnx" if kind.startswith("onnx") else kind
+                return make_backend(artifacts[kind], backend, device)
+
+        latency += measure_latency(f"{label} [{kind}]", factory, cfg.batches, cfg.runs, cfg.warmup)
+    return sizes, latency
+
+
+def run_bench(cfg: BenchConfig) -> BenchReport:
+    from scanner.backends import make_backend, resolve_device
+    from scanner.discover import discover_videos
+    from scanner.models import default_weights, samples_dir
+
+    device = resolve_device(cfg.device)
+    weights = cfg.weights or default_weights()
+    report = BenchReport()
+    with tempfile.TemporaryDirectory(prefix="dfscan-bench-") as tmp:
+        scratch = Path(tmp)
+        models: list[tuple[str, Path]] = []
+        if weights is not None:
+            from scanner.checkpoint import read_meta
+
+            models.append((f"default ({read_meta(weights).model.backbone})", weights))
+        else:
+            log.warning("no default model in this build and no --weights: paper config only")
+        if cfg.paper:
+            models.append(("paper (efficientnet_b5)", _paper_checkpoint(scratch)))
+        for label, path in models:
+            sizes, latency = bench_model(label, path, scratch, cfg, device)
+            report.sizes += sizes
+            report.latency += latency
+        videos = discover_videos([cfg.videos or samples_dir()])
+        if videos and models:
+            label, path = models[0]
+            export_dir = scratch / label.split()[0]
+            source = export_dir if (export_dir / "model.safetensors").exists() else path
+            backend = make_backend(source, "auto", device)
+            report.end_to_end.append(
+                measure_end_to_end(label, backend, videos, workers=cfg.workers)
+            )
+    return report
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    values = tuple(int(x) for x in text.split(",") if x.strip())
+    if not values or min(values) < 1:
+        raise ValueError("batches must be positive integers, e.g. 1,4,16")
+    return values
+
+
+def default_batches(device: torch.device) -> Sequence[int]:
+    return (1, 8, 32, 128) if device.type == "cuda" else (1, 4)
