@@ -42,7 +42,12 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--samples",
+    is_flag=True,
+    help="Scan the two sample clips bundled with dfscan (a real clip and a self-blended fake).",
+)
 @click.option(
     "--out",
     required=True,
@@ -100,6 +105,7 @@ def main(verbose: int, quiet: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def scan(
     inputs: tuple[Path, ...],
+    samples: bool,
     out: Path,
     weights: Path | None,
     backend: str,
@@ -116,6 +122,12 @@ def scan(
     no_progress: bool,
 ) -> None:
     """Scan video files and directories (recursively) and write one CSV row per video."""
+    if samples:
+        from scanner.models import samples_dir
+
+        inputs = (*inputs, samples_dir())
+    if not inputs:
+        raise click.UsageError("name video files or directories to scan (or --samples)")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):

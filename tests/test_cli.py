@@ -190,3 +190,21 @@ def test_empty_directory(tiny_checkpoint, tmp_path):
 def test_help_is_fast_and_lists_commands():
     res = CliRunner().invoke(main, ["--help"])
     assert res.exit_code == 0 and "scan" in res.output
+
+
+def test_samples_flag_scans_the_bundled_clips(tiny_checkpoint, tmp_path):
+    out = tmp_path / "r.csv"
+    res = CliRunner().invoke(
+        main, ["scan", "--samples", "--weights", str(tiny_checkpoint), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    names = sorted(os.path.basename(r["path"]) for r in rows_of(out))
+    assert names == ["real_retalking_5.mp4", "selfblend_retalking_5.mp4"]
+    assert all(r["status"] == "ok" for r in rows_of(out))
+
+
+def test_no_inputs_is_a_usage_error(tiny_checkpoint, tmp_path):
+    res = CliRunner().invoke(
+        main, ["scan", "--weights", str(tiny_checkpoint), "--out", str(tmp_path / "r.csv")]
+    )
+    assert res.exit_code == 2 and "--samples" in res.output
