@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint clean
+.PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The main job on the bundled default: scan the two sample clips with the shipped model.
+demo: setup
+	$(BIN)/dfscan scan --samples --out demo_results.csv --overwrite
+	@cat demo_results.csv
 
 test: setup
 	$(BIN)/python -m pytest -q
