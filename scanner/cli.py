@@ -32,6 +32,21 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     )
 
 
+def _weights_or_default(weights: Path | None) -> Path:
+    """The --weights path, else the shipped default model, else a usage error."""
+    if weights is not None:
+        return weights
+    from scanner.models import default_weights
+
+    found = default_weights()
+    if found is None:
+        raise click.UsageError(
+            "this installation has no default model: pass --weights PATH to a dfscan "
+            "checkpoint (train one with `python -m training.train`)"
+        )
+    return found
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dfscan")
 @click.option("-v", "--verbose", count=True, help="Debug log output on stderr.")
@@ -134,15 +149,7 @@ def scan(
         raise click.UsageError(
             f"{out} exists; pass --resume to continue it or --overwrite to replace it"
         )
-    if weights is None:
-        from scanner.models import default_weights
-
-        weights = default_weights()
-        if weights is None:
-            raise click.UsageError(
-                "this installation has no default model: pass --weights PATH to a dfscan "
-                "checkpoint (train one with `python -m training.train`)"
-            )
+    weights = _weights_or_default(weights)
 
     import os
 
@@ -269,15 +276,7 @@ def export(weights: Path | None, out: Path, fmt: str, fp16: bool, max_batch: int
     Exit code 0: every artifact written and within tolerance; 1: a step or a parity check
     failed (that artifact gets no sidecar, so it will not load); 2: usage error.
     """
-    if weights is None:
-        from scanner.models import default_weights
-
-        weights = default_weights()
-        if weights is None:
-            raise click.UsageError(
-                "this installation has no default model: pass --weights PATH to a dfscan "
-                "checkpoint (train one with `python -m training.train`)"
-            )
+    weights = _weights_or_default(weights)
 
     from export.artifacts import ExportError
     from export.pipeline import check_formats, export_all, sample_face_crops
