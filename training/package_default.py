@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import shutil
 import sys
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench import hardware
 from scanner.checkpoint import file_sha256, load_checkpoint
 from scanner.models import DEFAULT_WEIGHTS
 from training.metrics import roc_auc
@@ -52,7 +52,40 @@ def scan_scores(weights: Path, videos: Path) -> list[dict]:
     return rows
 
 
-def build_card(run: Path, weights: Path, fake_dev: list[dict], manifest: Path | None) -> str:
+def compare_runs(runs: Sequence[Path]) -> str:
+    """A Markdown table of candidate runs: validation and test quality, CPU forward time."""
+    from benchmarks.bench import measure_latency
+    from scanner.backends import make_backend
+
+    lines = [
+        "| run | backbone | val AUC | val TPR at threshold | test AUC | test FPR | "
+        "forward ms / clip (CPU, batch 1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        path = run / "model.safetensors"
+        meta = load_checkpoint(path).meta
+        test = json.loads((run / "test_metrics.json").read_text())
+        row = measure_latency(
+            run.name, lambda p=path: make_backend(p, "torch", "cpu"), [1], runs=5, warmup=1
+        )[0]
+        cal = meta.calibration
+        lines.append(
+            f"| {run.name} | {meta.model.backbone} | {_fmt(cal.get('val_auc'))} | "
+            f"{_fmt(cal.get('tpr'), True)} | {_fmt(test['groups'][0]['auc'])} | "
+            f"{_fmt(test['false_positive_rate'], True)} | {row.median_ms:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def build_card(
+    run: Path,
+    weights: Path,
+    fake_dev: list[dict],
+    manifest: Path | None,
+    comparison: str = "",
+    compared: Sequence[Path] = (),
+) -> str:
     ckpt = load_checkpoint(weights)
     meta = ckpt.meta
     cfg = json.loads((run / "config.json").read_text())
@@ -68,6 +101,20 @@ def build_card(run: Path, weights: Path, fake_dev: list[dict], manifest: Path | 
     tpr = float(((scores >= thr) & (labels == 1)).sum() / max((labels == 1).sum(), 1))
     held_out = sorted({Path(v["path"]).name for v in videos})
     cal = meta.calibration
+    choice = compare_args = candidates = ""
+    if comparison:
+        compare_args = " --compare " + " ".join(str(r) for r in compared)
+        candidates = (
+            "\nThe other candidates of the comparison below were trained with the same command "
+            "and their own `--backbone`, `--out` and `--name`.\n"
+        )
+        choice = (
+            "## Choice of backbone\n\nThe same recipe with each EfficientNet-Lite that has "
+            "ImageNet weights here; the one with the best validation AUC ships (the test "
+            "figures are for information: three identities are too few to choose on). Forward "
+            f"times were measured when this card was written ({hardware()}).\n\n"
+            f"{comparison}\n\n"
+        )
     size_mb = weights.stat().st_size / 1e6
     params = sum(p.numel() for p in ckpt.model.parameters())
     licences = ""
@@ -107,7 +154,7 @@ FaceForensics++-grade detector**: read the limits below before trusting a verdic
 | preprocessing | {meta.preprocessing.num_frames} frames ({meta.preprocessing.sampling} sampling), MTCNN, {int(meta.preprocessing.margin * 100)} % margin, {meta.preprocessing.crop_size}x{meta.preprocessing.crop_size}, mean {list(meta.preprocessing.mean)}, std {list(meta.preprocessing.std)} |
 | threshold | {thr:.4f} (P(fake) at or above it is FAKE) |
 
-## Training data
+{choice}## Training data
 
 The real clips of the team's shared set (`shared/data/videos/real`, listed with hashes in
 `shared/data/manifest.csv`), grouped by identity by hand in
@@ -122,12 +169,13 @@ kept out of training and calibration. Licences of the clips:
 
 ```bash
 {meta.provenance.command}
-python -m training.package_default --run {cfg["out"]}
+python -m training.package_default --run {cfg["out"]}{compare_args}
 ```
+{candidates}
 
-dfscan {meta.provenance.dfscan_version}, trained on {platform.machine()} CPU
-({len(history)} epochs, {train_s / 60:.1f} min of training and validation, as logged in
-`metrics.csv`); seed {cfg["seed"]}.
+dfscan {meta.provenance.dfscan_version}, seed {cfg["seed"]}: {len(history)} epochs, {train_s / 60:.1f} min of
+training and validation as logged in the run's `metrics.csv` (CPU run). Card written on
+{hardware()}.
 
 ## Held-out results
 
@@ -161,7 +209,7 @@ swaps, so they test transfer to an unseen manipulation family:
 
 - Trained on a few dozen real clips of about a dozen people and their
   self-blended fakes. Not trained on FaceForensics++, Celeb-DF or DFDC: its accuracy on the
-  paper's benchmarks is unknown and surely far below the paper's figures.
+  paper's benchmarks is unknown: do not expect the paper's figures.
 - Seen: blending artefacts of a face pasted onto itself (colour, sharpness and boundary
   mismatch, temporal flicker of the blend). Not seen: real face swaps (DeepFakes, FaceSwap),
   reenactment (Face2Face, NeuralTextures), whole-frame generation, audio-driven animation,
@@ -182,6 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fake-dev", type=Path, default=Path("../shared/data/videos/fake-dev"))
     p.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     p.add_argument("--dest", type=Path, default=MODELS_DIR)
+    p.add_argument(
+        "--compare",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="candidate run folders to tabulate on the card",
+    )
     args = p.parse_args(argv)
     src = args.run / "model.safetensors"
     dest = args.dest / DEFAULT_WEIGHTS
@@ -189,7 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.copyfile(src, dest)
     fake_dev = scan_scores(dest, args.fake_dev) if args.fake_dev.exists() else []
     (args.dest / "MODEL_CARD.md").write_text(
-        build_card(args.run, dest, fake_dev, args.manifest), encoding="utf-8"
+        build_card(
+            args.run,
+            dest,
+            fake_dev,
+            args.manifest,
+            compare_runs(args.compare) if args.compare else "",
+            args.compare,
+        ),
+        encoding="utf-8",
     )
     print(f"{dest} ({file_sha256(dest)}) and {args.dest / 'MODEL_CARD.md'}", file=sys.stderr)
     return 0
