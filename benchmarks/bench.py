@@ -403,8 +403,12 @@ def plot_latency(rows: Sequence[LatencyRow], path: Path) -> Path:
         title="Latency",
     )
     ax2.set(xlabel="batch (clips)", ylabel="clips / s", xscale="log", title="Throughput")
+    batches = sorted({r.batch for rs in series.values() for r in rs})
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
+        if batches:
+            ax.set_xticks(batches, [str(b) for b in batches])
+            ax.minorticks_off()
     if series:
         ax2.legend(fontsize=7)
     fig.suptitle(hardware(), fontsize=8)

@@ -75,6 +75,7 @@ def bench_model(
     params = _params(checkpoint)
     sizes = [file_size_row(label, "checkpoint", checkpoint, params)]
     out = scratch / label.split()[0]
+    failed: dict[str, str] = {}  # artifact kind -> why it was not exported
     if cfg.export and any(b != "torch" for b in cfg.backends):
         from export.pipeline import export_all
 
@@ -88,6 +89,7 @@ def bench_model(
             )
         except Exception as e:  # noqa: BLE001 - a failed export shows as error rows below
             log.warning("%s: ONNX export failed: %s", label, e)
+            failed["onnx"] = failed["onnx-fp16"] = f"export failed: {e}"
         if "tensorrt" in cfg.backends:
             try:
                 export_all(
@@ -99,13 +101,18 @@ def bench_model(
                 )
             except Exception as e:  # noqa: BLE001
                 log.info("%s: no TensorRT engine: %s", label, e)
+                failed["tensorrt"] = f"not built: {e}"
     artifacts = {
         "onnx": out / "model.onnx",
         "onnx-fp16": out / "model.fp16.onnx",
         "tensorrt": out / "model.engine",
     }
     for kind, path in artifacts.items():
-        if kind in cfg.backends:
+        if kind not in cfg.backends:
+            continue
+        if kind in failed:
+            sizes.append(SizeRow(label, kind, params, None, str(path), error=failed[kind]))
+        else:
             sizes.append(file_size_row(label, kind, path, params))
     latency = []
     for kind in cfg.backends:
