@@ -146,10 +146,13 @@ def test_threshold_override(video_dir, tiny_checkpoint, tmp_path):
     assert row["threshold"] == "0" and row["label"] == "FAKE"
 
 
-def test_without_weights_says_what_to_do(video_dir, tmp_path):
+def test_without_weights_or_default_model_says_what_to_do(video_dir, tmp_path, monkeypatch):
+    import scanner.models
+
+    monkeypatch.setattr(scanner.models, "default_weights", lambda: None)
     res = CliRunner().invoke(main, ["scan", str(video_dir), "--out", str(tmp_path / "r.csv")])
     assert res.exit_code == 2
-    assert "--weights" in res.output
+    assert "--weights" in res.output and "no default model" in res.output
 
 
 def test_bad_checkpoint_is_a_clear_error(video_dir, tmp_path):
