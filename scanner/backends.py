@@ -174,7 +174,9 @@ class TorchBackend:
                     self.model(static)
             torch.cuda.current_stream(dev).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: the scan's face-detection threads keep launching CUDA work while
+            # this thread captures; the default ("global") mode would make their calls fail.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 logits, alpha = self.model(static)
         except RuntimeError as e:
             log.warning("CUDA graph capture failed for batch %d (%s); running eagerly", size, e)
