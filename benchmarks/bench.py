@@ -24,7 +24,7 @@ import torch
 
 from scanner import __version__
 from scanner.backends import Backend
-from scanner.faces import FaceDetector, crop_square, select_track
+from scanner.faces import FaceDetector, NoFaceError, track_faces
 from scanner.video import VideoError, read_frames
 
 log = logging.getLogger(__name__)
@@ -273,19 +273,14 @@ def measure_end_to_end(
         t1 = time.perf_counter()
         faces = detector.detect(frames.images)
         t2 = time.perf_counter()
-        track = select_track(faces, c.min_face_prob)
-        if track is None or track[2].sum() < c.min_face_frames(len(faces)):
+        try:
+            track = track_faces(frames, faces, c)
+        except NoFaceError:
             t["decode"] += t1 - t0
             t["detect"] += t2 - t1
             continue
-        crops = np.stack(
-            [
-                crop_square(im, box, c.margin, c.crop_size)[0]
-                for im, box in zip(frames.images, track[0])
-            ]
-        )
         t3 = time.perf_counter()
-        backend(crops[None])
+        backend(track.crops[None])
         t4 = time.perf_counter()
         t["decode"] += t1 - t0
         t["detect"] += t2 - t1

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scanner.checkpoint import CheckpointError, CheckpointMeta, LoadedCheckpoint
+from scanner.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    LoadedCheckpoint,
+    check_format,
+)
 
 # Opset 17: parsed by TensorRT 8.6 and 10.x and by onnxruntime >= 1.14, and it covers every op
 # the detector uses (Conv, BatchNorm, Sigmoid/Tanh/Softmax, Max, ReduceMean); nothing newer is
@@ -114,13 +119,7 @@ class ArtifactInfo:
 
     @classmethod
     def from_dict(cls, data: dict) -> ArtifactInfo:
-        if data.get("format") != SIDECAR_FORMAT:
-            raise ValueError(f"not a {SIDECAR_FORMAT} sidecar (format={data.get('format')!r})")
-        if data.get("format_version") != SIDECAR_VERSION:
-            raise ValueError(
-                f"sidecar format version {data.get('format_version')} is not supported "
-                f"(this dfscan reads version {SIDECAR_VERSION})"
-            )
+        check_format(data, SIDECAR_FORMAT, SIDECAR_VERSION, "sidecar")
         return cls(
             kind=data["kind"],
             precision=data["precision"],

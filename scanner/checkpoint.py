@@ -28,6 +28,17 @@ class CheckpointError(Exception):
     """A checkpoint file is missing, unreadable, truncated, tampered with or mismatched."""
 
 
+def check_format(data: dict, name: str, version: int, what: str) -> None:
+    """Raise ValueError unless a JSON header says it is ``name`` at ``version``."""
+    if data.get("format") != name:
+        raise ValueError(f"not a {name} {what} (format={data.get('format')!r})")
+    if data.get("format_version") != version:
+        raise ValueError(
+            f"{what} format version {data.get('format_version')} is not supported "
+            f"(this dfscan reads version {version})"
+        )
+
+
 @dataclass(frozen=True)
 class Provenance:
     training_data: str = ""
@@ -69,13 +80,7 @@ class CheckpointMeta:
 
     @classmethod
     def from_dict(cls, data: dict) -> CheckpointMeta:
-        if data.get("format") != FORMAT:
-            raise ValueError(f"not a {FORMAT} header (format={data.get('format')!r})")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"checkpoint format version {data.get('format_version')} is not supported "
-                f"(this dfscan reads version {FORMAT_VERSION})"
-            )
+        check_format(data, FORMAT, FORMAT_VERSION, "checkpoint")
         return cls(
             name=data["name"],
             model=DetectorConfig.from_dict(data["model"]),

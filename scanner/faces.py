@@ -186,6 +186,17 @@ def select_track(
     return boxes, landmarks, detected
 
 
+def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
+    """The square a face crop covers, in frame pixels: (x0, y0, side).
+
+    side = max(box width, box height) * (1 + margin), centred on the box.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return round(cx - side / 2), round(cy - side / 2), max(1, round(side))
+
+
 def crop_square(
     image: np.ndarray, box: np.ndarray, margin: float, size: int
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -197,11 +208,7 @@ def crop_square(
     (p - (x0, y0)) * scale.
     """
     h, w = image.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    x0, y0 = round(cx - side / 2), round(cy - side / 2)
-    s = max(1, round(side))
+    x0, y0, s = square_region(box, margin)
     canvas = np.zeros((s, s, 3), np.uint8)
     sx0, sy0 = max(x0, 0), max(y0, 0)
     sx1, sy1 = min(x0 + s, w), min(y0 + s, h)
@@ -212,10 +219,10 @@ def crop_square(
     return crop, (float(x0), float(y0), size / s)
 
 
-def extract_track(frames: Frames, detector: FaceDetector) -> FaceTrack:
-    """Detect, track and crop the dominant face of sampled frames. Raises NoFaceError."""
-    c = detector.contract
-    track = select_track(detector.detect(frames.images), c.min_face_prob)
+def track_faces(frames: Frames, faces: list[FrameFaces], contract: Preprocessing) -> FaceTrack:
+    """Follow and crop the dominant face, given MTCNN's output per frame. Raises NoFaceError."""
+    c = contract
+    track = select_track(faces, c.min_face_prob)
     if track is None:
         raise NoFaceError("no face found in any sampled frame", 0)
     boxes, landmarks, detected = track
@@ -238,3 +245,8 @@ def extract_track(frames: Frames, detector: FaceDetector) -> FaceTrack:
         detected=detected,
         landmarks=crop_landmarks,
     )
+
+
+def extract_track(frames: Frames, detector: FaceDetector) -> FaceTrack:
+    """Detect, track and crop the dominant face of sampled frames. Raises NoFaceError."""
+    return track_faces(frames, detector.detect(frames.images), detector.contract)

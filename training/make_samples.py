@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from scanner.contract import Preprocessing
-from scanner.faces import FaceDetector, extract_track
+from scanner.faces import FaceDetector, extract_track, square_region
 from scanner.models import samples_dir
 from scanner.video import Frames, VideoInfo
 from training.augment import self_blend_clip
@@ -41,10 +41,7 @@ def paste_back(
 ) -> np.ndarray:
     """Inverse of ``crop_square``: blend ``crop`` back into ``frame`` where mask > 0."""
     h, w = frame.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + margin)
-    x0, y0 = round((x1 + x2) / 2 - side / 2), round((y1 + y2) / 2 - side / 2)
-    s = max(1, round(side))
+    x0, y0, s = square_region(box, margin)
     big = cv2.resize(crop, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     m = cv2.resize(mask, (s, s), interpolation=cv2.INTER_LINEAR)[..., None]
     out = frame.copy()

@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.bench import hardware
 from scanner.checkpoint import file_sha256, load_checkpoint
 from scanner.models import DEFAULT_WEIGHTS
-from training.metrics import roc_auc
+from training.metrics import accuracy, roc_auc
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "scanner" / "models"
 
@@ -96,7 +96,7 @@ def build_card(
     labels = np.array([v["label"] for v in videos])
     scores = np.array([v["score"] for v in videos])
     thr = meta.threshold
-    acc = float(((scores >= thr) == (labels == 1)).mean())
+    acc = accuracy(labels, scores, thr)
     fpr = float(((scores >= thr) & (labels == 0)).sum() / max((labels == 0).sum(), 1))
     tpr = float(((scores >= thr) & (labels == 1)).sum() / max((labels == 1).sum(), 1))
     held_out = sorted({Path(v["path"]).name for v in videos})

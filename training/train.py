@@ -42,9 +42,16 @@ from scanner.contract import Preprocessing
 from training.augment import AugmentConfig
 from training.data import ClipDataset, Sample, make_samples
 from training.datasets import PAPER_RATIOS, VideoItem, kfold_items, load_dataset, split_items
-from training.metrics import calibrate_threshold, format_table, mean_std, roc_auc, summarise
+from training.metrics import (
+    accuracy,
+    calibrate_threshold,
+    format_table,
+    mean_std,
+    roc_auc,
+    summarise,
+)
 from training.model import Detector, DetectorConfig, build_detector
-from training.preprocess import CROP_FIELDS, CacheEntry, preprocess, read_index
+from training.preprocess import CacheEntry, preprocess, read_index
 from training.pretrained import load_backbone_weights
 
 log = logging.getLogger("training")
@@ -354,9 +361,6 @@ def train_run(
     )
 
     contract = cfg.contract
-    cache_contract = json.loads((cfg.cache_dir / "preprocess.json").read_text())["contract"]
-    if any(cache_contract[k] != contract.to_dict()[k] for k in CROP_FIELDS):
-        raise SystemExit(f"{cfg.cache_dir} was made with other crop settings; use a new --cache")
     ds = {
         "train": ClipDataset(
             cfg.cache_dir,
@@ -464,7 +468,7 @@ def train_run(
         if env.main:
             labels, scores, val_loss = predict(model, val_loader, env, contract, cfg.amp)
             auc = roc_auc(labels, scores)
-            acc = float(((scores >= 0.5) == (labels == 1)).mean()) if len(labels) else math.nan
+            acc = accuracy(labels, scores, 0.5)  # nan without validation videos
             row = {
                 "epoch": epoch,
                 "step": step,
