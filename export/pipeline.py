@@ -6,8 +6,9 @@ before its sidecar is written (an artifact without a sidecar does not load):
 1. copy the source checkpoint into the output directory as ``model.safetensors``;
 2. ``export_onnx`` -> ``model.onnx``, ``verify_onnx`` at the fp32 tolerance;
 3. with fp16: ``convert_fp16`` -> ``model.fp16.onnx``, ``verify_onnx`` at the fp16 tolerance;
-4. with an engine: ``build_engine`` from ``model.onnx`` -> ``model.engine`` (FP16 flag with
-   fp16), ``verify_engine`` at the tolerance of its precision.
+4. with an engine: ``build_engine`` from the verified ONNX of its precision (``model.onnx``, or
+   ``model.fp16.onnx`` with fp16) -> ``model.engine``, ``verify_engine`` at that precision's
+   tolerance. With ``formats="engine"`` the ONNX files are written to a scratch directory.
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def export_all(
         if formats != "engine":
             finish(onnx_path, "onnx", "fp32", parity.to_dict(), began)
 
-        if fp16 and formats != "engine":
-            fp16_path = out_dir / ONNX_FP16_FILE
+        engine_source = onnx_path
+        if fp16:
+            fp16_path = onnx_dir / ONNX_FP16_FILE
             began = time.perf_counter()
             sidecar_path(fp16_path).unlink(missing_ok=True)
             convert_fp16(checkpoint, onnx_path, fp16_path)
@@ -177,7 +179,9 @@ def export_all(
             except RuntimeUnavailable as e:
                 log.warning("%s is not verified: %s", fp16_path, e)
                 fp16_parity = {"skipped": str(e), "tolerance": TOLERANCE["fp16"]}
-            finish(fp16_path, "onnx", "fp16", fp16_parity, began)
+            if formats != "engine":
+                finish(fp16_path, "onnx", "fp16", fp16_parity, began)
+            engine_source = fp16_path
 
         if want_engine:
             engine_path = out_dir / ENGINE_FILE
@@ -186,7 +190,12 @@ def export_all(
             began = time.perf_counter()
             sidecar_path(engine_path).unlink(missing_ok=True)
             record = build_engine(
-                onnx_path, engine_path, contract, fp16=fp16, max_batch=max_batch, device=gpu
+                engine_source,
+                engine_path,
+                contract,
+                precision=precision,
+                max_batch=max_batch,
+                device=gpu,
             )
             parity = verify_engine(engine_path, cases, TOLERANCE[precision], gpu)
             finish(engine_path, "engine", precision, parity.to_dict(), began, tensorrt=record)

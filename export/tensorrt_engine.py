@@ -1,10 +1,18 @@
 """TensorRT engines built from the exported ONNX, and the runner that executes them.
 
-Written against the TensorRT 10 Python API: ``Builder`` + ``OnnxParser`` + one optimisation
-profile over the batch axis (1 .. max_batch, opt in the middle) -> ``build_serialized_network``;
-at run time ``Runtime.deserialize_cuda_engine``, ``set_input_shape``, ``set_tensor_address``
-with torch CUDA tensors as the buffers, and ``execute_async_v3`` on torch's current stream, so
-no other CUDA binding (pycuda, cuda-python) is needed.
+Written against the TensorRT 10 and 11 Python APIs: ``Builder`` + ``OnnxParser`` on a strongly
+typed network + one optimisation profile over the batch axis (1 .. max_batch, opt in the
+middle) -> ``build_serialized_network``; at run time ``Runtime.deserialize_cuda_engine``,
+``set_input_shape``, ``set_tensor_address`` with torch CUDA tensors as the buffers, and
+``execute_async_v3`` on torch's current stream, so no other CUDA binding (pycuda,
+cuda-python) is needed.
+
+Precision comes from the ONNX, not from builder flags: an fp32 engine is built from
+``model.onnx``, an fp16 engine from ``model.fp16.onnx`` (fp16 weights and compute, fp32 inputs
+and outputs). A strongly typed network keeps exactly the types of the graph it parses, so the
+engine computes what the verified ONNX computes. TensorRT 11 removed weak typing and with it
+the FP16 builder flag; TensorRT 10 offers strong typing behind a creation flag. One path
+serves both.
 
 An engine is specific to the TensorRT version and the GPU model that built it; the sidecar
 records both and ``engine_mismatch`` says why an engine cannot load here.
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -32,14 +41,20 @@ from scanner.contract import Preprocessing
 log = logging.getLogger(__name__)
 
 
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
 def tensorrt_missing() -> str | None:
     """Why TensorRT cannot run on this machine, or None when it can."""
     try:
         import tensorrt as trt
     except ImportError:
         return f"the tensorrt package is not installed; {GPU_INSTALL_HINT}"
-    if int(trt.__version__.split(".")[0]) < 10:
-        return f"TensorRT {trt.__version__} is too old (dfscan needs 10.x); {GPU_INSTALL_HINT}"
+    if _major(trt.__version__) < 10:
+        return (
+            f"TensorRT {trt.__version__} is too old (dfscan needs 10 or newer); {GPU_INSTALL_HINT}"
+        )
     if not torch.cuda.is_available():
         return f"no CUDA GPU is visible to PyTorch; {GPU_INSTALL_HINT}"
     return None
@@ -76,20 +91,27 @@ def optimisation_profile(max_batch: int) -> tuple[int, int, int]:
     return 1, max(1, (max_batch + 1) // 2), max_batch
 
 
+def strongly_typed_network(trt: ModuleType, builder: object) -> object:
+    """An empty strongly typed network: the only kind in TensorRT >= 11, a flag in 10."""
+    if _major(trt.__version__) >= 11:
+        return builder.create_network(0)
+    return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+
+
 def build_engine(
     onnx_path: Path,
     path: Path,
     contract: Preprocessing,
     *,
-    fp16: bool,
+    precision: str,
     max_batch: int,
     device: torch.device,
 ) -> dict:
-    """Build and serialize an engine from the fp32 ONNX; returns the sidecar's tensorrt record.
+    """Build and serialize an engine from ``onnx_path``; returns the sidecar's tensorrt record.
 
-    With ``fp16`` the FP16 builder flag lets TensorRT pick fp16 kernels where they are faster
-    (it keeps layers that need fp32 in fp32); without it TF32 is switched off too, so the
-    engine keeps the fp32 tolerance.
+    ``onnx_path`` carries the precision in its own types (``model.onnx`` for "fp32",
+    ``model.fp16.onnx`` for "fp16"); the strongly typed network keeps them. An fp32 engine
+    has TF32 switched off too, so it keeps the fp32 tolerance.
     """
     reason = tensorrt_missing()
     if reason is not None:
@@ -102,7 +124,7 @@ def build_engine(
     logger = trt.Logger(trt.Logger.WARNING)
     with torch.cuda.device(device):
         builder = trt.Builder(logger)
-        network = builder.create_network(0)  # TensorRT 10: every network is explicit-batch
+        network = strongly_typed_network(trt, builder)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(onnx_path)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -111,15 +133,7 @@ def build_engine(
         profile = builder.create_optimization_profile()
         profile.set_shape(INPUT_NAME, (low, *frame), (opt, *frame), (high, *frame))
         config.add_optimization_profile(profile)
-        if fp16:
-            if not hasattr(trt.BuilderFlag, "FP16"):
-                raise ExportError(
-                    f"TensorRT {trt.__version__} has no FP16 builder flag (TensorRT 11 builds "
-                    "strongly typed networks only); pip install 'tensorrt>=10,<11' for --fp16 "
-                    "engines, or export without --fp16"
-                )
-            config.set_flag(trt.BuilderFlag.FP16)
-        elif hasattr(trt.BuilderFlag, "TF32"):
+        if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
             config.clear_flag(trt.BuilderFlag.TF32)
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -129,10 +143,11 @@ def build_engine(
         f.write(serialized)
     tmp.replace(path)
     log.info(
-        "build_engine: wrote %s (%.1f MB, %s, batch %d..%d opt %d) in %.1f s",
+        "build_engine: wrote %s (%.1f MB, %s from %s, batch %d..%d opt %d) in %.1f s",
         path,
         path.stat().st_size / 1e6,
-        "fp16" if fp16 else "fp32",
+        precision,
+        onnx_path.name,
         low,
         high,
         opt,
@@ -142,7 +157,8 @@ def build_engine(
         "version": trt.__version__,
         **gpu_identity(device),
         "profile": {"min": low, "opt": opt, "max": high},
-        "fp16_flag": fp16,
+        "network": "strongly typed",
+        "built_from": onnx_path.name,
     }
 
 

@@ -221,6 +221,9 @@ def test_tensorrt_engine_export_and_backend(tiny_checkpoint, face, tmp_path, fp1
     assert info.precision == ("fp16" if fp16 else "fp32")
     assert {"version", "gpu", "compute_capability", "profile"} <= set(info.tensorrt)
     assert info.tensorrt["profile"] == {"min": 1, "opt": 8, "max": 16}
+    assert info.tensorrt["network"] == "strongly typed"
+    assert info.tensorrt["built_from"] == (ONNX_FP16_FILE if fp16 else ONNX_FILE)
+    assert not (tmp_path / ONNX_FP16_FILE).exists()
     backend = TensorRTBackend(engine.path, torch.device("cuda"))
     reference = TorchBackend.from_path(tiny_checkpoint, torch.device("cpu"))
     crops = np.stack([face] * 3)
@@ -234,3 +237,141 @@ def test_tensorrt_engine_export_and_backend(tiny_checkpoint, face, tmp_path, fp1
     engine.path.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="modified after export"):
         TensorRTBackend(engine.path, torch.device("cuda"))
+
+
+class _FakeTensorRT:
+    """The slice of the tensorrt module build_engine touches, recording what it is asked."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 1
+
+    class BuilderFlag:
+        TF32 = 7
+
+    def __init__(self, version):
+        self.__version__ = version
+        self.calls = calls = {}
+
+        class Config:
+            def add_optimization_profile(self, profile):
+                calls["profile"] = profile.shapes
+
+            def clear_flag(self, flag):
+                calls.setdefault("cleared", []).append(flag)
+
+        class Profile:
+            def set_shape(self, name, low, opt, high):
+                self.shapes = (name, low, opt, high)
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                calls["network_flags"] = flags
+                return "network"
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return b"serialized engine"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                assert network == "network"
+
+            def parse_from_file(self, path):
+                calls["parsed"] = path
+                return True
+
+        self.Builder = Builder
+        self.OnnxParser = OnnxParser
+
+
+@pytest.mark.parametrize(
+    "version, precision, flags",
+    [("10.13.3", "fp16", 1 << 1), ("10.13.3", "fp32", 1 << 1), ("11.4.0", "fp16", 0)],
+)
+def test_engine_build_is_strongly_typed_on_tensorrt_10_and_11(
+    version, precision, flags, tmp_path, monkeypatch
+):
+    """Code path check without a GPU: which network, file, flags and profile TensorRT gets."""
+    import contextlib
+    import sys
+
+    from export import tensorrt_engine
+    from scanner.contract import Preprocessing
+
+    fake = _FakeTensorRT(version)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(tensorrt_engine, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(tensorrt_engine, "gpu_identity", lambda device: {"gpu": "fake"})
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    source = tmp_path / (ONNX_FP16_FILE if precision == "fp16" else ONNX_FILE)
+    engine = tmp_path / ENGINE_FILE
+    record = tensorrt_engine.build_engine(
+        source,
+        engine,
+        Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3),
+        precision=precision,
+        max_batch=6,
+        device="cuda",
+    )
+    assert fake.calls["network_flags"] == flags
+    assert fake.calls["parsed"] == str(source)
+    assert fake.calls.get("cleared") == ([fake.BuilderFlag.TF32] if precision == "fp32" else None)
+    frame = (15, 3, 224, 224)
+    assert fake.calls["profile"] == (INPUT_NAME, (1, *frame), (3, *frame), (6, *frame))
+    assert engine.read_bytes() == b"serialized engine"
+    assert record["built_from"] == source.name and record["network"] == "strongly typed"
+    assert record["profile"] == {"min": 1, "opt": 3, "max": 6} and record["version"] == version
+
+
+def test_fp16_engine_is_built_from_the_verified_fp16_onnx(
+    tiny_checkpoint, face, tmp_path, monkeypatch
+):
+    """Pipeline wiring without a GPU: a stand-in "engine" that is the ONNX it was built from,
+    verified through onnxruntime in place of TensorRT."""
+    from export import pipeline
+
+    built = {}
+
+    def fake_build(source, path, contract, *, precision, max_batch, device):
+        built.update(source=source.name, precision=precision, max_batch=max_batch)
+        path.write_bytes(source.read_bytes())
+        return {"version": "stand-in", "built_from": source.name}
+
+    def fake_verify(path, cases, tolerance, device):
+        return verify_onnx(path, cases, tolerance)
+
+    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(pipeline, "build_engine", fake_build)
+    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
+    result = export_all(
+        tiny_checkpoint,
+        tmp_path,
+        formats="engine",
+        fp16=True,
+        max_batch=4,
+        face=face,
+        device=torch.device("cpu"),
+    )
+    assert built == {"source": ONNX_FP16_FILE, "precision": "fp16", "max_batch": 4}
+    (engine,) = result.artifacts
+    assert engine.info.precision == "fp16" and engine.info.tensorrt["built_from"] == ONNX_FP16_FILE
+    assert engine.info.parity["tolerance"] == TOLERANCE["fp16"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [ENGINE_FILE, ENGINE_FILE + ".json", "model.safetensors"]
+    )
