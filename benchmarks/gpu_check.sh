@@ -1,28 +1,97 @@
 #!/usr/bin/env bash
-# The checks a session with a lent GPU machine runs, in one go (see ../shared/docs/gpu-notes.md).
-# Usage, from the repository root on the GPU machine:  bash benchmarks/gpu_check.sh OUT_DIR
-# Needs torch with CUDA, timm, onnx, onnxruntime, and the wheels of facenet-pytorch (--no-deps)
-# and pywavelets installed; writes everything under OUT_DIR.
+# The checks a session with a lent GPU machine runs, in one go. Prepare here with
+# `bash benchmarks/gpu_prepare.sh`, then run through the device tool, with carry [".gpu"]:
+#     bash benchmarks/gpu_check.sh "$OUT"
+# It runs the source tree as it is (no pip install: the machine has no network) and writes a
+# few summaries plus gpu_check.tar.gz (every log, CSV and bench file) into the folder given.
+# Overrides, for a dry run elsewhere: PYTHON, DEVICE (cuda), BATCHES (1,8,32,128), RUNS (20),
+# WARMUP (5).
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
+py=${PYTHON:-python3}
+device=${DEVICE:-cuda}
+videos=$PWD/.gpu/videos
+work=$(mktemp -d)
 mkdir -p "$out"
-python -m pip install --quiet --no-deps -e . 2>&1 | tail -1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
-# 1. GPU tests: CUDA graphs against eager, fp16 parity.
-python -m pytest -q -m gpu tests 2>&1 | tail -15 > "$out/pytest_gpu.txt"
-# 2. Benchmarks on the GPU: paper configuration and default model, every backend found.
-dfscan bench --device cuda --batches 1,8,32,128 --runs 20 --warmup 5 \
-    --videos ../shared/data/videos --out "$out/bench_gpu" > "$out/bench_gpu.txt" 2>&1
-# 3. The same scan on CPU and GPU: scores must agree within fp16 tolerance.
-dfscan -q scan ../shared/data/videos --device cpu --out "$out/scan_cpu.csv" --no-progress
-dfscan -q scan ../shared/data/videos --device cuda --out "$out/scan_cuda.csv" --no-progress \
-    2> "$out/scan_cuda.log"
-python - "$out" <<'PY' > "$out/scan_compare.txt"
-import csv, sys
-out = sys.argv[1]
-rows = {n: {r["path"]: r for r in csv.DictReader(open(f"{out}/scan_{n}.csv"))} for n in ("cpu", "cuda")}
-diffs = [abs(float(rows["cpu"][p]["score"]) - float(r["score"]))
-         for p, r in rows["cuda"].items() if r["score"] and rows["cpu"][p]["score"]]
-print(f"{len(diffs)} videos scored on both; max |score cpu - cuda| = {max(diffs):.2e}")
+started=$(date +%s)
+step() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$work/steps.txt" >&2; }
+
+if ! "$py" -c "import facenet_pytorch, pywt" 2>/dev/null; then
+    step "installing $(ls .gpu/wheels | tr '\n' ' ')"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/dfscan-site \
+        .gpu/wheels/*.whl || exit 1
+    export PYTHONPATH=/tmp/dfscan-site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export DFSCAN_SHARED_VIDEOS=$videos
+dfscan=("$py" -m scanner)  # the dfscan command, from the source tree
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+    "$py" - <<'PY'
+import importlib.metadata as md
+import torch
+for pkg in ("torch", "timm", "onnx", "onnxruntime", "facenet-pytorch", "opencv-python-headless"):
+    try:
+        print(pkg, md.version(pkg))
+    except md.PackageNotFoundError:
+        print(pkg, "not installed")
+print("cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))
 PY
-cat "$out"/gpu.txt "$out"/pytest_gpu.txt "$out"/scan_compare.txt
+} > "$work/env.txt" 2>&1
+step "environment: $(tail -1 "$work/env.txt")"
+
+# 1. GPU tests: CUDA graphs against eager, fp16 CUDA parity of the shipped model and of the
+#    paper configuration, ONNX/TensorRT where installed (they skip with the reason otherwise).
+step "pytest -m gpu"
+timeout 300 "$py" -m pytest -q -rs -m gpu -p no:cacheprovider tests > "$work/pytest_gpu.txt" 2>&1
+step "pytest -m gpu: $(tail -1 "$work/pytest_gpu.txt")"
+
+# 2. Bench: paper configuration and shipped model on the torch backend (fp16, channels_last,
+#    CUDA graphs), end to end on the shared clips. onnxruntime there has only the CPU provider.
+step "bench"
+timeout 300 "${dfscan[@]}" bench --device "$device" --backends torch --batches "${BATCHES:-1,8,32,128}" \
+    --runs "${RUNS:-20}" --warmup "${WARMUP:-5}" --videos "$videos" --out "$work/bench" \
+    > "$work/bench.txt" 2> "$work/bench.log"
+step "bench: exit $?"
+
+# 3. The same scan on the CPU and on the device: scores must agree within the fp16 tolerance
+#    wherever both found the same face track.
+for where in cpu "$device"; do
+    step "scan --device $where"
+    timeout 300 "${dfscan[@]}" scan "$videos" --device "$where" --out "$work/scan_$where.csv" \
+        --details "$work/scan_$where.jsonl" --no-progress --overwrite 2> "$work/scan_$where.log"
+    step "scan --device $where: exit $?"
+done
+"$py" - "$work" "$device" > "$work/scan_compare.txt" 2>&1 <<'PY'
+import csv
+import sys
+
+work, device = sys.argv[1:]
+rows = {}
+for name in ("cpu", device):
+    with open(f"{work}/scan_{name}.csv", newline="") as f:
+        rows[name] = {r["path"]: r for r in csv.DictReader(f)}
+cpu, dev = rows["cpu"], rows[device]
+both = [p for p in cpu if p in dev and cpu[p]["score"] and dev[p]["score"]]
+status = [p for p in cpu if p in dev and cpu[p]["status"] != dev[p]["status"]]
+print(f"{len(cpu)} videos on cpu, {len(dev)} on {device}; scored on both: {len(both)}")
+print(f"status differs on {len(status)}: {status}")
+diffs = sorted(((abs(float(cpu[p]["score"]) - float(dev[p]["score"])), p) for p in both), reverse=True)
+if diffs:
+    print(f"max |score cpu - {device}| = {diffs[0][0]:.2e} ({diffs[0][1]})")
+    print(f"median = {diffs[len(diffs) // 2][0]:.2e}")
+    for d, p in diffs[:5]:
+        print(f"  {d:.2e}  {p}  backend {dev[p]['backend']} {dev[p]['device']}")
+verdicts = [p for p in both if cpu[p]["label"] != dev[p]["label"]]
+print(f"label (verdict) differs on {len(verdicts)}: {verdicts}")
+PY
+step "compared"
+
+cp "$work/env.txt" "$work/pytest_gpu.txt" "$work/bench.txt" "$work/scan_compare.txt" \
+    "$work/steps.txt" "$out/"
+tar czf "$out/gpu_check.tar.gz" -C "$work" .
+cat "$out/env.txt" "$out/scan_compare.txt"
+tail -25 "$out/pytest_gpu.txt"

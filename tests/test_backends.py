@@ -160,3 +160,35 @@ def test_onnx_on_a_gpu_provider(export_dir, crops):
     p, _ = backend(crops)
     q, _ = make_backend(export_dir, "torch", CPU, "auto")(crops)
     assert np.abs(p - q).max() < TOLERANCE["fp32"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("model", ["default", "paper"])
+def test_fp16_cuda_graphs_match_cpu_fp32(model, face_clip, tmp_path):
+    """fp16 parity on the GPU: the CUDA torch backend (fp16, channels_last, CUDA graphs) on the
+    shipped model and on the paper configuration (B5, random init) against fp32 on the CPU."""
+    from export.pipeline import face_crops
+    from scanner.models import default_weights
+    from training.model import DetectorConfig
+
+    from helpers import make_checkpoint
+
+    if model == "default":
+        weights = default_weights()
+        if weights is None:
+            pytest.skip("no default model in this build")
+    else:
+        weights = make_checkpoint(tmp_path / "paper.safetensors", DetectorConfig())
+    cpu = TorchBackend.from_path(weights, CPU)
+    gpu = TorchBackend.from_path(weights, torch.device("cuda"))
+    assert gpu.half and gpu.use_graphs
+    face = face_crops(face_clip, cpu.contract)
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, (3, *face.shape), dtype=np.uint8)
+    for clips in (face[None], noise, np.concatenate([face[None], noise])):
+        p, a = gpu(clips)
+        q, b = cpu(clips)
+        assert np.abs(p - q).max() <= TOLERANCE["fp16"]
+        assert np.abs(a - b).max() <= TOLERANCE["fp16"]
+    assert gpu.use_graphs and sorted(gpu._graphs) == [1, 4]  # batch 3 padded into 4

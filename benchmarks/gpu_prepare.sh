@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Stage, on the development machine, what benchmarks/gpu_check.sh needs on the lent GPU machine.
+# That machine has no network and does not see ../shared (see ../shared/docs/gpu-notes.md):
+# its image lacks facenet-pytorch and pywavelets, so their wheels travel in .gpu/wheels, and the
+# shared clips travel in .gpu/videos. Then run, through the device tool, with carry [".gpu"]:
+#     bash benchmarks/gpu_check.sh "$OUT"
+set -euo pipefail
+shared=${DFSCAN_SHARED_VIDEOS:-../shared/data/videos}
+rm -rf .gpu
+mkdir -p .gpu/wheels .gpu/videos
+# The GPU image's python3 is CPython 3.12 on x86-64.
+python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .gpu/wheels "facenet-pytorch==2.5.3" "pywavelets>=1.4"
+cp -rp "$shared"/. .gpu/videos/
+du -sh .gpu/wheels .gpu/videos
