@@ -24,8 +24,9 @@ import torch
 
 from scanner import __version__
 from scanner.backends import Backend
-from scanner.faces import FaceDetector, NoFaceError, track_faces
-from scanner.video import VideoError, read_frames
+from scanner.clip import StageClock, read_face_clip
+from scanner.faces import FaceDetector, NoFaceError
+from scanner.video import VideoError
 
 log = logging.getLogger(__name__)
 
@@ -261,31 +262,17 @@ def measure_end_to_end(
 
     c = backend.contract
     detector = FaceDetector(c, getattr(backend, "torch_device", "cpu"))
-    t = dict(decode=0.0, detect=0.0, crop=0.0, model=0.0)
+    clock = StageClock()
+    model_s = 0.0
     scored = 0
     for path in videos:
+        try:
+            clip = read_face_clip(path, detector, c.num_frames, c.sampling, seed, clock)
+        except (VideoError, NoFaceError):
+            continue
         t0 = time.perf_counter()
-        try:
-            frames = read_frames(path, c.num_frames, c.sampling, seed)
-        except VideoError:
-            t["decode"] += time.perf_counter() - t0
-            continue
-        t1 = time.perf_counter()
-        faces = detector.detect(frames.images)
-        t2 = time.perf_counter()
-        try:
-            track = track_faces(frames, faces, c)
-        except NoFaceError:
-            t["decode"] += t1 - t0
-            t["detect"] += t2 - t1
-            continue
-        t3 = time.perf_counter()
-        backend(track.crops[None])
-        t4 = time.perf_counter()
-        t["decode"] += t1 - t0
-        t["detect"] += t2 - t1
-        t["crop"] += t3 - t2
-        t["model"] += t4 - t3
+        backend(clip.track.crops[None])
+        model_s += time.perf_counter() - t0
         scored += 1
     scanner = Scanner(backend, ScanOptions(seed=seed, workers=workers))
     t0 = time.perf_counter()
@@ -297,10 +284,10 @@ def measure_end_to_end(
         backend.device,
         len(videos),
         scored,
-        t["decode"],
-        t["detect"],
-        t["crop"],
-        t["model"],
+        clock.decode,
+        clock.detect,
+        clock.crop,
+        model_s,
         pipeline,
         hardware(),
         versions(),

@@ -64,11 +64,11 @@ class ExportResult:
 
 def face_crops(video: Path, contract: Preprocessing, seed: int = 0) -> np.ndarray:
     """The dominant face of ``video`` cropped as the contract says: (T, S, S, 3) uint8 RGB."""
-    from scanner.faces import FaceDetector, extract_track
-    from scanner.video import read_frames
+    from scanner.clip import read_face_clip
+    from scanner.faces import FaceDetector
 
-    frames = read_frames(video, contract.num_frames, contract.sampling, seed)
-    return extract_track(frames, FaceDetector(contract, "cpu")).crops
+    detector = FaceDetector(contract, "cpu")
+    return read_face_clip(video, detector, contract.num_frames, contract.sampling, seed).track.crops
 
 
 def sample_face_crops(contract: Preprocessing) -> np.ndarray | None:

@@ -23,6 +23,9 @@ class Preprocessing:
     detect_max_side: int = 640  # frames are downscaled to this longer side for MTCNN
     min_face_prob: float = 0.8  # MTCNN confidence a box needs to count as a face
     min_face_fraction: float = 1 / 3  # fewer sampled frames with the face than this -> no_face
+    # Consecutive sampled frames whose colour histograms differ by more than this (Bhattacharyya
+    # distance, 0..1) lie in different shots; a face track never crosses a shot cut. 1 disables.
+    shot_cut: float = 0.35
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
@@ -41,6 +44,8 @@ class Preprocessing:
             raise ValueError(f"detect_max_side must be >= 64, got {self.detect_max_side}")
         if not 0.0 < self.min_face_prob <= 1.0 or not 0.0 < self.min_face_fraction <= 1.0:
             raise ValueError("min_face_prob and min_face_fraction must be in (0, 1]")
+        if not 0.0 < self.shot_cut <= 1.0:
+            raise ValueError(f"shot_cut must be in (0, 1], got {self.shot_cut}")
 
     def min_face_frames(self, sampled: int | None = None) -> int:
         """Of ``sampled`` frames (default num_frames), how many must show the tracked face."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from scanner.contract import Preprocessing
-from scanner.video import Frames
+from scanner.video import Frames, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,11 @@ class NoFaceError(Exception):
 
     status = "no_face"
 
-    def __init__(self, message: str, frames_with_face: int) -> None:
+    def __init__(self, message: str, frames_with_face: int, frames: Frames | None = None) -> None:
         super().__init__(message)
         self.frames_with_face = frames_with_face
+        self.info: VideoInfo | None = frames.info if frames is not None else None
+        self.frames_sampled = len(frames.indices) if frames is not None else 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class FaceTrack:
     boxes: np.ndarray  # (T, 4) float32 detector box per frame (filled from a neighbour if missed)
     detected: np.ndarray  # (T,) bool: the face was detected in this frame
     landmarks: np.ndarray  # (T, 5, 2) float32 in crop pixels (neighbour's where missed)
+    # (T,) bool: the frame lies in the shot the face was tracked in. False frames (another shot
+    # after a cut) only hold the crop region of the nearest in-shot frame, not this face.
+    in_shot: np.ndarray
 
     @property
     def frames_with_face(self) -> int:
@@ -130,25 +135,59 @@ def _link_cost(prev: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(iou >= 0.2, 1.0 - iou, np.where(near, 1.0 + dist / size, np.inf))
 
 
+def shot_ids(images: np.ndarray, max_distance: float) -> np.ndarray:
+    """(T,) shot number of each sampled frame: a new shot wherever consecutive frames' colour
+    histograms (HSV 16x4x4 on a 96x54 thumbnail) are further apart than ``max_distance``
+    (Bhattacharyya distance). On the shared clips, consecutive random samples of one shot
+    measured at most 0.29, the three cuts sampled in hamilton_stage 0.41 to 0.61."""
+    hists = []
+    for image in images:
+        small = cv2.resize(image, (96, 54), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        h = cv2.calcHist([hsv], [0, 1, 2], None, [16, 4, 4], [0, 180, 0, 256, 0, 256])
+        hists.append(cv2.normalize(h, h).flatten())
+    cuts = [
+        cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA) > max_distance
+        for a, b in zip(hists, hists[1:])
+    ]
+    return np.concatenate([[0], np.cumsum(cuts)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Selected:
+    boxes: np.ndarray  # (T, 4)
+    landmarks: np.ndarray  # (T, 5, 2)
+    detected: np.ndarray  # (T,) bool
+    in_shot: np.ndarray  # (T,) bool
+
+
 def select_track(
-    faces: list[FrameFaces], min_prob: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    faces: list[FrameFaces], min_prob: float, shots: np.ndarray | None = None, min_frames: int = 1
+) -> _Selected | None:
     """Follow the dominant face through the frames.
 
     Confident boxes are linked frame by frame into tracks (greedy lowest-cost assignment
-    against each track's last box, so a face may be missed in some frames); the dominant face
-    is the track with the largest sum of box sides: present often and large. Frames where it
-    was not found take the box of the nearest frame where it was. Returns (boxes (T, 4),
-    landmarks (T, 5, 2), detected (T,)) in frame coordinates, or None without a confident face.
+    against each track's last box, so a face may be missed in some frames), never across a
+    change of ``shots`` (T,) (default: one shot): after a cut, a box in the same place is
+    usually someone else. The dominant face is the track with the largest sum of box sides
+    (present often and large) among those found in at least ``min_frames`` frames, if any
+    track is. Frames where it was not found take the box of the nearest frame where it was.
+    Returns None without a confident face.
     """
+    n = len(faces)
+    shots = np.zeros(n, np.int64) if shots is None else np.asarray(shots)
     tracks: list[dict[int, int]] = []  # frame -> box index within that frame
     last: list[np.ndarray] = []
+    last_shot: list[int] = []
     for t, f in enumerate(faces):
         cand = np.flatnonzero(f.probs >= min_prob)
         if len(cand) == 0:
             continue
         boxes = f.boxes[cand]
-        cost = np.stack([_link_cost(b, boxes) for b in last]) if last else np.zeros((0, len(cand)))
+        cost = np.full((len(last), len(cand)), np.inf)
+        for i, (prev, shot) in enumerate(zip(last, last_shot)):
+            if shot == shots[t]:
+                cost[i] = _link_cost(prev, boxes)
         used_tracks: set[int] = set()
         used_boxes: set[int] = set()
         for flat in np.argsort(cost, axis=None):
@@ -165,6 +204,7 @@ def select_track(
             if j not in used_boxes:
                 tracks.append({t: int(cand[j])})
                 last.append(boxes[j])
+                last_shot.append(int(shots[t]))
     if not tracks:
         return None
 
@@ -172,18 +212,19 @@ def select_track(
         b = np.stack([faces[t].boxes[k] for t, k in track.items()])
         return float(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).sum())
 
-    best = max(tracks, key=presence)
-    n = len(faces)
+    best = max(tracks, key=lambda track: (len(track) >= min_frames, presence(track)))
     found = np.array(sorted(best))
     detected = np.zeros(n, bool)
     detected[found] = True
+    in_shot = shots == shots[found[0]]
     boxes = np.zeros((n, 4), np.float32)
     landmarks = np.zeros((n, 5, 2), np.float32)
     for t in range(n):
+        # The nearest detection is always in the track's own shot (tracks never cross a cut).
         src = t if detected[t] else int(found[np.abs(found - t).argmin()])
         boxes[t] = faces[src].boxes[best[src]]
         landmarks[t] = faces[src].landmarks[best[src]]
-    return boxes, landmarks, detected
+    return _Selected(boxes, landmarks, detected, in_shot)
 
 
 def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
@@ -222,16 +263,20 @@ def crop_square(
 def track_faces(frames: Frames, faces: list[FrameFaces], contract: Preprocessing) -> FaceTrack:
     """Follow and crop the dominant face, given MTCNN's output per frame. Raises NoFaceError."""
     c = contract
-    track = select_track(faces, c.min_face_prob)
+    shots = shot_ids(frames.images, c.shot_cut) if c.shot_cut < 1.0 else None
+    needed = c.min_face_frames(len(faces))
+    track = select_track(faces, c.min_face_prob, shots, needed)
     if track is None:
-        raise NoFaceError("no face found in any sampled frame", 0)
-    boxes, landmarks, detected = track
-    needed = c.min_face_frames(len(detected))
+        raise NoFaceError("no face found in any sampled frame", 0, frames)
+    boxes, landmarks, detected = track.boxes, track.landmarks, track.detected
     if detected.sum() < needed:
+        shot_count = 1 if shots is None else int(shots[-1]) + 1
+        cuts = f" (the sampled frames span {shot_count} shots)" if shot_count > 1 else ""
         raise NoFaceError(
             f"face found in {int(detected.sum())} of {len(detected)} sampled frames, "
-            f"{needed} needed",
+            f"{needed} needed{cuts}",
             int(detected.sum()),
+            frames,
         )
     crops = np.empty((len(boxes), c.crop_size, c.crop_size, 3), np.uint8)
     crop_landmarks = np.empty_like(landmarks)
@@ -244,6 +289,7 @@ def track_faces(frames: Frames, faces: list[FrameFaces], contract: Preprocessing
         boxes=boxes,
         detected=detected,
         landmarks=crop_landmarks,
+        in_shot=track.in_shot,
     )
 
 

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from scanner.backends import Backend
-from scanner.faces import FaceDetector, FaceTrack, NoFaceError, extract_track
+from scanner.clip import read_face_clip
+from scanner.faces import FaceDetector, FaceTrack, NoFaceError
 from scanner.report import VideoResult
-from scanner.video import VideoError, VideoInfo, read_frames
+from scanner.video import VideoError, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,12 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
     info = None
     sampled = 0
     try:
-        frames = read_frames(path, c.num_frames, sampling, seed)
-        info, sampled = frames.info, len(frames.indices)
-        track = extract_track(frames, detector)
+        clip = read_face_clip(path, detector, c.num_frames, sampling, seed)
+        info, sampled, track = clip.frames.info, len(clip.frames.indices), clip.track
+        note = ""
+        if clip.refocused:
+            first, last = track.indices[0], track.indices[-1]
+            note = f"shot cut: clip sampled again inside the face's shot (frames {first}..{last})"
     except (VideoError, NoFaceError) as e:
         info = info or getattr(e, "info", None)
         return Prepared(
@@ -70,7 +74,7 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
             message=str(e),
             seconds=time.perf_counter() - start,
             info=info,
-            frames_sampled=sampled,
+            frames_sampled=getattr(e, "frames_sampled", sampled),
             frames_with_face=getattr(e, "frames_with_face", 0),
         )
     except OSError as e:
@@ -85,7 +89,7 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
     return Prepared(
         path=path,
         status="ok",
-        message="",
+        message=note,
         seconds=time.perf_counter() - start,
         info=info,
         track=track,

@@ -153,11 +153,25 @@ def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.n
     return images, pos
 
 
-def read_frames(path: Path, num_frames: int, method: str, seed: int) -> Frames:
-    """Sample and decode ``num_frames`` frames of ``path``.
+def _span_indices(
+    frame_count: int, num_frames: int, method: str, seed: int, span: tuple[int, int] | None
+) -> np.ndarray:
+    """Sampled indices over the whole video, or only over frames span[0]..span[1]."""
+    lo, hi = (0, frame_count - 1) if span is None else (span[0], min(span[1], frame_count - 1))
+    if lo < 0 or hi < lo:
+        raise ValueError(f"empty frame span {span} in a video of {frame_count} frames")
+    rng = np.random.default_rng(seed)
+    return lo + sample_indices(hi - lo + 1, num_frames, method, rng)
 
-    The same file, method and seed always give the same indices. Raises NotAVideoError,
-    DecodeError or TooShortError for inputs that cannot give a clip.
+
+def read_frames(
+    path: Path, num_frames: int, method: str, seed: int, span: tuple[int, int] | None = None
+) -> Frames:
+    """Sample and decode ``num_frames`` frames of ``path`` (only of frames span[0]..span[1],
+    inclusive, when given).
+
+    The same file, method, seed and span always give the same indices. Raises
+    NotAVideoError, DecodeError or TooShortError for inputs that cannot give a clip.
     """
     path = Path(path)
     cap = _open(path)
@@ -179,7 +193,7 @@ def read_frames(path: Path, num_frames: int, method: str, seed: int) -> Frames:
             raise DecodeError("no decodable frames", declared_info)
         if declared < num_frames:
             raise TooShortError(f"{declared} frames, {num_frames} needed", declared_info)
-        indices = sample_indices(declared, num_frames, method, np.random.default_rng(seed))
+        indices = _span_indices(declared, num_frames, method, seed, span)
         images, decoded = _grab_indices(cap, indices)
         frame_count = declared
         if len(images) < num_frames:
@@ -190,7 +204,7 @@ def read_frames(path: Path, num_frames: int, method: str, seed: int) -> Frames:
                 )
             log.warning("%s: %d of %d declared frames decode; resampling", path, decoded, declared)
             frame_count = decoded
-            indices = sample_indices(decoded, num_frames, method, np.random.default_rng(seed))
+            indices = _span_indices(decoded, num_frames, method, seed, span)
             cap.release()
             cap = _open(path)
             images, _ = _grab_indices(cap, indices)

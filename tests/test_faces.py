@@ -9,8 +9,11 @@ from scanner.faces import (
     crop_square,
     extract_track,
     select_track,
+    shot_ids,
 )
 from scanner.video import Frames, VideoInfo, read_frames
+
+from helpers import face_frames
 
 CONTRACT = Preprocessing.for_backbone("test_efficientnet")
 
@@ -52,8 +55,9 @@ def test_track_follows_the_dominant_face_and_fills_gaps():
     big = [100, 100, 200, 200]
     small = [400, 50, 430, 80]
     frames = [faces(big, small), faces(small), faces([110, 105, 210, 205], small), faces()]
-    boxes, landmarks, detected = select_track(frames, 0.9)
-    assert detected.tolist() == [True, False, True, False]
+    track = select_track(frames, 0.9)
+    boxes, landmarks, detected = track.boxes, track.landmarks, track.detected
+    assert detected.tolist() == [True, False, True, False] and track.in_shot.all()
     assert boxes[0].tolist() == big
     assert boxes[1].tolist() == big  # filled from the nearest frame with the face
     assert boxes[3].tolist() == [110, 105, 210, 205]
@@ -64,8 +68,37 @@ def test_track_prefers_the_face_seen_most():
     close_up_once = [0, 0, 300, 300]
     steady = [100, 100, 180, 180]
     frames = [faces(close_up_once, steady)] + [faces(steady) for _ in range(5)]
-    _, _, detected = select_track(frames, 0.9)
-    assert detected.all()
+    assert select_track(frames, 0.9).detected.all()
+
+
+def test_track_never_crosses_a_shot_cut():
+    """The same place after a cut is someone else: separate tracks per shot, and the dominant
+    one is the face seen in enough frames (min_frames) before a larger face seen too rarely."""
+    here = [100, 100, 200, 200]  # side 100
+    big = [50, 50, 300, 300]  # side 250
+    frames = [faces(here)] * 4 + [faces(big)] * 2 + [faces(here)] * 2
+    shots = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    track = select_track(frames, 0.9, shots, min_frames=3)
+    assert track.detected.tolist() == [True] * 4 + [False] * 4
+    assert track.in_shot.tolist() == [True] * 4 + [False] * 4
+    assert track.boxes[7].tolist() == here  # filled from the nearest frame of its own shot
+    # Presence alone (sum of box sides): 2 x 250 beats 4 x 100.
+    assert (
+        select_track(frames, 0.9, shots).detected.tolist() == [False] * 4 + [True] * 2 + [False] * 2
+    )
+    # Without shots, the boxes at the same place link into one track across both cuts.
+    assert (
+        select_track(frames, 0.9, None, min_frames=3).detected.tolist()
+        == [True] * 4 + [False] * 2 + [True] * 2
+    )
+
+
+def test_shot_ids_split_at_cuts_only(face_image):
+    scene_a = face_frames(face_image, 6)  # the portrait drifting on grey
+    scene_b = [np.full_like(scene_a[0], (20, 60, 160)) for _ in range(3)]  # a blue wall
+    ids = shot_ids(np.stack(scene_a[:3] + scene_b + scene_a[3:]), CONTRACT.shot_cut)
+    assert ids.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert shot_ids(np.stack(scene_a), CONTRACT.shot_cut).tolist() == [0] * 6
 
 
 def test_track_ignores_unconfident_boxes():

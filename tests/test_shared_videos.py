@@ -49,3 +49,7 @@ def test_scan_shared_videos(tiny_checkpoint, tmp_path):
             assert row["status"] == "ok", (name, row["message"])
             assert 0.0 <= float(row["score"]) <= 1.0
             assert int(row["frames_with_face"]) >= 5
+    # The one multi-shot clip: its random sample straddles cuts, so the clip is sampled again
+    # inside the tracked face's shot; the single-shot clips are sampled once.
+    refocused = sorted(n for n, r in rows.items() if r["message"].startswith("shot cut"))
+    assert refocused == ["real/hamilton_stage.mp4"]

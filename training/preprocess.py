@@ -4,7 +4,7 @@
 
 Each video becomes one ``.npz`` with ``frames`` face crops taken at equally spaced frame
 indices (all frames when the video is shorter), cropped by the scanner's own code
-(``scanner.faces.extract_track``), with MTCNN's landmarks kept for augmentation. Training
+(``scanner.clip.read_face_clip``), with MTCNN's landmarks kept for augmentation. Training
 draws its 15-frame clips from these. Progress is appended to ``index.jsonl`` as each video
 finishes, so an interrupted run resumes where it stopped.
 """
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scanner.clip import read_face_clip
 from scanner.contract import Preprocessing
-from scanner.faces import FaceDetector, NoFaceError, extract_track
-from scanner.video import VideoError, read_frames
+from scanner.faces import FaceDetector, NoFaceError
+from scanner.video import VideoError
 from training.datasets import VideoItem, load_dataset
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,14 @@ log = logging.getLogger(__name__)
 INDEX = "index.jsonl"
 SETTINGS = "preprocess.json"
 # Face-crop fields of the contract that must match between a cache and a training run.
-CROP_FIELDS = ("crop_size", "margin", "detect_max_side", "min_face_prob", "min_face_fraction")
+CROP_FIELDS = (
+    "crop_size",
+    "margin",
+    "detect_max_side",
+    "min_face_prob",
+    "min_face_fraction",
+    "shot_cut",
+)
 
 
 @dataclass(frozen=True)
@@ -104,13 +112,13 @@ def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
     c = _detector.contract
     try:
         try:
-            sampled = read_frames(item.path, frames, "uniform", seed)
+            clip = read_face_clip(item.path, _detector, frames, "uniform", seed)
         except VideoError as e:
             # Shorter than the cache depth but long enough for a clip: take every frame.
             if e.status != "too_short" or e.info is None or e.info.frame_count < c.num_frames:
                 raise
-            sampled = read_frames(item.path, e.info.frame_count, "uniform", seed)
-        track = extract_track(sampled, _detector)
+            clip = read_face_clip(item.path, _detector, e.info.frame_count, "uniform", seed)
+        track = clip.track
     except (VideoError, NoFaceError) as e:
         return CacheEntry(**base, status=e.status, message=str(e))
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the extraction
@@ -146,7 +154,8 @@ def preprocess(
     settings_path = cache / SETTINGS
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
-        mismatched = [k for k in CROP_FIELDS if old["contract"][k] != contract.to_dict()[k]]
+        made = {"shot_cut": 1.0, **old["contract"]}  # caches older than shot cuts had none
+        mismatched = [k for k in CROP_FIELDS if made[k] != contract.to_dict()[k]]
         if mismatched or old["frames"] != frames:
             raise ValueError(
                 f"{cache} was made with other settings ({mismatched or 'frames'}); "

@@ -1,0 +1,57 @@
+"""read_face_clip: the one decode + face stage, and its second look inside a face's shot."""
+
+import numpy as np
+import pytest
+
+from scanner.clip import StageClock, read_face_clip
+from scanner.contract import Preprocessing
+from scanner.faces import FaceDetector
+
+from helpers import face_frames, frame_mark, write_clip
+
+CONTRACT = Preprocessing.for_backbone("test_efficientnet")
+FACE_FRAMES = 120  # frame marks go up to 127; then 60 frames of a blue wall
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector(CONTRACT)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory, face_image):
+    frames = face_frames(face_image, FACE_FRAMES)
+    wall = np.full_like(frames[0], (20, 60, 160))
+    return write_clip(tmp_path_factory.mktemp("cut") / "cut.mp4", frames + [wall] * 60)
+
+
+def test_a_sample_across_a_cut_is_taken_again_inside_the_face_shot(cut_clip, detector):
+    clock = StageClock()
+    clip = read_face_clip(cut_clip, detector, 15, "random", seed=0, clock=clock)
+    assert clip.refocused
+    indices = list(clip.frames.indices)
+    assert len(indices) == 15 and max(indices) < FACE_FRAMES
+    assert [frame_mark(im) for im in clip.frames.images] == indices  # decoded what it says
+    assert clip.track.in_shot.all() and clip.track.detected.all()
+    assert clock.decode > 0 and clock.detect > 0 and clock.crop > 0
+
+
+def test_the_first_sample_really_straddled_the_cut(cut_clip, detector):
+    """What the test above relies on: seed 0 puts frames on both sides of the cut."""
+    from scanner.faces import track_faces
+    from scanner.video import read_frames
+
+    frames = read_frames(cut_clip, 15, "random", 0)
+    track = track_faces(frames, detector.detect(frames.images), CONTRACT)
+    outside = np.asarray(frames.indices)[~track.in_shot]
+    assert len(outside) > 0 and outside.min() >= FACE_FRAMES
+    assert not track.detected[~track.in_shot].any()
+
+
+def test_a_single_shot_is_sampled_once(face_clip, detector):
+    clock = StageClock()
+    clip = read_face_clip(face_clip, detector, 15, "random", seed=0, clock=clock)
+    assert not clip.refocused and clip.track.in_shot.all()
+    once = clock.detect
+    read_face_clip(face_clip, detector, 15, "random", seed=0, clock=clock)
+    assert clock.detect > once  # the clock sums over calls
