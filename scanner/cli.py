@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from scanner.contract import SAMPLING_METHODS
+
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
 FAILED_STATUSES = ("decode_error", "not_video", "error")
@@ -113,8 +115,9 @@ def main(verbose: int, quiet: bool) -> None:
 )
 @click.option(
     "--sampling",
-    type=click.Choice(["random", "uniform"]),
-    help="Frame sampling. Default: the checkpoint's (random, as in the paper).",
+    type=click.Choice(SAMPLING_METHODS),
+    help="Frame sampling (the paper's Table 4). Default: the checkpoint's (random, the "
+    "paper's best).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Frame sampling seed.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-SAMPLING_METHODS = ("random", "uniform")
+# Table 4's frame sampling methods (see scanner.video.sample_indices); random was the paper's best.
+SAMPLING_METHODS = ("random", "uniform", "keyframe", "subsequence", "sequential")
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Preprocessing:
     crop_size: int = 224  # face crops are resized to crop_size x crop_size (paper §3.1)
     margin: float = 0.3  # the detected box is dilated by 30 % of its size (paper §3.1)
     num_frames: int = 15  # frames per clip (paper §3.1.1)
-    sampling: str = "random"  # random (the paper's best, Table 4) or uniform
+    sampling: str = "random"  # one of SAMPLING_METHODS; random was the paper's best (Table 4)
     detect_max_side: int = 640  # frames are downscaled to this longer side for MTCNN
     min_face_prob: float = 0.8  # MTCNN confidence a box needs to count as a face
     min_face_fraction: float = 1 / 3  # fewer sampled frames with the face than this -> no_face

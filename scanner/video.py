@@ -87,12 +87,27 @@ def has_video_signature(path: Path) -> bool:
     )
 
 
+SUBSEQUENCES = 3  # runs of consecutive frames in "subsequence" sampling
+
+
 def sample_indices(
-    frame_count: int, num_frames: int, method: str, rng: np.random.Generator
+    frame_count: int,
+    num_frames: int,
+    method: str,
+    rng: np.random.Generator,
+    change: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pick ``num_frames`` distinct frame indices in [0, frame_count), increasing.
 
-    random: a uniformly random subset (the paper's choice, Table 4); uniform: equally spaced.
+    The frame sampling methods of the paper's Table 4:
+
+    - random: a uniformly random subset (the paper's best);
+    - uniform: equally spaced, first and last frame included;
+    - keyframe: the frames where the picture changes most (``keyframe_indices`` on
+      ``change``, the per-frame change signal that ``read_frames`` measures);
+    - subsequence: SUBSEQUENCES runs of consecutive frames, one starting at random in each
+      equal part of the video (5 + 5 + 5 for 15 frames);
+    - sequential: one run of consecutive frames starting at random.
     """
     if method not in SAMPLING_METHODS:
         raise ValueError(f"sampling must be one of {SAMPLING_METHODS}, got {method!r}")
@@ -100,7 +115,65 @@ def sample_indices(
         raise TooShortError(f"{frame_count} frames, {num_frames} needed")
     if method == "uniform":
         return np.linspace(0, frame_count - 1, num_frames).round().astype(np.int64)
+    if method == "keyframe":
+        if change is None or len(change) != frame_count:
+            raise ValueError("keyframe sampling needs the change signal of every frame")
+        return keyframe_indices(change, num_frames)
+    if method == "subsequence":
+        runs = np.array_split(np.arange(num_frames), min(SUBSEQUENCES, num_frames))
+        bounds = np.linspace(0, frame_count, len(runs) + 1).round().astype(np.int64)
+        if all(b - a >= len(r) for r, a, b in zip(runs, bounds, bounds[1:])):
+            starts = [rng.integers(a, b - len(r) + 1) for r, a, b in zip(runs, bounds, bounds[1:])]
+            return np.concatenate([s + np.arange(len(r)) for s, r in zip(starts, runs)])
+        method = "sequential"  # parts shorter than their runs: one run instead
+    if method == "sequential":
+        start = rng.integers(0, frame_count - num_frames + 1)
+        return np.arange(start, start + num_frames, dtype=np.int64)
     return np.sort(rng.choice(frame_count, size=num_frames, replace=False)).astype(np.int64)
+
+
+def keyframe_indices(change: np.ndarray, num_frames: int) -> np.ndarray:
+    """The ``num_frames`` frames with the largest ``change`` (F,), increasing.
+
+    Greedy, largest first, each pick suppressing its neighbours within F / (2 num_frames)
+    frames so that one burst of motion does not take every pick; a video too static to
+    offer enough separated peaks is filled up with the largest remaining changes.
+    """
+    order = np.argsort(-np.asarray(change, np.float64), kind="stable")
+    radius = max(1, len(change) // (2 * num_frames))
+    free = np.ones(len(change), bool)
+    chosen: list[int] = []
+    for i in order.tolist():
+        if len(chosen) == num_frames:
+            break
+        if free[i]:
+            chosen.append(i)
+            free[max(0, i - radius + 1) : i + radius] = False
+    taken = set(chosen)
+    rest = [i for i in order.tolist() if i not in taken]
+    chosen += rest[: num_frames - len(chosen)]
+    return np.sort(np.array(chosen, np.int64))
+
+
+def frame_change(cap: cv2.VideoCapture, first: int, last: int) -> np.ndarray:
+    """Decode frames first..last (as many as decode) and measure how much each differs from
+    the one before: mean absolute difference of 64x36 grey thumbnails; the first frame counts
+    as the largest change."""
+    if first > 0 and not cap.set(cv2.CAP_PROP_POS_FRAMES, first):
+        raise DecodeError(f"cannot seek to frame {first}")
+    change: list[float] = []
+    prev = None
+    for _ in range(first, last + 1):
+        ok, bgr = cap.read()
+        if not ok or bgr is None:
+            break
+        grey = cv2.resize(
+            cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (64, 36), interpolation=cv2.INTER_AREA
+        )
+        grey = grey.astype(np.float32)
+        change.append(np.inf if prev is None else float(np.abs(grey - prev).mean()))
+        prev = grey
+    return np.array(change)
 
 
 def _open(path: Path) -> cv2.VideoCapture:
@@ -153,15 +226,12 @@ def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.n
     return images, pos
 
 
-def _span_indices(
-    frame_count: int, num_frames: int, method: str, seed: int, span: tuple[int, int] | None
-) -> np.ndarray:
-    """Sampled indices over the whole video, or only over frames span[0]..span[1]."""
+def _span(frame_count: int, span: tuple[int, int] | None) -> tuple[int, int]:
+    """First and last frame to sample from: the whole video, or span clipped to it."""
     lo, hi = (0, frame_count - 1) if span is None else (span[0], min(span[1], frame_count - 1))
     if lo < 0 or hi < lo:
         raise ValueError(f"empty frame span {span} in a video of {frame_count} frames")
-    rng = np.random.default_rng(seed)
-    return lo + sample_indices(hi - lo + 1, num_frames, method, rng)
+    return lo, hi
 
 
 def read_frames(
@@ -193,7 +263,17 @@ def read_frames(
             raise DecodeError("no decodable frames", declared_info)
         if declared < num_frames:
             raise TooShortError(f"{declared} frames, {num_frames} needed", declared_info)
-        indices = _span_indices(declared, num_frames, method, seed, span)
+        lo, hi = _span(declared, span)
+        change = None
+        if method == "keyframe":
+            change = frame_change(cap, lo, hi)
+            cap.release()
+            cap = _open(path)
+            if len(change) < min(num_frames, hi - lo + 1):
+                raise DecodeError(f"only {len(change)} of frames {lo}..{hi} decode", declared_info)
+            hi = lo + len(change) - 1
+        rng = np.random.default_rng(seed)
+        indices = lo + sample_indices(hi - lo + 1, num_frames, method, rng, change)
         images, decoded = _grab_indices(cap, indices)
         frame_count = declared
         if len(images) < num_frames:
@@ -204,7 +284,11 @@ def read_frames(
                 )
             log.warning("%s: %d of %d declared frames decode; resampling", path, decoded, declared)
             frame_count = decoded
-            indices = _span_indices(decoded, num_frames, method, seed, span)
+            lo, hi = _span(decoded, span)
+            if change is not None:  # decoded once already: cannot run short unless it changed
+                raise DecodeError("frames stopped decoding on a second pass", declared_info)
+            rng = np.random.default_rng(seed)
+            indices = lo + sample_indices(hi - lo + 1, num_frames, method, rng)
             cap.release()
             cap = _open(path)
             images, _ = _grab_indices(cap, indices)

@@ -120,6 +120,25 @@ def test_scores_are_reproducible(video_dir, tiny_checkpoint, tmp_path):
     assert scores[0] == scores[1] != ""
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "keyframe", "subsequence", "sequential"])
+def test_every_table4_sampling_scans(sampling, face_clip, tiny_checkpoint, tmp_path):
+    out, details = tmp_path / "s.csv", tmp_path / "s.jsonl"
+    args = ["scan", str(face_clip), "--weights", str(tiny_checkpoint), "--out", str(out)]
+    args += ["--details", str(details), "--sampling", sampling, "--no-progress"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert rows_of(out)[0]["status"] == "ok"
+    idx = json.loads(details.read_text(encoding="utf-8"))["frame_indices"]
+    steps = np.diff(idx).tolist()
+    assert len(idx) == 15 and min(steps) >= 1
+    if sampling == "sequential":
+        assert steps == [1] * 14
+    if sampling == "subsequence":
+        assert steps.count(1) == 12  # three runs of five
+    if sampling == "uniform":
+        assert idx == np.linspace(0, 39, 15).round().astype(int).tolist()
+
+
 def test_resume_skips_finished_videos(video_dir, tiny_checkpoint, tmp_path):
     out = tmp_path / "r.csv"
     base = ["--weights", str(tiny_checkpoint), "--out", str(out), "--no-progress"]

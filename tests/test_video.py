@@ -6,6 +6,7 @@ from scanner.video import (
     NotAVideoError,
     TooShortError,
     has_video_signature,
+    keyframe_indices,
     read_frames,
     sample_indices,
 )
@@ -32,8 +33,54 @@ def test_uniform_sampling_is_equally_spaced():
 def test_sampling_needs_enough_frames():
     with pytest.raises(TooShortError):
         sample_indices(10, 15, "random", np.random.default_rng(0))
-    with pytest.raises(ValueError, match="sampling"):
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        sample_indices(100, 15, "bogus", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="change signal"):
         sample_indices(100, 15, "keyframe", np.random.default_rng(0))
+
+
+def test_sequential_sampling_is_one_seeded_run():
+    a = sample_indices(300, 15, "sequential", np.random.default_rng(7))
+    assert a.tolist() == list(range(a[0], a[0] + 15)) and 0 <= a[0] <= 285
+    assert a.tolist() == sample_indices(300, 15, "sequential", np.random.default_rng(7)).tolist()
+    assert sample_indices(15, 15, "sequential", np.random.default_rng(0)).tolist() == list(
+        range(15)
+    )
+
+
+def test_subsequence_sampling_takes_a_run_in_each_third():
+    idx = sample_indices(300, 15, "subsequence", np.random.default_rng(3))
+    for k, run in enumerate(np.split(idx, 3)):
+        assert run.tolist() == list(range(run[0], run[0] + 5))
+        assert 100 * k <= run[0] and run[-1] < 100 * (k + 1)
+    assert sample_indices(15, 15, "subsequence", np.random.default_rng(0)).tolist() == list(
+        range(15)
+    )
+
+
+def test_keyframes_are_the_largest_separated_changes():
+    change = np.ones(100)
+    change[[0, 30, 31, 60, 90]] = [np.inf, 9, 8, 7, 6]  # 31 lies next to 30: suppressed
+    assert keyframe_indices(change, 4).tolist() == [0, 30, 60, 90]
+    still = np.zeros(20)
+    still[0] = np.inf
+    assert keyframe_indices(still, 15).tolist() == list(range(15))  # filled up, distinct
+
+
+def test_keyframe_read_picks_the_scene_changes(tmp_path, face_image):
+    frames = face_frames(face_image, 90)  # drifting a few pixels per frame
+    cuts = (17, 41, 66)
+    for i in range(90):  # brighter from each cut on (below the frame-index marks)
+        lift = 40 * sum(i >= c for c in cuts)
+        frames[i][16:] = np.clip(frames[i][16:].astype(int) + lift, 0, 255).astype(np.uint8)
+    path = write_clip(tmp_path / "scenes.mp4", frames)
+    got = read_frames(path, 15, "keyframe", seed=0)
+    assert {0, *cuts} <= set(got.indices)
+    assert [frame_mark(im) for im in got.images] == list(got.indices)
+    assert read_frames(path, 15, "keyframe", seed=5).indices == got.indices  # no randomness
+    inside = read_frames(path, 15, "keyframe", seed=0, span=(30, 60))
+    assert {30, 41} <= set(inside.indices) and min(inside.indices) >= 30
+    assert max(inside.indices) <= 60
 
 
 def test_read_frames_decodes_exactly_the_sampled_frames(face_clip):

@@ -60,6 +60,8 @@ STATE = "state.pt"
 LAST = "last.safetensors"
 BEST = "best.safetensors"
 FINAL = "model.safetensors"
+# Table 4's methods that clips sampled from the preprocess cache can follow faithfully.
+TRAIN_SAMPLING = ("random", "uniform")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class TrainConfig:
     proj_channels: int = 128
     hidden_channels: int = 128
     num_frames: int = 15
-    sampling: str = "random"  # Table 4: random (paper's best) or uniform
+    sampling: str = "random"  # TRAIN_SAMPLING (Table 4): random (paper's best) or uniform
     cache_frames: int = 32  # crops cached per video, from which clips are sampled
     # data
     self_blend: str = "auto"  # auto (on when training data has no fakes), on, off
@@ -113,8 +115,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.self_blend not in ("auto", "on", "off"):
             raise ValueError("self_blend must be auto, on or off")
-        if self.sampling not in ("random", "uniform"):
-            raise ValueError("sampling must be random or uniform")
+        if self.sampling not in TRAIN_SAMPLING:
+            raise ValueError(
+                f"training samples clips with {' or '.join(TRAIN_SAMPLING)}, not "
+                f"{self.sampling!r}: clips come from the preprocess cache, {self.cache_frames} "
+                "equally spaced frames per video, which holds neither consecutive frames "
+                "(sequential, subsequence) nor the whole video's frame changes (keyframe). "
+                "`dfscan scan --sampling` offers all of Table 4's methods"
+            )
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6:
             raise ValueError(f"split must be three fractions summing to 1, got {self.split}")
         if self.cache_frames < self.num_frames:
