@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.faces import FaceDetector, FaceTrack, NoFaceError, track_faces
+from scanner.faces import FaceDetector, FaceTrack, NoFaceError, require_face, track_faces
 from scanner.video import Frames, read_frames
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class _Passes:
         self.detector = detector
         self.clock = clock
 
-    def run(self, span: tuple[int, int] | None) -> tuple[Frames, FaceTrack]:
+    def run(self, span: tuple[int, int] | None, require: bool) -> tuple[Frames, FaceTrack]:
         path, num_frames, sampling, seed = self.args
         detector = self.detector
         t0 = time.perf_counter()
@@ -69,7 +69,7 @@ class _Passes:
         self.clock.decode += t1 - t0
         self.clock.detect += t2 - t1
         try:
-            return frames, track_faces(frames, faces, detector.contract)
+            return frames, track_faces(frames, faces, detector.contract, require)
         finally:
             self.clock.crop += time.perf_counter() - t2
 
@@ -85,30 +85,37 @@ def read_face_clip(
     """Sample ``num_frames`` frames of ``path`` and crop the dominant face, inside one shot.
 
     Raises VideoError subclasses for unreadable videos and NoFaceError when too few sampled
-    frames show a face (judged on the first, whole-video sample).
+    frames show the face: judged on the whole-video sample when it lies in one shot, else on
+    the sample taken again inside the face's shot. So a long video of many short shots, where
+    no face can be in a third of frames sampled across all of them, is judged by the shot of
+    its most prominent face.
     """
+    contract = detector.contract
     passes = _Passes(path, detector, num_frames, sampling, seed, clock or StageClock())
-    frames, track = passes.run(span=None)
-    refocused = False
-    if not track.in_shot.all():
-        inside = np.asarray(frames.indices)[track.in_shot]
-        span = int(inside[0]), int(inside[-1])
-        if span[1] - span[0] + 1 < num_frames:
-            log.info(
-                "%s: the face's shot spans frames %d..%d, too few to sample %d again; keeping "
-                "the first sample (%d of its frames lie in other shots)",
-                path,
-                *span,
-                num_frames,
-                int((~track.in_shot).sum()),
-            )
-        else:
-            try:
-                again = passes.run(span)
-            except NoFaceError as e:
-                log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
-            else:
-                if again[1].in_shot.sum() >= track.in_shot.sum():
-                    (frames, track), refocused = again, True
-                    log.info("%s: shot cut; clip sampled again in frames %d..%d", path, *span)
-    return FaceClip(frames, track, refocused)
+    frames, track = passes.run(span=None, require=False)
+    if track.in_shot.all():
+        require_face(frames, track, contract)
+        return FaceClip(frames, track, refocused=False)
+    inside = np.asarray(frames.indices)[track.in_shot]
+    span = int(inside[0]), int(inside[-1])
+    if span[1] - span[0] + 1 < num_frames:
+        require_face(frames, track, contract)
+        log.info(
+            "%s: the face's shot spans frames %d..%d, too few to sample %d again; keeping the "
+            "first sample (%d of its frames lie in other shots)",
+            path,
+            *span,
+            num_frames,
+            int((~track.in_shot).sum()),
+        )
+        return FaceClip(frames, track, refocused=False)
+    try:
+        again = passes.run(span, require=True)
+    except NoFaceError as e:
+        log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
+    else:
+        if again[1].in_shot.sum() >= track.in_shot.sum():
+            log.info("%s: shot cut; clip sampled again in frames %d..%d", path, *span)
+            return FaceClip(*again, refocused=True)
+    require_face(frames, track, contract)
+    return FaceClip(frames, track, refocused=False)

@@ -52,6 +52,7 @@ class FaceTrack:
     # (T,) bool: the frame lies in the shot the face was tracked in. False frames (another shot
     # after a cut) only hold the crop region of the nearest in-shot frame, not this face.
     in_shot: np.ndarray
+    shot_count: int = 1  # shots the sampled frames span
 
     @property
     def frames_with_face(self) -> int:
@@ -260,37 +261,52 @@ def crop_square(
     return crop, (float(x0), float(y0), size / s)
 
 
-def track_faces(frames: Frames, faces: list[FrameFaces], contract: Preprocessing) -> FaceTrack:
-    """Follow and crop the dominant face, given MTCNN's output per frame. Raises NoFaceError."""
+def track_faces(
+    frames: Frames, faces: list[FrameFaces], contract: Preprocessing, require: bool = True
+) -> FaceTrack:
+    """Follow and crop the dominant face, given MTCNN's output per frame.
+
+    Raises NoFaceError without any confident face, and (``require``) when the face was
+    found in fewer sampled frames than the contract asks (``require_face``).
+    """
     c = contract
-    shots = shot_ids(frames.images, c.shot_cut) if c.shot_cut < 1.0 else None
-    needed = c.min_face_frames(len(faces))
-    track = select_track(faces, c.min_face_prob, shots, needed)
+    shots = shot_ids(frames.images, c.shot_cut) if c.shot_cut < 1.0 else np.zeros(len(faces), int)
+    track = select_track(faces, c.min_face_prob, shots, c.min_face_frames(len(faces)))
     if track is None:
         raise NoFaceError("no face found in any sampled frame", 0, frames)
-    boxes, landmarks, detected = track.boxes, track.landmarks, track.detected
-    if detected.sum() < needed:
-        shot_count = 1 if shots is None else int(shots[-1]) + 1
-        cuts = f" (the sampled frames span {shot_count} shots)" if shot_count > 1 else ""
-        raise NoFaceError(
-            f"face found in {int(detected.sum())} of {len(detected)} sampled frames, "
-            f"{needed} needed{cuts}",
-            int(detected.sum()),
-            frames,
-        )
+    boxes, landmarks = track.boxes, track.landmarks
     crops = np.empty((len(boxes), c.crop_size, c.crop_size, 3), np.uint8)
     crop_landmarks = np.empty_like(landmarks)
     for t, (image, box) in enumerate(zip(frames.images, boxes)):
         crops[t], (x0, y0, scale) = crop_square(image, box, c.margin, c.crop_size)
         crop_landmarks[t] = (landmarks[t] - (x0, y0)) * scale
-    return FaceTrack(
+    face_track = FaceTrack(
         indices=frames.indices,
         crops=crops,
         boxes=boxes,
-        detected=detected,
+        detected=track.detected,
         landmarks=crop_landmarks,
         in_shot=track.in_shot,
+        shot_count=int(shots[-1]) + 1,
     )
+    if require:
+        require_face(frames, face_track, c)
+    return face_track
+
+
+def require_face(frames: Frames, track: FaceTrack, contract: Preprocessing) -> None:
+    """NoFaceError unless the face was found in the contract's share of the sampled frames."""
+    found, sampled = track.frames_with_face, len(track.detected)
+    needed = contract.min_face_frames(sampled)
+    if found < needed:
+        cuts = (
+            f" (the sampled frames span {track.shot_count} shots)" if track.shot_count > 1 else ""
+        )
+        raise NoFaceError(
+            f"face found in {found} of {sampled} sampled frames, {needed} needed{cuts}",
+            found,
+            frames,
+        )
 
 
 def extract_track(frames: Frames, detector: FaceDetector) -> FaceTrack:

@@ -55,3 +55,28 @@ def test_a_single_shot_is_sampled_once(face_clip, detector):
     once = clock.detect
     read_face_clip(face_clip, detector, 15, "random", seed=0, clock=clock)
     assert clock.detect > once  # the clock sums over calls
+
+
+@pytest.fixture(scope="module")
+def many_shots_clip(tmp_path_factory, face_image):
+    """Six shots of 100 frames: the portrait on three backgrounds, a coloured wall between."""
+    frames = []
+    for k, wall in enumerate([(20, 60, 160), (160, 40, 40), (40, 150, 60)]):
+        shot = face_frames(face_image, 100)
+        for f in shot:
+            f[16:][(f[16:] == 90).all(axis=-1)] = 60 + 50 * k  # this shot's background
+        frames += shot + [np.full_like(shot[0], wall)] * 100
+    return write_clip(tmp_path_factory.mktemp("shots") / "shots.mp4", frames)
+
+
+def test_a_video_of_short_shots_is_judged_inside_one_shot(many_shots_clip, detector):
+    from scanner.faces import track_faces
+    from scanner.video import read_frames
+
+    first = read_frames(many_shots_clip, 15, "random", 0)
+    track = track_faces(first, detector.detect(first.images), CONTRACT, require=False)
+    assert track.shot_count >= 5 and 2 <= track.frames_with_face < 5  # no third anywhere
+    clip = read_face_clip(many_shots_clip, detector, 15, "random", seed=0)
+    assert clip.refocused and clip.track.in_shot.all() and clip.track.detected.all()
+    shot = {i // 100 for i in clip.frames.indices}
+    assert len(shot) == 1 and shot.pop() % 2 == 0  # one of the portrait's shots
