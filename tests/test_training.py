@@ -115,6 +115,32 @@ def test_preprocess_records_failures(tmp_path, face_image):
     assert sorted(e.status for e in entries) == ["not_video", "too_short"]
 
 
+def test_preprocess_caches_only_the_face_shot(tmp_path, face_image):
+    """A cut to a wall: the cache holds frames of the face's shot only, sampled again there
+    when the shot is long enough, and a shot too short for a clip is no face to train on."""
+    real = tmp_path / "data" / "real"
+    real.mkdir(parents=True)
+    wall = np.full((240, 320, 3), (20, 60, 160), np.uint8)
+    write_clip(real / "long_shot.mp4", face_frames(face_image, 40) + [wall] * 30)
+    write_clip(real / "short_shot.mp4", face_frames(face_image, 10) + [wall] * 10)
+    contract = Preprocessing.for_backbone("test_efficientnet")
+    entries = preprocess(
+        load_dataset(tmp_path / "data"),
+        tmp_path / "cache",
+        contract,
+        frames=16,
+        workers=1,
+        progress=False,
+    )
+    by_name = {e.path.rsplit("/", 1)[-1]: e for e in entries}
+    long_shot = by_name["long_shot.mp4"]
+    assert long_shot.status == "ok" and long_shot.frames == 16
+    track = load_track(tmp_path / "cache", long_shot)
+    assert track["indices"].max() < 40 and track["detected"].all()
+    short = by_name["short_shot.mp4"]
+    assert short.status == "no_face" and "needed for a clip" in short.message
+
+
 def test_config_file_flags_and_validation(tmp_path):
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps({"data": "x", "epochs": 3, "blur": False}))
