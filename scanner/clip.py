@@ -6,8 +6,11 @@ The scan, training's preprocessing, export's parity face and the bench all call
 Frames are sampled over the whole video. When the sample straddles a shot cut, the dominant
 face lives in one shot only and the crops of the other shots' frames would show whatever is
 at its place there (another person, the audience). Then the clip is sampled again inside the
-face's shot, between the first and the last sampled frame known to lie in it, and tracked
-again: one more decode and detection pass, only for videos where a cut was seen.
+face's shot, between the first and the last sampled frame known to lie in it (or, if that is
+too short, up to the neighbouring shots' sampled frames), and tracked again: one more decode
+and detection pass, only for videos where a cut was seen. A face whose shot is too short for
+a clip of one shot makes the video ``too_short``: a clip that mixed shots would be scored on
+frames that do not show the face.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from scanner.faces import FaceDetector, FaceTrack, NoFaceError, require_face, track_faces
-from scanner.video import Frames, read_frames
+from scanner.video import Frames, TooShortError, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +87,12 @@ def read_face_clip(
 ) -> FaceClip:
     """Sample ``num_frames`` frames of ``path`` and crop the dominant face, inside one shot.
 
-    Raises VideoError subclasses for unreadable videos and NoFaceError when too few sampled
-    frames show the face: judged on the whole-video sample when it lies in one shot, else on
-    the sample taken again inside the face's shot. So a long video of many short shots, where
-    no face can be in a third of frames sampled across all of them, is judged by the shot of
-    its most prominent face.
+    Raises VideoError subclasses for unreadable videos, NoFaceError when too few sampled
+    frames show the face, and TooShortError when the face's shot is too short to sample
+    ``num_frames`` frames from it. The face rule is judged on the whole-video sample when it
+    lies in one shot, else on the sample taken again inside the face's shot: a long video of
+    many short shots, where no face can be in a third of frames sampled across all of them, is
+    judged by the shot of its most prominent face.
     """
     contract = detector.contract
     passes = _Passes(path, detector, num_frames, sampling, seed, clock or StageClock())
@@ -96,26 +100,34 @@ def read_face_clip(
     if track.in_shot.all():
         require_face(frames, track, contract)
         return FaceClip(frames, track, refocused=False)
-    inside = np.asarray(frames.indices)[track.in_shot]
-    span = int(inside[0]), int(inside[-1])
-    if span[1] - span[0] + 1 < num_frames:
-        require_face(frames, track, contract)
-        log.info(
-            "%s: the face's shot spans frames %d..%d, too few to sample %d again; keeping the "
-            "first sample (%d of its frames lie in other shots)",
-            path,
-            *span,
-            num_frames,
-            int((~track.in_shot).sum()),
-        )
-        return FaceClip(frames, track, refocused=False)
-    try:
-        again = passes.run(span, require=True)
-    except NoFaceError as e:
-        log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
-    else:
-        if again[1].in_shot.sum() >= track.in_shot.sum():
+    spans = shot_spans(frames, track.in_shot)
+    for span in (s for s in spans if s[1] - s[0] + 1 >= num_frames):
+        try:
+            again = passes.run(span, require=True)
+        except NoFaceError as e:
+            log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
+            continue
+        if again[1].in_shot.all():
             log.info("%s: shot cut; clip sampled again in frames %d..%d", path, *span)
             return FaceClip(*again, refocused=True)
+        log.info("%s: frames %d..%d hold a cut too", path, *span)
     require_face(frames, track, contract)
-    return FaceClip(frames, track, refocused=False)
+    lo, hi = spans[-1]
+    raise TooShortError(
+        f"the tracked face's shot is too short: at most frames {lo}..{hi} "
+        f"({hi - lo + 1}), {num_frames} frames of one shot needed",
+        frames.info,
+    )
+
+
+def shot_spans(frames: Frames, in_shot: np.ndarray) -> list[tuple[int, int]]:
+    """Frame ranges to sample the face's shot from again: between its first and last sampled
+    frame (surely inside the shot), then up to the sampled frames of the shots around it
+    (the cuts lie somewhere in between)."""
+    indices = np.asarray(frames.indices)
+    inside = np.flatnonzero(in_shot)
+    first, last = int(inside[0]), int(inside[-1])
+    sure = int(indices[first]), int(indices[last])
+    lo = int(indices[first - 1]) + 1 if first > 0 else 0
+    hi = int(indices[last + 1]) - 1 if last + 1 < len(indices) else frames.info.frame_count - 1
+    return [sure] if (lo, hi) == sure else [sure, (lo, hi)]

@@ -80,3 +80,15 @@ def test_a_video_of_short_shots_is_judged_inside_one_shot(many_shots_clip, detec
     assert clip.refocused and clip.track.in_shot.all() and clip.track.detected.all()
     shot = {i // 100 for i in clip.frames.indices}
     assert len(shot) == 1 and shot.pop() % 2 == 0  # one of the portrait's shots
+
+
+def test_a_face_shot_too_short_for_a_clip_is_too_short(tmp_path, face_image, detector):
+    """12 frames of the portrait, then a wall: enough sampled frames show the face, but 15
+    frames of its shot do not exist; a mixed clip would be scored on frames without it."""
+    from scanner.video import TooShortError
+
+    frames = face_frames(face_image, 12)
+    path = write_clip(tmp_path / "short.mp4", frames + [np.full_like(frames[0], 200)] * 13)
+    with pytest.raises(TooShortError, match="shot is too short") as e:
+        read_face_clip(path, detector, 15, "random", seed=0)
+    assert e.value.status == "too_short" and e.value.info.frame_count == 25

@@ -116,8 +116,8 @@ def test_preprocess_records_failures(tmp_path, face_image):
 
 
 def test_preprocess_caches_only_the_face_shot(tmp_path, face_image):
-    """A cut to a wall: the cache holds frames of the face's shot only, sampled again there
-    when the shot is long enough, and a shot too short for a clip is no face to train on."""
+    """A cut to a wall: the cache holds frames of the face's shot only, sampled again there,
+    and a face shot shorter than the cache depth is too short."""
     real = tmp_path / "data" / "real"
     real.mkdir(parents=True)
     wall = np.full((240, 320, 3), (20, 60, 160), np.uint8)
@@ -138,7 +138,7 @@ def test_preprocess_caches_only_the_face_shot(tmp_path, face_image):
     track = load_track(tmp_path / "cache", long_shot)
     assert track["indices"].max() < 40 and track["detected"].all()
     short = by_name["short_shot.mp4"]
-    assert short.status == "no_face" and "needed for a clip" in short.message
+    assert short.status == "too_short" and "shot is too short" in short.message
 
 
 def test_config_file_flags_and_validation(tmp_path):

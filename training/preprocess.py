@@ -115,17 +115,11 @@ def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
             clip = read_face_clip(item.path, _detector, frames, "uniform", seed)
         except VideoError as e:
             # Shorter than the cache depth but long enough for a clip: take every frame.
-            if e.status != "too_short" or e.info is None or e.info.frame_count < c.num_frames:
+            n = e.info.frame_count if e.status == "too_short" and e.info else 0
+            if not c.num_frames <= n < frames:
                 raise
             clip = read_face_clip(item.path, _detector, e.info.frame_count, "uniform", seed)
         track = clip.track
-        keep = track.in_shot  # frames of other shots only hold the face's place, not the face
-        if keep.sum() < c.num_frames:
-            raise NoFaceError(
-                f"the face's shot holds {int(keep.sum())} of {len(keep)} sampled frames, "
-                f"{c.num_frames} needed for a clip",
-                int(track.detected[keep].sum()),
-            )
     except (VideoError, NoFaceError) as e:
         return CacheEntry(**base, status=e.status, message=str(e))
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the extraction
@@ -134,13 +128,13 @@ def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
     tmp = Path(cache) / (name + ".tmp.npz")
     np.savez(
         tmp,
-        crops=track.crops[keep],
-        landmarks=track.landmarks[keep].astype(np.float32),
-        detected=track.detected[keep],
-        indices=np.asarray(track.indices, np.int64)[keep],
+        crops=track.crops,
+        landmarks=track.landmarks.astype(np.float32),
+        detected=track.detected,
+        indices=np.asarray(track.indices, np.int64),
     )
     tmp.replace(Path(cache) / name)
-    return CacheEntry(**base, status="ok", file=name, frames=int(keep.sum()))
+    return CacheEntry(**base, status="ok", file=name, frames=len(track.indices))
 
 
 def preprocess(
