@@ -45,36 +45,28 @@ class StageClock:
     crop: float = 0.0
 
 
-class _Passes:
-    """Decode, detect and track passes over one video, timed per stage."""
-
-    def __init__(
-        self,
-        path: Path,
-        detector: FaceDetector,
-        num_frames: int,
-        sampling: str,
-        seed: int,
-        clock: StageClock,
-    ):
-        self.args = (path, num_frames, sampling, seed)
-        self.detector = detector
-        self.clock = clock
-
-    def run(self, span: tuple[int, int] | None, require: bool) -> tuple[Frames, FaceTrack]:
-        path, num_frames, sampling, seed = self.args
-        detector = self.detector
-        t0 = time.perf_counter()
-        frames = read_frames(path, num_frames, sampling, seed, span)
-        t1 = time.perf_counter()
-        faces = detector.detect(frames.images)
-        t2 = time.perf_counter()
-        self.clock.decode += t1 - t0
-        self.clock.detect += t2 - t1
-        try:
-            return frames, track_faces(frames, faces, detector.contract, require)
-        finally:
-            self.clock.crop += time.perf_counter() - t2
+def _one_pass(
+    path: Path,
+    detector: FaceDetector,
+    num_frames: int,
+    sampling: str,
+    seed: int,
+    span: tuple[int, int] | None,
+    require: bool,
+    clock: StageClock,
+) -> tuple[Frames, FaceTrack]:
+    """Decode, detect and track once (over frames span[0]..span[1] if given), timed."""
+    t0 = time.perf_counter()
+    frames = read_frames(path, num_frames, sampling, seed, span)
+    t1 = time.perf_counter()
+    faces = detector.detect(frames.images)
+    t2 = time.perf_counter()
+    clock.decode += t1 - t0
+    clock.detect += t2 - t1
+    try:
+        return frames, track_faces(frames, faces, detector.contract, require)
+    finally:
+        clock.crop += time.perf_counter() - t2
 
 
 def read_face_clip(
@@ -95,15 +87,19 @@ def read_face_clip(
     judged by the shot of its most prominent face.
     """
     contract = detector.contract
-    passes = _Passes(path, detector, num_frames, sampling, seed, clock or StageClock())
-    frames, track = passes.run(span=None, require=False)
+    clock = clock or StageClock()
+
+    def run(span: tuple[int, int] | None, require: bool) -> tuple[Frames, FaceTrack]:
+        return _one_pass(path, detector, num_frames, sampling, seed, span, require, clock)
+
+    frames, track = run(span=None, require=False)
     if track.in_shot.all():
         require_face(frames, track, contract)
         return FaceClip(frames, track, refocused=False)
     spans = shot_spans(frames, track.in_shot)
     for span in (s for s in spans if s[1] - s[0] + 1 >= num_frames):
         try:
-            again = passes.run(span, require=True)
+            again = run(span, require=True)
         except NoFaceError as e:
             log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
             continue

@@ -234,6 +234,14 @@ def _span(frame_count: int, span: tuple[int, int] | None) -> tuple[int, int]:
     return lo, hi
 
 
+def _sample_span(
+    lo: int, hi: int, num_frames: int, method: str, seed: int, change: np.ndarray | None = None
+) -> np.ndarray:
+    """``sample_indices`` over frames lo..hi, seeded."""
+    rng = np.random.default_rng(seed)
+    return lo + sample_indices(hi - lo + 1, num_frames, method, rng, change)
+
+
 def read_frames(
     path: Path, num_frames: int, method: str, seed: int, span: tuple[int, int] | None = None
 ) -> Frames:
@@ -272,8 +280,7 @@ def read_frames(
             if len(change) < min(num_frames, hi - lo + 1):
                 raise DecodeError(f"only {len(change)} of frames {lo}..{hi} decode", declared_info)
             hi = lo + len(change) - 1
-        rng = np.random.default_rng(seed)
-        indices = lo + sample_indices(hi - lo + 1, num_frames, method, rng, change)
+        indices = _sample_span(lo, hi, num_frames, method, seed, change)
         images, decoded = _grab_indices(cap, indices)
         frame_count = declared
         if len(images) < num_frames:
@@ -283,12 +290,10 @@ def read_frames(
                     f"only {decoded} of {declared} declared frames decode", declared_info
                 )
             log.warning("%s: %d of %d declared frames decode; resampling", path, decoded, declared)
-            frame_count = decoded
-            lo, hi = _span(decoded, span)
             if change is not None:  # decoded once already: cannot run short unless it changed
                 raise DecodeError("frames stopped decoding on a second pass", declared_info)
-            rng = np.random.default_rng(seed)
-            indices = lo + sample_indices(hi - lo + 1, num_frames, method, rng)
+            frame_count = decoded
+            indices = _sample_span(*_span(decoded, span), num_frames, method, seed)
             cap.release()
             cap = _open(path)
             images, _ = _grab_indices(cap, indices)
