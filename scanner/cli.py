@@ -179,7 +179,7 @@ def scan(
     videos = discover_videos(inputs)
     if resume:
         try:
-            done = done_paths(out)
+            done = done_paths(out, details)
         except (ValueError, OSError) as e:
             raise click.ClickException(f"cannot resume from {out}: {e}") from e
         before = len(videos)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -119,15 +120,75 @@ def unneutralise(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
-def done_paths(csv_path: Path) -> set[str]:
-    """Real paths of the videos that already have a row in ``csv_path`` (for --resume)."""
+@dataclass(frozen=True)
+class ResumePoint:
+    """What an earlier run's files hold that a resumed run keeps: the CSV's header and
+    complete rows (``csv_end`` bytes), the details file's complete lines (``details_end``
+    bytes; None without a details file) and the paths of the kept rows, unneutralised."""
+
+    csv_end: int
+    details_end: int | None
+    paths: tuple[str, ...]
+
+
+def _record_ends(data: bytes, count: int) -> list[int]:
+    """Byte offsets just past the last ``count`` complete CSV records of ``data``, last first.
+
+    A record ends at a newline outside quotes, i.e. one with an even number of quote
+    characters before it (CSV doubles quotes inside quoted fields, so that parity is exact).
+    """
+    ends: list[int] = []
+    pos = len(data)
+    while len(ends) < count:
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            break
+        if data.count(b'"', 0, pos) % 2 == 0:
+            ends.append(pos + 1)
+    return ends
+
+
+def resume_point(csv_path: Path, details_path: Path | None = None) -> ResumePoint:
+    """Where a run killed mid-write can be continued from.
+
+    Rows and details lines are written one video at a time, the row first. A kill can cut
+    the last CSV row (inside its score, inside its path, ...) or the details line after it:
+    such a fragment is not kept, and a row whose details line is missing is not kept either,
+    so that video is scanned again. Raises ValueError for a CSV that dfscan did not write.
+    """
+    details_end = None
+    details_lines = 0
+    if details_path is not None and details_path.exists():
+        tail = details_path.read_bytes()
+        details_end = tail.rfind(b"\n") + 1
+        details_lines = tail.count(b"\n", 0, details_end)
     if not csv_path.exists() or csv_path.stat().st_size == 0:
-        return set()
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "path" not in reader.fieldnames:
+        return ResumePoint(0, details_end, ())
+    data = csv_path.read_bytes()
+    ends = _record_ends(data, 1)
+    header = ",".join(CSV_FIELDS).encode()
+    if not ends:  # not even the header is whole: a run killed at its very start
+        if not header.startswith(data.rstrip(b"\r")):
             raise ValueError(f"{csv_path} is not a dfscan results file (no 'path' column)")
-        return {os.path.realpath(unneutralise(row["path"])) for row in reader if row.get("path")}
+        return ResumePoint(0, details_end, ())
+    csv_end = ends[0]
+    rows = list(csv.reader(io.StringIO(data[:csv_end].decode("utf-8"), newline="")))
+    if not rows or "path" not in rows[0]:
+        raise ValueError(f"{csv_path} is not a dfscan results file (no 'path' column)")
+    column = rows[0].index("path")
+    rows = rows[1:]
+    if details_path is not None and rows and details_lines == len(rows) - 1:
+        # Killed between the last row and its details line: scan that video again.
+        csv_end = _record_ends(data[:csv_end], 2)[1]
+        rows = rows[:-1]
+    paths = tuple(unneutralise(r[column]) for r in rows if len(r) > column and r[column])
+    return ResumePoint(csv_end, details_end, paths)
+
+
+def done_paths(csv_path: Path, details_path: Path | None = None) -> set[str]:
+    """Real paths of the videos that already have a complete row in ``csv_path`` (and, with
+    ``details_path``, a details line) for --resume; see ``resume_point``."""
+    return {os.path.realpath(p) for p in resume_point(csv_path, details_path).paths}
 
 
 class ResultWriter:
@@ -135,17 +196,37 @@ class ResultWriter:
     flushing each, so an interrupted run keeps every finished row."""
 
     def __init__(self, csv_path: Path, details_path: Path | None = None, append: bool = False):
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not append or not csv_path.exists() or csv_path.stat().st_size == 0
-        self._csv: IO[str] = open(csv_path, "w" if fresh else "a", newline="", encoding="utf-8")
+        """append: continue the files of an earlier run, first cutting off what a kill left
+        half-written (``resume_point``); else start both files afresh.
+
+        Every file is opened (created if missing, nothing truncated) before any is written,
+        and files this call created are removed again if another cannot be opened.
+        """
+        point = resume_point(csv_path, details_path) if append else None
+        targets = [csv_path] if details_path is None else [csv_path, details_path]
+        existed = [p.exists() for p in targets]
+        files: list[IO[str]] = []
+        try:
+            for target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                files.append(open(target, "a", newline="", encoding="utf-8"))
+        except BaseException:
+            for f in files:
+                f.close()
+            for target, was in zip(targets, existed):
+                if not was and target.is_file():
+                    target.unlink()
+            raise
+        self._csv: IO[str] = files[0]
+        self._details: IO[str] | None = files[1] if details_path is not None else None
+        fresh = point is None or point.csv_end == 0
+        self._csv.truncate(0 if fresh else point.csv_end)
+        if self._details is not None:
+            self._details.truncate(0 if point is None else point.details_end or 0)
         self._writer = csv.DictWriter(self._csv, fieldnames=CSV_FIELDS)
         if fresh:
             self._writer.writeheader()
             self._csv.flush()
-        self._details: IO[str] | None = None
-        if details_path is not None:
-            details_path.parent.mkdir(parents=True, exist_ok=True)
-            self._details = open(details_path, "a" if append else "w", encoding="utf-8")
 
     def write(self, result: VideoResult) -> None:
         self._writer.writerow(result.csv_row())

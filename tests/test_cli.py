@@ -230,3 +230,41 @@ def test_no_inputs_is_a_usage_error(tiny_checkpoint, tmp_path):
         main, ["scan", "--weights", str(tiny_checkpoint), "--out", str(tmp_path / "r.csv")]
     )
     assert res.exit_code == 2 and "--samples" in res.output
+
+
+def scan_args(inputs, weights, out, *more):
+    return ["scan", *map(str, inputs), "--weights", str(weights), "--out", str(out), *more]
+
+
+@pytest.mark.parametrize("cut", ["in the score", "in the path", "in the details line"])
+def test_resume_redoes_a_half_written_last_row(cut, video_dir, tiny_checkpoint, tmp_path):
+    """A kill mid-write leaves the last CSV row (or its details line) cut short: resume drops
+    the fragment and scans that video again instead of keeping it or gluing a row onto it."""
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    clips = [video_dir / "short.mp4", video_dir / "portrait.mp4"]
+    args = scan_args(clips, tiny_checkpoint, out, "--details", str(details), "--no-progress")
+    assert CliRunner().invoke(main, args).exit_code == 0
+    whole, whole_details = out.read_bytes(), details.read_bytes()
+    last = whole.rindex(b"\n", 0, len(whole) - 2) + 1  # where the portrait's row starts
+    first_detail = whole_details.index(b"\n") + 1
+    if cut == "in the score":  # "0.4" of "0.490684"
+        score = rows_of(out)[-1]["score"].encode()
+        out.write_bytes(whole[: whole.index(b"," + score + b",", last) + 4])
+        details.write_bytes(whole_details[:first_detail])  # its line was never written
+    elif cut == "in the path":
+        out.write_bytes(whole[: last + len(str(clips[1])) // 2])
+        details.write_bytes(whole_details[:first_detail])
+    else:  # the row is whole, its details line is not
+        details.write_bytes(whole_details[: first_detail + 40])
+
+    res = CliRunner().invoke(main, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+
+    def stable(rows):  # everything but the wall time
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    out.with_suffix(".whole").write_bytes(whole)
+    assert stable(rows_of(out)) == stable(rows_of(out.with_suffix(".whole")))
+    assert out.read_bytes().count(b"\n") == whole.count(b"\n")
+    lines = [json.loads(x) for x in details.read_text(encoding="utf-8").splitlines()]
+    assert lines == [json.loads(x) for x in whole_details.decode().splitlines()]

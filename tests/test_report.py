@@ -3,7 +3,14 @@ import json
 
 import pytest
 
-from scanner.report import CSV_FIELDS, ResultWriter, VideoResult, done_paths, neutralise
+from scanner.report import (
+    CSV_FIELDS,
+    ResultWriter,
+    VideoResult,
+    done_paths,
+    neutralise,
+    resume_point,
+)
 
 
 def result(path: str, status: str = "ok", **kw) -> VideoResult:
@@ -65,3 +72,21 @@ def test_done_paths_rejects_foreign_csv(tmp_path):
     with pytest.raises(ValueError, match="path"):
         done_paths(other)
     assert done_paths(tmp_path / "missing.csv") == set()
+
+
+def test_resume_point_drops_a_row_cut_inside_a_quoted_path(tmp_path):
+    """A path holding a quote and a newline is written quoted; a cut just after that newline
+    still ends in a newline, but inside quotes: the row is incomplete."""
+    out = tmp_path / "r.csv"
+    with ResultWriter(out) as w:
+        w.write(result("a.mp4"))
+        w.write(result('odd "name"\nsecond line.mp4'))
+    whole = out.read_bytes()
+    assert [r["path"] for r in csv.DictReader(out.open(newline=""))][1].endswith("line.mp4")
+    kept = whole.index(b"odd")
+    out.write_bytes(whole[: whole.index(b"\n", kept) + 1])
+    point = resume_point(out)
+    assert point.paths == ("a.mp4",) and point.csv_end == kept - 1
+    with ResultWriter(out, append=True) as w:
+        w.write(result('odd "name"\nsecond line.mp4'))
+    assert out.read_bytes() == whole
