@@ -25,6 +25,7 @@ FAILED_STATUSES = ("decode_error", "not_video", "error")
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
+    """dfscan's log level on stderr: -q warnings and errors, -v debug, else info."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(
         level=level,
@@ -49,12 +50,24 @@ def _weights_or_default(weights: Path | None) -> Path:
     return found
 
 
+def _verbosity_options(f):  # noqa: ANN001, ANN202
+    """-v / -q, accepted before the command (`dfscan -q scan`) and after it (`dfscan scan -q`)."""
+    f = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")(f)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="Debug log output on stderr, OpenCV's own warnings included.",
+    )(f)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dfscan")
-@click.option("-v", "--verbose", count=True, help="Debug log output on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def main(verbose: int, quiet: bool) -> None:
+@_verbosity_options
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """dfscan: find deepfake videos with an attention ConvLSTM over face tracks."""
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
     _configure_logging(verbose, quiet)
 
 
@@ -121,7 +134,10 @@ def main(verbose: int, quiet: bool) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Frame sampling seed.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_verbosity_options
+@click.pass_context
 def scan(
+    ctx: click.Context,
     inputs: tuple[Path, ...],
     samples: bool,
     out: Path,
@@ -138,8 +154,14 @@ def scan(
     sampling: str | None,
     seed: int,
     no_progress: bool,
+    verbose: int,
+    quiet: bool,
 ) -> None:
     """Scan video files and directories (recursively) and write one CSV row per video."""
+    given = ctx.obj or {}
+    verbose += given.get("verbose", 0)
+    quiet = quiet or given.get("quiet", False)
+    _configure_logging(verbose, quiet)
     if samples:
         from scanner.models import samples_dir
 
@@ -152,6 +174,14 @@ def scan(
         raise click.UsageError(
             f"{out} exists; pass --resume to continue it or --overwrite to replace it"
         )
+    from scanner.report import output_problem, same_file
+
+    if details is not None and same_file(out, details):
+        raise click.UsageError(f"--out {out} and --details {details} are the same file")
+    for option, path in (("--out", out), ("--details", details)):
+        problem = path and output_problem(path)
+        if problem:  # checked for every output before any is created
+            raise click.ClickException(f"cannot write {option} {path}: {problem}")
     weights = _weights_or_default(weights)
 
     import os
@@ -163,7 +193,9 @@ def scan(
     from scanner.discover import discover_videos
     from scanner.report import ResultWriter, done_paths
     from scanner.scan import Scanner, ScanOptions
+    from scanner.video import show_opencv_log
 
+    show_opencv_log(verbose > 0)
     log = logging.getLogger("dfscan")
     try:
         dev = resolve_device(device)

@@ -191,6 +191,35 @@ def done_paths(csv_path: Path, details_path: Path | None = None) -> set[str]:
     return {os.path.realpath(p) for p in resume_point(csv_path, details_path).paths}
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two spellings name one file: the same real path (links, '..', relative paths
+    resolved), or the same file on disk (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet (and its real path differs)
+        return False
+
+
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written as an output file, or None; creates nothing."""
+    if path.is_dir():
+        return "it is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "permission denied"
+    folder = path.absolute().parent
+    while not folder.exists() and not folder.is_symlink():
+        folder = folder.parent
+    if not folder.exists():
+        return f"{folder} is a link to nothing"
+    if not folder.is_dir():
+        return f"{folder} is not a directory"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create files in {folder}: permission denied"
+    return None
+
+
 class ResultWriter:
     """Appends rows to the CSV (and detail to the JSON Lines file) as each video finishes,
     flushing each, so an interrupted run keeps every finished row."""

@@ -68,6 +68,14 @@ class Frames:
     images: np.ndarray  # (T, H, W, 3) uint8 RGB
 
 
+def show_opencv_log(show: bool) -> None:
+    """Let OpenCV's own log lines (``[ WARN:0@0.6] global cap.cpp:212 open VIDEOIO(FFMPEG):
+    ...``, written straight to stderr for every file it cannot open) through, or silence them:
+    each video's row already says what went wrong."""
+    levels = cv2.utils.logging
+    levels.setLogLevel(levels.LOG_LEVEL_WARNING if show else levels.LOG_LEVEL_SILENT)
+
+
 def has_video_signature(path: Path) -> bool:
     """Whether the file starts like a container FFmpeg reads (mp4/mov, mkv/webm, avi, ...)."""
     try:

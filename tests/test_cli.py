@@ -268,3 +268,66 @@ def test_resume_redoes_a_half_written_last_row(cut, video_dir, tiny_checkpoint, 
     assert out.read_bytes().count(b"\n") == whole.count(b"\n")
     lines = [json.loads(x) for x in details.read_text(encoding="utf-8").splitlines()]
     assert lines == [json.loads(x) for x in whole_details.decode().splitlines()]
+
+
+def test_out_and_details_must_be_different_files(video_dir, tiny_checkpoint, tmp_path, monkeypatch):
+    """However the one file is spelt: the same string, relative, through '..', a link to it, a
+    hard link."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.csv"
+    (tmp_path / "sub").mkdir()
+    os.symlink(out, tmp_path / "link.csv")  # dangling until r.csv exists
+    spellings = [str(out), "r.csv", str(tmp_path / "sub" / ".." / "r.csv"), "link.csv"]
+    for details in spellings:
+        args = scan_args([video_dir / "short.mp4"], tiny_checkpoint, out, "--details", details)
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2, (details, res.output)
+        assert "same file" in res.output and not out.exists()
+    out.write_text("")
+    os.link(out, tmp_path / "hard.csv")
+    args = scan_args([video_dir / "short.mp4"], tiny_checkpoint, out, "--details", "hard.csv")
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert res.exit_code == 2 and "same file" in res.output and out.read_text() == ""
+
+
+@pytest.mark.parametrize("bad", ["--details", "--out"])
+def test_an_unwritable_output_creates_no_other(bad, video_dir, tiny_checkpoint, tmp_path):
+    """Every output is checked before any is created, so a failed start leaves nothing that
+    the next run would need --overwrite for."""
+    (tmp_path / "a_file").write_text("in the way")
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    unwritable = tmp_path / "a_file" / "inside.txt"  # its folder is a file
+    paths = {"--out": out, "--details": details, bad: unwritable}
+    clip = [video_dir / "short.mp4"]
+    args = scan_args(clip, tiny_checkpoint, paths["--out"], "--details", str(paths["--details"]))
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "a_file" in res.output and "not a directory" in res.output
+    assert not out.exists() and not details.exists()
+    res = CliRunner().invoke(main, scan_args(clip, tiny_checkpoint, out, "--details", str(details)))
+    assert res.exit_code == 0, res.output
+
+
+def test_verbosity_options_are_accepted_after_scan_too(video_dir, tiny_checkpoint, tmp_path):
+    clip = [video_dir / "short.mp4"]
+    for where in ("group", "scan"):
+        for flag, shown, hidden in (("-q", "WARNING", " INFO "), ("-v", " DEBUG ", None)):
+            args = scan_args(clip, tiny_checkpoint, tmp_path / f"{where}{flag}.csv")
+            args = [flag, *args] if where == "group" else [args[0], flag, *args[1:]]
+            res = CliRunner().invoke(main, args)
+            assert res.exit_code == 0, (where, flag, res.output)
+            assert shown in res.output, (where, flag, res.output)
+            assert hidden is None or hidden not in res.output, (where, flag, res.output)
+
+
+def test_opencv_warnings_stay_off_stderr_unless_verbose(
+    video_dir, tiny_checkpoint, tmp_path, capfd
+):
+    """OpenCV logs '[ WARN:0@0.6] global cap.cpp:212 open VIDEOIO(FFMPEG) ...' straight to
+    file descriptor 2 for every file it cannot open."""
+    clip = [video_dir / "notes.mp4"]
+    res = CliRunner().invoke(main, scan_args(clip, tiny_checkpoint, tmp_path / "a.csv"))
+    assert res.exit_code == 3, res.output
+    assert "WARN" not in capfd.readouterr().err
+    res = CliRunner().invoke(main, ["-v", *scan_args(clip, tiny_checkpoint, tmp_path / "b.csv")])
+    assert res.exit_code == 3, res.output
+    assert "VIDEOIO(FFMPEG)" in capfd.readouterr().err
