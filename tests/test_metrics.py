@@ -245,7 +245,7 @@ def test_calibration_to_dict_and_frozen() -> None:
 
 def test_summarise_per_group_rows() -> None:
     labels = np.array([0, 1, 0, 1, 1, 1, 0])
-    scores = np.array([0.2, 0.8, 0.6, 0.4, 0.9, 0.7, 0.1])
+    scores = np.array([0.2, 0.8, 0.6, 0.4, 0.9, 0.55, 0.1])
     groups = ["ffpp", "ffpp", "ffpp", "ffpp", "celebdf", "celebdf", "dfdc"]
     rows = summarise(labels, scores, groups, threshold=0.5)
 
@@ -256,9 +256,12 @@ def test_summarise_per_group_rows() -> None:
     assert every.accuracy == pytest.approx(5 / 7)  # wrong: real 0.6, fake 0.4
     assert every.auc == pytest.approx(pairwise_auc(labels, scores))
     assert (celebdf.n, celebdf.n_real, celebdf.n_fake) == (2, 0, 2)
-    assert celebdf.accuracy == 1.0 and math.isnan(celebdf.auc)
+    # a one-class group is ranked against every video of the other class
+    assert celebdf.accuracy == 1.0
+    assert celebdf.auc == pytest.approx(5 / 6)  # 0.9 beats 0.2, 0.6, 0.1; 0.55 beats two
     assert (dfdc.n, dfdc.n_real, dfdc.n_fake) == (1, 1, 0)
-    assert dfdc.accuracy == 1.0 and math.isnan(dfdc.auc)
+    assert dfdc.accuracy == 1.0
+    assert dfdc.auc == pytest.approx(1.0)  # 0.1 below every fake
     assert (ffpp.n, ffpp.n_real, ffpp.n_fake) == (4, 2, 2)
     assert ffpp.accuracy == 0.5
     assert ffpp.auc == pytest.approx(0.75)  # 0.8 beats both reals, 0.4 beats 0.2 only
@@ -283,7 +286,7 @@ def test_format_table_lists_groups_and_values() -> None:
     assert len({len(line) for line in lines[:1] + body}) == 1  # fixed width
     ffpp = body[1].split()
     assert ffpp[1:] == ["4", "2", "2", "50.00", "0.7500"]
-    assert body[2].split()[-1] == "n/a"  # dfdc holds only fakes
+    assert body[2].split()[-1] == "1.0000"  # dfdc's only fake against all real videos
     assert body[2].split()[-2] == "100.00"
 
 

@@ -14,9 +14,10 @@ the CLI and notebooks alike. Inputs are never modified.
 
 from __future__ import annotations
 
+
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,10 @@ def summarise(
 ) -> list[GroupMetrics]:
     """One :class:`GroupMetrics` row for all videos (group ``"all"``) followed by one row per
     distinct name in ``groups`` (length N, aligned with ``labels``), sorted by name.
+
+    A group of one class (a manipulation family's fakes, a folder of real clips) is ranked
+    against every video of the other class: its AUC is that of its fakes against all the real
+    videos (or of all the fakes against its real videos), its accuracy and counts its own.
     """
     y, s = _check(labels, scores)
     names = np.array([str(x) for x in groups], dtype=object)
@@ -225,7 +230,12 @@ def summarise(
     rows = [_group_row("all", y, s, threshold)]
     for name in sorted(set(names.tolist())):
         mask = names == name
-        rows.append(_group_row(name, y[mask], s[mask], threshold))
+        row = _group_row(name, y[mask], s[mask], threshold)
+        if row.n_real == 0 or row.n_fake == 0:
+            other = y != y[mask][0]
+            ranked = mask | other
+            row = replace(row, auc=roc_auc(y[ranked], s[ranked]))
+        rows.append(row)
     return rows
 
 
