@@ -62,10 +62,13 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
     try:
         clip = read_face_clip(path, detector, c.num_frames, sampling, seed)
         info, sampled, track = clip.frames.info, len(clip.frames.indices), clip.track
-        note = ""
+        notes = [info.note] if info.note else []
         if clip.refocused:
             first, last = track.indices[0], track.indices[-1]
-            note = f"shot cut: clip sampled again inside the face's shot (frames {first}..{last})"
+            notes.append(
+                f"shot cut: clip sampled again inside the face's shot (frames {first}..{last})"
+            )
+        note = "; ".join(notes)
     except (VideoError, NoFaceError) as e:
         info = info or getattr(e, "info", None)
         return Prepared(

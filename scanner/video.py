@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,13 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep FFmpeg's own chatter off stderr
 import cv2  # noqa: E402
 
+from scanner.container import (  # noqa: E402
+    HEAD_BYTES,
+    codec_name,
+    image_format,
+    tracks,
+    video_signature,
+)
 from scanner.contract import SAMPLING_METHODS  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -57,8 +65,19 @@ class VideoInfo:
     width: int  # as displayed, after rotation
     height: int
     fps: float
-    frame_count: int
-    duration_s: float
+    frame_count: int  # frames the clip could be sampled from: those known to decode
+    duration_s: float  # the container's length: declared frames / fps
+    declared_frames: int | None = None  # what the container declares; None: frame_count
+
+    @property
+    def note(self) -> str:
+        """For the row's message: fewer frames decode than the container declares."""
+        if self.declared_frames is None or self.frame_count >= self.declared_frames:
+            return ""
+        return (
+            f"only {self.frame_count} of {self.declared_frames} declared frames decode "
+            "(truncated or damaged?); the clip was sampled from those"
+        )
 
 
 @dataclass(frozen=True)
@@ -80,19 +99,9 @@ def has_video_signature(path: Path) -> bool:
     """Whether the file starts like a container FFmpeg reads (mp4/mov, mkv/webm, avi, ...)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(376)
+            return video_signature(f.read(HEAD_BYTES))
     except OSError:
         return False
-    if len(head) < 12:
-        return False
-    return (
-        head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
-        or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
-        or (head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"))
-        or head.startswith((b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"))
-        or head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")  # ASF / WMV
-        or (head[0] == 0x47 and len(head) > 188 and head[188] == 0x47)  # MPEG-TS
-    )
 
 
 SUBSEQUENCES = 3  # runs of consecutive frames in "subsequence" sampling
@@ -184,16 +193,49 @@ def frame_change(cap: cv2.VideoCapture, first: int, last: int) -> np.ndarray:
     return np.array(change)
 
 
-def _open(path: Path) -> cv2.VideoCapture:
-    if path.stat().st_size == 0:
+def _head(path: Path) -> bytes:
+    """The first bytes of a regular, non-empty file; raises OSError (PermissionError for a
+    file the process may not read) or NotAVideoError."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+        raise NotAVideoError(f"not a regular file ({kind})")
+    if st.st_size == 0:
         raise NotAVideoError("empty file")
+    with open(path, "rb") as f:
+        return f.read(HEAD_BYTES)
+
+
+def _open(path: Path, head: bytes) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    if not cap.isOpened():
-        cap.release()
-        if has_video_signature(path):
-            raise DecodeError("container recognised but cannot be opened (truncated or corrupt?)")
+    if cap.isOpened():
+        return cap
+    cap.release()
+    image = image_format(head)
+    if image is not None:
+        raise NotAVideoError(f"a {image} image, not a video")
+    if not video_signature(head):
         raise NotAVideoError("not a video file FFmpeg can read")
-    return cap
+    found = tracks(path, head)
+    if found is None:
+        raise DecodeError("container recognised but cannot be opened (truncated or corrupt?)")
+    videos = [t for t in found if t.kind == "video"]
+    if not videos:
+        held = ", ".join(map(str, found)) or "no tracks at all"
+        raise NotAVideoError(f"no video stream: the file holds {held}")
+    raise DecodeError(
+        f"the video stream (codec {codec_name(videos[0].codec)}) cannot be opened: "
+        "a codec this FFmpeg cannot decode, or damaged"
+    )
+
+
+def _codec(cap: cv2.VideoCapture, path: Path, head: bytes) -> str:
+    """The video codec, as the container names it (else as FFmpeg reports it)."""
+    videos = [t for t in tracks(path, head) or () if t.kind == "video"]
+    if videos and videos[0].codec:
+        return codec_name(videos[0].codec)
+    tag = int(cap.get(cv2.CAP_PROP_FOURCC) or 0) & 0xFFFFFFFF
+    return codec_name(tag.to_bytes(4, "little").decode("latin-1")) if tag else "unknown"
 
 
 def _count_frames(cap: cv2.VideoCapture) -> int:
@@ -209,29 +251,32 @@ def _count_frames(cap: cv2.VideoCapture) -> int:
 SEEK_GAP = 64
 
 
-def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.ndarray], int]:
+def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.ndarray], int, bool]:
     """Decode the frames at ``indices`` (increasing), skipping long gaps by seeking.
 
-    Returns the RGB frames read and the position reached; fewer frames than indices means
-    decoding stopped at that position.
+    Returns the RGB frames read, the position reached and whether it seeked; fewer frames
+    than indices means decoding stopped at that position (without a seek, the position is
+    the number of frames that decode).
     """
     images: list[np.ndarray] = []
     pos = 0
+    seeked = False
     for target in indices.tolist():
         if target - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, target):
             pos = target
+            seeked = True
         while pos < target:
             if not cap.grab():
-                return images, pos
+                return images, pos, seeked
             pos += 1
         if not cap.grab():
-            return images, pos
+            return images, pos, seeked
         ok, bgr = cap.retrieve()
         if not ok or bgr is None:
-            return images, pos
+            return images, pos, seeked
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         pos += 1
-    return images, pos
+    return images, pos, seeked
 
 
 def _span(frame_count: int, span: tuple[int, int] | None) -> tuple[int, int]:
@@ -260,51 +305,69 @@ def read_frames(
     NotAVideoError, DecodeError or TooShortError for inputs that cannot give a clip.
     """
     path = Path(path)
-    cap = _open(path)
+    head = _head(path)
+    cap = _open(path, head)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if declared <= 0:  # some containers (streamed webm, raw TS) do not say
+        if declared <= 0:  # some containers (streamed webm, raw TS, still images) do not say
             declared = _count_frames(cap)
             cap.release()
-            cap = _open(path)
+            cap = _open(path, head)
         declared_info = VideoInfo(
             width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
             fps=fps,
             frame_count=declared,
             duration_s=declared / fps if fps > 0 else 0.0,
+            declared_frames=declared,
         )
+        image = image_format(head)
+        if declared <= 1 and image is not None:
+            raise NotAVideoError(f"a single {image} image, not a video", declared_info)
         if declared == 0:
-            raise DecodeError("no decodable frames", declared_info)
+            codec = _codec(cap, path, head)
+            raise DecodeError(f"no decodable frames (codec {codec})", declared_info)
         if declared < num_frames:
             raise TooShortError(f"{declared} frames, {num_frames} needed", declared_info)
         lo, hi = _span(declared, span)
+        decodable = declared
         change = None
         if method == "keyframe":
             change = frame_change(cap, lo, hi)
             cap.release()
-            cap = _open(path)
+            cap = _open(path, head)
             if len(change) < min(num_frames, hi - lo + 1):
-                raise DecodeError(f"only {len(change)} of frames {lo}..{hi} decode", declared_info)
+                raise DecodeError(
+                    f"only {len(change)} of frames {lo}..{hi} decode "
+                    f"(codec {_codec(cap, path, head)})",
+                    declared_info,
+                )
+            if len(change) < hi - lo + 1:
+                decodable = lo + len(change)
             hi = lo + len(change) - 1
         indices = _sample_span(lo, hi, num_frames, method, seed, change)
-        images, decoded = _grab_indices(cap, indices)
-        frame_count = declared
+        images, reached, seeked = _grab_indices(cap, indices)
         if len(images) < num_frames:
             # The container promised more frames than decode: sample again from what decodes.
-            if decoded < num_frames:
+            if seeked:  # the position reached past a seek says nothing of the frames before
+                cap.release()
+                cap = _open(path, head)
+                reached = _count_frames(cap)
+            if reached < num_frames:
                 raise DecodeError(
-                    f"only {decoded} of {declared} declared frames decode", declared_info
+                    f"only {reached} of {declared} declared frames decode "
+                    f"(codec {_codec(cap, path, head)})",
+                    declared_info,
                 )
-            log.warning("%s: %d of %d declared frames decode; resampling", path, decoded, declared)
+            log.info("%s: %d of %d declared frames decode; resampling", path, reached, declared)
             if change is not None:  # decoded once already: cannot run short unless it changed
                 raise DecodeError("frames stopped decoding on a second pass", declared_info)
-            frame_count = decoded
-            indices = _sample_span(*_span(decoded, span), num_frames, method, seed)
+            decodable = reached
+            indices = _sample_span(*_span(decodable, span), num_frames, method, seed)
             cap.release()
-            cap = _open(path)
-            images, _ = _grab_indices(cap, indices)
+            cap = _open(path, head)
+            images, _, _ = _grab_indices(cap, indices)
             if len(images) < num_frames:
                 raise DecodeError("frames stopped decoding on a second pass", declared_info)
     finally:
@@ -317,7 +380,8 @@ def read_frames(
         width=width,
         height=height,
         fps=fps,
-        frame_count=frame_count,
-        duration_s=frame_count / fps if fps > 0 else 0.0,
+        frame_count=decodable,
+        duration_s=declared_info.duration_s,
+        declared_frames=declared,
     )
     return Frames(info=info, indices=tuple(indices.tolist()), images=np.stack(images))

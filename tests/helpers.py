@@ -105,3 +105,119 @@ def make_checkpoint(path: Path, config: DetectorConfig = TINY_CONFIG, seed: int 
     )
     save_checkpoint(path, model, meta)
     return path
+
+
+def write_avi(path: Path, frames: list[np.ndarray] | np.ndarray, fps: float = 25.0) -> Path:
+    """Write RGB frames to a Motion-JPEG AVI: every frame stands alone, so a file cut short
+    still decodes up to the cut, and the header keeps declaring every frame."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened(), f"cannot write {path}"
+    for f in frames:
+        writer.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _box(kind: bytes, *parts: bytes) -> bytes:
+    payload = b"".join(parts)
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _full_box(kind: bytes, flags: int, *parts: bytes) -> bytes:
+    return _box(kind, struct.pack(">I", flags), *parts)  # version 0
+
+
+_UNITY = struct.pack(">9i", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def audio_only_mp4(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
+    """An mp4 whose one track is sound: a 440 Hz tone as 16-bit PCM ('sowt'), no video."""
+    n = round(seconds * rate)
+    pcm = (3000 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype("<i2").tobytes()
+
+    def moov(data_offset: int) -> bytes:
+        mvhd = _full_box(
+            b"mvhd",
+            0,
+            struct.pack(">4IIH", 0, 0, rate, n, 0x10000, 0x100),
+            bytes(10),
+            _UNITY,
+            bytes(24),
+            struct.pack(">I", 2),
+        )
+        tkhd = _full_box(
+            b"tkhd",
+            3,
+            struct.pack(">5I", 0, 0, 1, 0, n),
+            bytes(8),
+            struct.pack(">hhhH", 0, 0, 0x100, 0),
+            _UNITY,
+            struct.pack(">II", 0, 0),
+        )
+        mdhd = _full_box(b"mdhd", 0, struct.pack(">4IHH", 0, 0, rate, n, 0x55C4, 0))
+        hdlr = _full_box(b"hdlr", 0, struct.pack(">I4s", 0, b"soun"), bytes(12), b"Sound\0")
+        entry = _box(
+            b"sowt", bytes(6), struct.pack(">HHHIHHHHI", 1, 0, 0, 0, 1, 16, 0, 0, rate << 16)
+        )
+        stbl = _box(
+            b"stbl",
+            _full_box(b"stsd", 0, struct.pack(">I", 1), entry),
+            _full_box(b"stts", 0, struct.pack(">III", 1, n, 1)),
+            _full_box(b"stsc", 0, struct.pack(">4I", 1, 1, n, 1)),
+            _full_box(b"stsz", 0, struct.pack(">II", 2, n)),
+            _full_box(b"stco", 0, struct.pack(">II", 1, data_offset)),
+        )
+        dinf = _box(b"dinf", _full_box(b"dref", 0, struct.pack(">I", 1), _full_box(b"url ", 1)))
+        minf = _box(b"minf", _full_box(b"smhd", 0, bytes(4)), dinf, stbl)
+        return _box(b"moov", mvhd, _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf)))
+
+    ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"mp41")
+    offset = len(ftyp) + len(moov(0)) + 8  # the samples start after mdat's header
+    path.write_bytes(ftyp + moov(offset) + _box(b"mdat", pcm))
+    return path
+
+
+def retag_mp4(path: Path, fourcc: bytes) -> Path:
+    """Relabel the video track of an mp4 written by ``write_clip`` as codec ``fourcc`` (e.g.
+    b"av01"), dropping the MPEG-4 decoder configuration that would name the real codec: a
+    file in a codec this FFmpeg has no working decoder for, as an AV1 video is here."""
+    data = bytearray(path.read_bytes())
+    stsd = data.index(b"stsd")
+    entry = data.index(b"mp4v", stsd)
+    data[entry : entry + 4] = fourcc
+    esds = data.index(b"esds", entry)
+    data[esds : esds + 4] = b"free"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _ebml(element_id: int, payload: bytes) -> bytes:
+    """One EBML element: its ID, an 8-byte size, the payload."""
+    ident = element_id.to_bytes((element_id.bit_length() + 7) // 8, "big")
+    return ident + (len(payload) | (1 << 56)).to_bytes(8, "big") + payload
+
+
+def audio_only_webm(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
+    """A Matroska file (named as the caller likes, e.g. .webm) whose one track is PCM sound."""
+    n = round(seconds * rate)
+    pcm = np.zeros(n, "<i2").tobytes()
+    header = _ebml(
+        0x1A45DFA3,
+        _ebml(0x4282, b"matroska") + _ebml(0x4287, b"\x04") + _ebml(0x4285, b"\x02"),
+    )
+    audio = _ebml(0xB5, struct.pack(">d", float(rate))) + _ebml(0x9F, b"\x01")
+    track = _ebml(
+        0xAE,
+        _ebml(0xD7, b"\x01")  # TrackNumber
+        + _ebml(0x73C5, b"\x01")  # TrackUID
+        + _ebml(0x83, b"\x02")  # TrackType: audio
+        + _ebml(0x86, b"A_PCM/INT/LIT")
+        + _ebml(0xE1, audio + _ebml(0x6264, b"\x10")),  # 16 bits
+    )
+    info = _ebml(0x1549A966, _ebml(0x2AD7B1, struct.pack(">I", 1_000_000)))
+    block = _ebml(0xA3, b"\x81" + struct.pack(">hB", 0, 0x80) + pcm)  # track 1, keyframe
+    cluster = _ebml(0x1F43B675, _ebml(0xE7, b"\x00") + block)
+    segment = _ebml(0x18538067, info + _ebml(0x1654AE6B, track) + cluster)
+    path.write_bytes(header + segment)
+    return path

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from scanner.cli import main
 
-from helpers import face_frames, rotate_mp4, write_clip
+from helpers import face_frames, rotate_mp4, write_avi, write_clip
 
 
 def rows_of(path):
@@ -331,3 +331,53 @@ def test_opencv_warnings_stay_off_stderr_unless_verbose(
     res = CliRunner().invoke(main, ["-v", *scan_args(clip, tiny_checkpoint, tmp_path / "b.csv")])
     assert res.exit_code == 3, res.output
     assert "VIDEOIO(FFMPEG)" in capfd.readouterr().err
+
+
+def test_an_unreadable_file_is_an_error_row_found_or_named(
+    video_dir, face_clip, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Found in a folder or named directly, a file the process may not read gets an error
+    row saying so and the run goes on. Root reads anything, so the refusal is simulated:
+    where dfscan opens the file, and in the readability check a non-root user would fail."""
+    import builtins
+
+    import scanner.video
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    found, named = folder / "found.mp4", tmp_path / "named.mp4"
+    for path in (found, named):
+        path.write_bytes(face_clip.read_bytes())
+    locked = {str(found), str(named)}
+
+    def refuse(file, *args, **kw):
+        if str(file) in locked:
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, *args, **kw)
+
+    real_access = os.access
+    monkeypatch.setattr(scanner.video, "open", refuse, raising=False)
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: str(p) not in locked and real_access(p, m))
+    out = tmp_path / "r.csv"
+    inputs = [folder, named, video_dir / "short.mp4"]
+    res = CliRunner().invoke(main, scan_args(inputs, tiny_checkpoint, out, "--no-progress"))
+    assert res.exit_code == 3, res.output
+    rows = {os.path.basename(r["path"]): r for r in rows_of(out)}
+    assert rows["short.mp4"]["status"] == "too_short"
+    for name in ("found.mp4", "named.mp4"):
+        assert rows[name]["status"] == "error"
+        assert "permission denied" in rows[name]["message"].lower()
+
+
+def test_a_video_cut_short_is_scored_and_says_what_decoded(face_image, tiny_checkpoint, tmp_path):
+    whole = write_avi(tmp_path / "whole.avi", face_frames(face_image, 60))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "r.csv"
+    res = CliRunner().invoke(main, scan_args([cut], tiny_checkpoint, out, "--no-progress"))
+    assert res.exit_code == 0, res.output
+    row = rows_of(out)[0]
+    assert row["status"] == "ok" and row["score"] != ""
+    assert "only 40 of 60 declared frames decode" in row["message"]
+    assert row["duration_s"] == "2.4"  # the container's length, as the README says

@@ -1,3 +1,7 @@
+import os
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
@@ -11,7 +15,16 @@ from scanner.video import (
     sample_indices,
 )
 
-from helpers import face_frames, frame_mark, rotate_mp4, write_clip
+from helpers import (
+    audio_only_mp4,
+    audio_only_webm,
+    face_frames,
+    frame_mark,
+    retag_mp4,
+    rotate_mp4,
+    write_avi,
+    write_clip,
+)
 
 
 def test_random_sampling_is_seeded_distinct_and_sorted():
@@ -153,3 +166,79 @@ def test_long_gaps_are_seeked_exactly(tmp_path, face_image):
     got = read_frames(path, 3, "uniform", 0)
     assert got.indices == (0, 63, 126)
     assert [frame_mark(im) for im in got.images] == [0, 63, 126]
+
+
+@pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
+def test_a_file_of_sound_only_is_not_a_video(make, tmp_path):
+    path = make(tmp_path / f"song.{make.__name__.rsplit('_', 1)[1]}")
+    assert has_video_signature(path)
+    with pytest.raises(NotAVideoError, match="no video stream") as e:
+        read_frames(path, 15, "random", 0)
+    assert "audio" in str(e.value)
+
+
+def test_an_unreadable_file_is_a_permission_error(tmp_path, face_clip, monkeypatch):
+    """Root reads any file, so the refusal is simulated where dfscan opens it."""
+    import builtins
+
+    import scanner.video
+
+    path = tmp_path / "locked.mp4"
+    path.write_bytes(face_clip.read_bytes())
+
+    def refuse(file, *args, **kw):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, *args, **kw)
+
+    monkeypatch.setattr(scanner.video, "open", refuse, raising=False)
+    with pytest.raises(PermissionError):
+        read_frames(path, 15, "random", 0)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: chmod 000 cannot lock it")
+def test_an_unreadable_file_for_real(tmp_path, face_clip):
+    path = tmp_path / "locked.mp4"
+    path.write_bytes(face_clip.read_bytes())
+    path.chmod(0)
+    try:
+        with pytest.raises(PermissionError):
+            read_frames(path, 15, "random", 0)
+    finally:
+        path.chmod(0o644)
+
+
+def test_a_video_cut_short_reports_what_decodes(tmp_path, face_image):
+    """An AVI cut at two thirds still declares its 60 frames and decodes 40: the clip is
+    sampled from those, the length stays the container's, and the note says what decoded."""
+    whole = write_avi(tmp_path / "whole.avi", face_frames(face_image, 60))
+    data = whole.read_bytes()
+    path = tmp_path / "cut.avi"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    frames = read_frames(path, 15, "uniform", 0)
+    info = frames.info
+    assert (info.declared_frames, info.frame_count) == (60, 40)
+    assert info.duration_s == pytest.approx(60 / 25)  # the container's length
+    assert frames.indices[-1] == 39
+    assert [frame_mark(im) for im in frames.images] == list(frames.indices)
+    assert "40 of 60 declared frames decode" in info.note
+    assert read_frames(whole, 15, "uniform", 0).info.note == ""
+
+
+def test_an_undecodable_codec_is_named(tmp_path, face_clip):
+    path = tmp_path / "av1.mp4"
+    path.write_bytes(face_clip.read_bytes())
+    retag_mp4(path, b"av01")
+    with pytest.raises(DecodeError, match="only 0 of 40 declared frames decode") as e:
+        read_frames(path, 15, "random", 0)
+    assert "AV1" in str(e.value) and "av01" in str(e.value).lower()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_a_still_image_named_mp4_is_not_a_video(fmt, tmp_path, face_image):
+    ok, data = cv2.imencode("." + fmt, face_image)
+    path = tmp_path / "photo.mp4"
+    path.write_bytes(data.tobytes())
+    with pytest.raises(NotAVideoError, match="single .*image") as e:
+        read_frames(path, 15, "random", 0)
+    assert fmt.upper() in str(e.value)

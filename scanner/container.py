@@ -1,0 +1,279 @@
+"""What a file says it is, read from its bytes: for the messages of files FFmpeg will not decode.
+
+OpenCV's FFmpeg backend only reports whether a file opens as a video. When it does not, these
+tell an audio-only mp4 or WebM (no video stream) from a damaged container, and a still image
+from a video; the track list also names the codec of a video FFmpeg cannot open.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+HEAD_BYTES = 376  # enough for every signature below (MPEG-TS needs two 188-byte packets)
+_MAX_HEADER = 64 << 20  # track headers larger than this are not read (a moov of hours)
+
+
+@dataclass(frozen=True)
+class Track:
+    kind: str  # video, audio, subtitle or other
+    codec: str  # fourcc (mp4/mov) or codec ID (Matroska) as the container writes it
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.codec})" if self.codec else self.kind
+
+
+def is_iso_media(head: bytes) -> bool:
+    """mp4, mov, m4v, 3gp: ISO base media files start with one of these boxes."""
+    return len(head) >= 8 and head[4:8] in (
+        b"ftyp",
+        b"moov",
+        b"mdat",
+        b"wide",
+        b"free",
+        b"skip",
+        b"pnot",
+    )
+
+
+def is_matroska(head: bytes) -> bool:
+    return head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
+
+
+def video_signature(head: bytes) -> bool:
+    """Whether ``head`` (the first HEAD_BYTES bytes) starts like a container FFmpeg reads."""
+    if len(head) < 12:
+        return False
+    return (
+        is_iso_media(head)
+        or is_matroska(head)
+        or (head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"))
+        or head.startswith((b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"))
+        or head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")  # ASF / WMV
+        or (head[0] == 0x47 and len(head) > 188 and head[188] == 0x47)  # MPEG-TS
+    )
+
+
+def image_format(head: bytes) -> str | None:
+    """PNG, JPEG, GIF, BMP, WebP or TIFF if ``head`` starts like that still-image format."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    if head.startswith(b"BM") and len(head) >= 18 and head[14] in (12, 40, 56, 64, 108, 124):
+        return "BMP"
+    return None
+
+
+def tracks(path: Path, head: bytes) -> list[Track] | None:
+    """The tracks an mp4/mov or Matroska/WebM file declares, or None when that cannot be
+    read (another container, or a header cut short or damaged)."""
+    try:
+        if is_iso_media(head):
+            return _iso_tracks(path)
+        if is_matroska(head):
+            return _matroska_tracks(path)
+    except (OSError, ValueError, struct.error, IndexError):
+        return None
+    return None
+
+
+# Well-known codecs by fourcc or Matroska codec ID, lower case.
+_CODEC_NAMES = {
+    "av01": "AV1",
+    "av1": "AV1",
+    "v_av1": "AV1",
+    "avc1": "H.264",
+    "avc3": "H.264",
+    "h264": "H.264",
+    "x264": "H.264",
+    "v_mpeg4/iso/avc": "H.264",
+    "hvc1": "HEVC",
+    "hev1": "HEVC",
+    "hevc": "HEVC",
+    "h265": "HEVC",
+    "v_mpegh/iso/hevc": "HEVC",
+    "vvc1": "H.266",
+    "vvi1": "H.266",
+    "vp08": "VP8",
+    "vp80": "VP8",
+    "v_vp8": "VP8",
+    "vp09": "VP9",
+    "vp90": "VP9",
+    "v_vp9": "VP9",
+    "mp4v": "MPEG-4 Part 2",
+    "fmp4": "MPEG-4 Part 2",
+    "xvid": "MPEG-4 Part 2",
+    "divx": "MPEG-4 Part 2",
+    "mjpg": "Motion JPEG",
+    "mjpa": "Motion JPEG",
+    "jpeg": "Motion JPEG",
+    "apch": "ProRes",
+    "apcn": "ProRes",
+    "apcs": "ProRes",
+    "apco": "ProRes",
+    "ap4h": "ProRes",
+    "mpg2": "MPEG-2",
+    "mp2v": "MPEG-2",
+    "theo": "Theora",
+    "v_theora": "Theora",
+}
+
+
+def codec_name(fourcc: str) -> str:
+    """'AV1 (av01)' for a fourcc or codec ID, the fourcc alone when it is not a known one."""
+    code = fourcc.strip("\x00 ")
+    name = _CODEC_NAMES.get(code.lower())
+    return f"{name} ({code})" if name else code or "unknown"
+
+
+_ISO_KINDS = {
+    b"vide": "video",
+    b"soun": "audio",
+    b"text": "subtitle",
+    b"sbtl": "subtitle",
+    b"subt": "subtitle",
+    b"clcp": "subtitle",
+}
+
+
+def _boxes(data: bytes):  # noqa: ANN202 - an iterator of (type, payload)
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = len(data) - pos
+        if size < header or pos + size > len(data):
+            raise ValueError(f"box {kind!r} overruns its parent")
+        yield kind, data[pos + header : pos + size]
+        pos += size
+
+
+def _child(data: bytes, *path: bytes) -> bytes | None:
+    for kind in path:
+        data = next((payload for k, payload in _boxes(data) if k == kind), None)
+        if data is None:
+            return None
+    return data
+
+
+def _iso_tracks(path: Path) -> list[Track] | None:
+    """Walk the top-level boxes (seeking past the media data) to the moov box; one Track per
+    trak: its handler (vide, soun, ...) and its first sample entry's type (avc1, mp4a, ...)."""
+    with open(path, "rb") as f:
+        end = f.seek(0, 2)
+        pos = 0
+        while pos + 8 <= end:
+            f.seek(pos)
+            head = f.read(16)
+            size, kind = struct.unpack_from(">I4s", head)
+            header = 8
+            if size == 1:
+                size, header = struct.unpack_from(">Q", head, 8)[0], 16
+            elif size == 0:
+                size = end - pos
+            if size < header or pos + size > end:
+                return None  # cut short
+            if kind == b"moov":
+                if size > _MAX_HEADER:
+                    return None
+                f.seek(pos + header)
+                moov = f.read(size - header)
+                break
+            pos += size
+        else:
+            return None
+    found = []
+    for kind, trak in _boxes(moov):
+        if kind != b"trak":
+            continue
+        hdlr = _child(trak, b"mdia", b"hdlr")
+        stsd = _child(trak, b"mdia", b"minf", b"stbl", b"stsd")
+        handler = hdlr[8:12] if hdlr is not None and len(hdlr) >= 12 else b""
+        codec = stsd[12:16].decode("latin-1") if stsd is not None and len(stsd) >= 16 else ""
+        found.append(Track(_ISO_KINDS.get(handler, "other"), codec))
+    return found
+
+
+_MKV_KINDS = {1: "video", 2: "audio", 0x11: "subtitle"}
+_SEGMENT, _TRACKS, _CLUSTER = 0x18538067, 0x1654AE6B, 0x1F43B675
+
+
+def _vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int, bool]:
+    """An EBML variable-length integer at ``pos``: (value, length, all value bits set)."""
+    first = data[pos]
+    if first == 0:
+        raise ValueError("invalid EBML length")
+    length = 9 - first.bit_length()
+    if len(data) < pos + length:
+        raise ValueError("EBML number cut short")
+    value = int.from_bytes(data[pos : pos + length], "big")
+    bits = 7 * length
+    unknown = value & ((1 << bits) - 1) == (1 << bits) - 1
+    return (value if keep_marker else value & ((1 << bits) - 1)), length, unknown
+
+
+def _elements(data: bytes):  # noqa: ANN202 - an iterator of (id, payload)
+    pos = 0
+    while pos < len(data):
+        ident, n, _ = _vint(data, pos, keep_marker=True)
+        size, m, unknown = _vint(data, pos + n, keep_marker=False)
+        start = pos + n + m
+        end = len(data) if unknown else start + size
+        yield ident, data[start:end]
+        pos = end
+
+
+def _matroska_tracks(path: Path) -> list[Track] | None:
+    """Read past the EBML header into the Segment, then its children up to Tracks; one Track
+    per TrackEntry: its TrackType and CodecID (V_VP9, A_OPUS, ...)."""
+    with open(path, "rb") as f:
+        end = f.seek(0, 2)
+        f.seek(0)
+        head = f.read(64)
+        _, n, _ = _vint(head, 0, keep_marker=True)
+        size, m, _ = _vint(head, n, keep_marker=False)
+        pos = n + m + size  # past the EBML header
+        for _ in range(4096):  # Segment, then its children (SeekHead, Info, Tracks, ...)
+            if pos >= end:
+                return None
+            f.seek(pos)
+            head = f.read(16)
+            ident, n, _ = _vint(head, 0, keep_marker=True)
+            size, m, unknown = _vint(head, n, keep_marker=False)
+            if ident == _SEGMENT:
+                pos += n + m  # into the segment
+                continue
+            if ident == _CLUSTER or unknown:
+                return None  # media data before any track list
+            if ident == _TRACKS:
+                if size > _MAX_HEADER or pos + n + m + size > end:
+                    return None
+                f.seek(pos + n + m)
+                entries = f.read(size)
+                break
+            pos += n + m + size
+        else:
+            return None
+    found = []
+    for ident, entry in _elements(entries):
+        if ident != 0xAE:  # TrackEntry
+            continue
+        kind, codec = "other", ""
+        for child, value in _elements(entry):
+            if child == 0x83:  # TrackType
+                kind = _MKV_KINDS.get(int.from_bytes(value, "big"), "other")
+            elif child == 0x86:  # CodecID
+                codec = value.decode("ascii", "replace").rstrip("\x00")
+        found.append(Track(kind, codec))
+    return found
