@@ -5,9 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 
-from scanner.faces import crop_square
 from training.augment import (
     REGION_SCALE_RANGE,
     REGIONS,
@@ -23,65 +21,9 @@ from training.augment import (
     wavelet_denoise,
 )
 
-SIZE = 224
-MARGIN = 0.3
-T = 15
+from conftest import ASTRONAUT_CROP, ASTRONAUT_FRAMES
 
-# MTCNN's answer on the astronaut, kept to check the detector's run and to stand in for it
-# where facenet-pytorch cannot run.
-ASTRONAUT_BOX = np.array([181.05, 62.16, 267.75, 172.05])
-ASTRONAUT_LANDMARKS = np.array(
-    [[205.01, 101.73], [246.76, 103.71], [224.67, 128.96], [201.72, 139.25], [245.27, 141.86]]
-)
-
-
-@pytest.fixture(scope="session")
-def astronaut_detection() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image (512, 512, 3) uint8, box (4,), landmarks (5, 2)) from MTCNN, in image pixels."""
-    image = skimage.data.astronaut()
-    try:
-        import torch
-        from facenet_pytorch import MTCNN
-    except ImportError:
-        return image, ASTRONAUT_BOX, ASTRONAUT_LANDMARKS
-    with torch.inference_mode():
-        boxes, _, points = MTCNN(keep_all=True).detect(image, landmarks=True)
-    assert boxes is not None and len(boxes) == 1
-    box, landmarks = np.asarray(boxes[0], np.float64), np.asarray(points[0], np.float64)
-    np.testing.assert_allclose(box, ASTRONAUT_BOX, atol=6)
-    np.testing.assert_allclose(landmarks, ASTRONAUT_LANDMARKS, atol=4)
-    return image, box, landmarks
-
-
-def _crop(
-    image: np.ndarray, box: np.ndarray, landmarks: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The scanner's crop and the landmarks mapped into it: ((S, S, 3) uint8, (5, 2) float32)."""
-    crop, (x0, y0, scale) = crop_square(image, box, MARGIN, SIZE)
-    return crop, ((landmarks - (x0, y0)) * scale).astype(np.float32)
-
-
-@pytest.fixture(scope="session")
-def face(astronaut_detection) -> tuple[np.ndarray, np.ndarray]:
-    """One 224 x 224 face crop and its five landmarks in crop pixels."""
-    return _crop(*astronaut_detection)
-
-
-@pytest.fixture(scope="session")
-def clip(astronaut_detection) -> tuple[np.ndarray, np.ndarray]:
-    """A 15-frame clip: the box drifts by a few pixels and zooms a little, as a tracked face."""
-    image, box, landmarks = astronaut_detection
-    rng = np.random.default_rng(1234)
-    crops, lms = [], []
-    for t in range(T):
-        dx, dy = 1.0 * t + rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 1.5)
-        zoom = 1.0 + 0.004 * t
-        centre = (box[:2] + box[2:]) / 2 + (dx, dy)
-        half = (box[2:] - box[:2]) / 2 * zoom
-        c, lm = _crop(image, np.concatenate([centre - half, centre + half]), landmarks)
-        crops.append(c)
-        lms.append(lm)
-    return np.stack(crops), np.stack(lms)
+SIZE, T = ASTRONAUT_CROP, ASTRONAUT_FRAMES
 
 
 def _laplacian_var(img: np.ndarray) -> float:

@@ -14,7 +14,6 @@ the CLI and notebooks alike. Inputs are never modified.
 
 from __future__ import annotations
 
-
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace

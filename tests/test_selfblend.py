@@ -1,0 +1,179 @@
+"""Self-blended images (Shiohara & Yamasaki 2022) over clips, on the astronaut's face."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from training.selfblend import (
+    BLEND_RATIOS,
+    HULL_TYPES,
+    SBI,
+    SelfBlendConfig,
+    deform_mask,
+    five_point_mask,
+    landmark_mask,
+    self_blend,
+)
+
+from conftest import ASTRONAUT_FRAMES as T
+from conftest import ASTRONAUT_MARGIN
+
+
+@pytest.fixture(scope="module")
+def fitter():
+    from training.landmarks import Landmarks68, LandmarksUnavailable
+
+    try:
+        return Landmarks68(ASTRONAUT_MARGIN)
+    except LandmarksUnavailable as e:
+        pytest.skip(f"dlib's 68-point model is not installed ({e})")
+
+
+@pytest.fixture(scope="module")
+def dense_clip(clip, fitter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    crops, five = clip
+    return crops, five, fitter.clip(crops)
+
+
+def _at(mask: np.ndarray, point: np.ndarray) -> float:
+    x, y = (int(round(float(v))) for v in point)
+    return float(mask[y, x])
+
+
+def test_68_points_agree_with_mtcnn(face, fitter) -> None:
+    from training.landmarks import LEFT_EYE, RIGHT_EYE, plausible
+
+    crop, five = face
+    dense = fitter(crop)
+    assert dense.shape == (68, 2) and np.isfinite(dense).all()
+    assert ((dense > 0) & (dense < crop.shape[0])).all()
+    d = np.hypot(*(five[1] - five[0]))
+    # eye centres within a fifth of the inter-ocular distance of MTCNN's eye points
+    assert np.hypot(*(dense[RIGHT_EYE].mean(0) - five[0])) < 0.2 * d
+    assert np.hypot(*(dense[LEFT_EYE].mean(0) - five[1])) < 0.2 * d
+    assert plausible(dense, five)
+    assert not plausible(dense + (0.5 * d, 0), five)  # a fit beside the face is refused
+    assert not plausible(np.full_like(dense, np.nan), five)
+
+
+@pytest.mark.parametrize("hull_type", HULL_TYPES)
+def test_landmark_masks_cover_the_inner_face(face, fitter, hull_type) -> None:
+    crop, five = face
+    dense = fitter(crop)
+    mask = landmark_mask(crop.shape[:2], dense, hull_type)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    assert _at(mask, five[2]) == 1  # nose tip
+    assert not mask[:20, :20].any()  # the crop's corner is background
+    full = landmark_mask(crop.shape[:2], dense, "facehull")
+    if hull_type == "extended":
+        assert mask.sum() > landmark_mask(crop.shape[:2], dense, "dfl_full").sum()
+    elif hull_type != "facehull":
+        assert (mask <= full).all()  # part hulls lie inside the whole-face hull
+
+
+def test_components_take_a_subset_of_the_parts(face, fitter) -> None:
+    crop, _ = face
+    dense = fitter(crop)
+    some = landmark_mask(crop.shape[:2], dense, "components", np.array([1, 1, 0, 0, 0, 0, 0, 0]))
+    every = landmark_mask(crop.shape[:2], dense, "components")
+    assert 0 < some.sum() < every.sum()
+    assert (some <= every).all()
+
+
+def test_deform_mask_keeps_a_soft_core(face) -> None:
+    crop, five = face
+    hard = five_point_mask(crop.shape[:2], five).astype(np.float32)
+    for seed in range(5):
+        soft = deform_mask(hard, np.random.default_rng(seed))
+        assert soft.shape == hard.shape and soft.dtype == np.float32
+        assert soft.max() == pytest.approx(1.0, abs=1e-3) and soft.min() >= 0
+        assert _at(soft, five[2]) > 0.5  # the face centre stays blended
+        edge = (soft > 0.05) & (soft < 0.95)
+        assert edge.sum() > 0.05 * (soft > 0.05).sum()  # a soft edge, not a hard cut
+    assert not deform_mask(np.zeros_like(hard), np.random.default_rng(0)).any()
+
+
+def test_real_and_fake_differ_only_inside_the_mask(dense_clip) -> None:
+    crops, five, dense = dense_clip
+    before = crops.copy()
+    targets_changed = 0
+    for seed in range(8):
+        real, fake, masks = self_blend(crops, five, np.random.default_rng(seed), dense=dense)
+        assert real.shape == fake.shape == crops.shape and fake.dtype == np.uint8
+        assert masks.shape == crops.shape[:3] and 0 <= masks.min() and masks.max() <= 1
+        outside = masks < 1 / 512  # weight too small to move a uint8 level
+        np.testing.assert_array_equal(fake[outside], real[outside])
+        for t in range(T):
+            strong = masks[t] > 0.5 * masks[t].max()
+            assert masks[t].max() > 0.1 and _at(masks[t], five[t][2]) > 0
+            assert (fake[t][strong] != real[t][strong]).any(axis=1).mean() > 0.2
+        targets_changed += not np.array_equal(real, crops)
+    np.testing.assert_array_equal(crops, before)
+    # the augmentation falls on the target side about half the time
+    assert 1 <= targets_changed <= 7
+
+
+def test_blend_ratio_is_drawn_from_sbi_set(dense_clip) -> None:
+    crops, five, dense = dense_clip
+    config = dataclasses.replace(SBI, jitter_ratio=0.0)
+    peaks = set()
+    for seed in range(24):
+        _, _, masks = self_blend(
+            crops[:1], five[:1], np.random.default_rng(seed), config, dense[:1]
+        )
+        peaks.add(round(float(masks.max()), 2))
+    assert peaks <= set(BLEND_RATIOS) and len(peaks) >= 3
+
+
+def test_blends_drift_smoothly_over_time(face, fitter) -> None:
+    crop, five = face
+    crops, lms = np.stack([crop] * T), np.stack([five] * T)
+    dense = np.stack([fitter(crop)] * T)
+    _, fake, masks = self_blend(crops, lms, np.random.default_rng(11), dense=dense)
+    assert len({hash(f.tobytes()) for f in fake}) == T  # every frame blended a little differently
+    step = np.abs(np.diff(masks, axis=0)).mean(axis=(1, 2))
+    _, _, other = self_blend(crops, lms, np.random.default_rng(12), dense=dense)
+    assert step.mean() < np.abs(masks - other).mean()  # drift, not a fresh blend each frame
+
+
+def test_five_point_fallback(dense_clip) -> None:
+    crops, five, dense = dense_clip
+    only_five = dataclasses.replace(SBI, dense_landmarks=False)
+    a = self_blend(crops, five, np.random.default_rng(3), only_five, dense)
+    b = self_blend(crops, five, np.random.default_rng(3), only_five, None)
+    np.testing.assert_array_equal(a[1], b[1])  # dense points ignored when switched off
+    # an implausible 68-point fit (beside the face) falls back to the five points
+    c = self_blend(crops, five, np.random.default_rng(3), SBI, dense + (80, 0))
+    d = self_blend(crops, five, np.random.default_rng(3), SBI, None)
+    np.testing.assert_array_equal(c[2], d[2])
+
+
+def test_deterministic_and_validated(dense_clip) -> None:
+    crops, five, dense = dense_clip
+    a = self_blend(crops, five, np.random.default_rng(3), dense=dense)
+    b = self_blend(crops, five, np.random.default_rng(3), dense=dense)
+    c = self_blend(crops, five, np.random.default_rng(4), dense=dense)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[1], c[1])
+    with pytest.raises(ValueError):
+        self_blend(crops, five[:3], np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        self_blend(crops.astype(np.float32), five, np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        SelfBlendConfig(hull_types=("nose",))
+    with pytest.raises(ValueError):
+        SelfBlendConfig(ratios=(0.0, 1.5))
+
+
+def test_frames_without_landmarks_stay_real(dense_clip) -> None:
+    crops, five, dense = dense_clip
+    five = five.copy()
+    five[4] = np.nan
+    real, fake, masks = self_blend(crops, five, np.random.default_rng(0), dense=dense)
+    np.testing.assert_array_equal(fake[4], crops[4])
+    np.testing.assert_array_equal(real[4], crops[4])
+    assert not masks[4].any() and masks[5].any()
