@@ -53,6 +53,8 @@ class FaceTrack:
     # after a cut) only hold the crop region of the nearest in-shot frame, not this face.
     in_shot: np.ndarray
     shot_count: int = 1  # shots the sampled frames span
+    # Other faces tracked in as many sampled frames as a face needs to be scored, left unscored.
+    other_faces: int = 0
 
     @property
     def frames_with_face(self) -> int:
@@ -160,6 +162,7 @@ class _Selected:
     landmarks: np.ndarray  # (T, 5, 2)
     detected: np.ndarray  # (T,) bool
     in_shot: np.ndarray  # (T,) bool
+    other_faces: int = 0  # other tracks found in at least min_frames frames
 
 
 def select_track(
@@ -173,7 +176,8 @@ def select_track(
     usually someone else. The dominant face is the track with the largest sum of box sides
     (present often and large) among those found in at least ``min_frames`` frames, if any
     track is. Frames where it was not found take the box of the nearest frame where it was.
-    Returns None without a confident face.
+    The other tracks found in at least ``min_frames`` frames are counted (``other_faces``):
+    faces that could have been scored but were not. Returns None without a confident face.
     """
     n = len(faces)
     shots = np.zeros(n, np.int64) if shots is None else np.asarray(shots)
@@ -214,6 +218,7 @@ def select_track(
         return float(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).sum())
 
     best = max(tracks, key=lambda track: (len(track) >= min_frames, presence(track)))
+    others = sum(len(track) >= min_frames for track in tracks if track is not best)
     found = np.array(sorted(best))
     detected = np.zeros(n, bool)
     detected[found] = True
@@ -225,7 +230,7 @@ def select_track(
         src = t if detected[t] else int(found[np.abs(found - t).argmin()])
         boxes[t] = faces[src].boxes[best[src]]
         landmarks[t] = faces[src].landmarks[best[src]]
-    return _Selected(boxes, landmarks, detected, in_shot)
+    return _Selected(boxes, landmarks, detected, in_shot, others)
 
 
 def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
@@ -288,6 +293,7 @@ def track_faces(
         landmarks=crop_landmarks,
         in_shot=track.in_shot,
         shot_count=int(shots[-1]) + 1,
+        other_faces=track.other_faces,
     )
     if require:
         require_face(frames, face_track, c)

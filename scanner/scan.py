@@ -68,6 +68,13 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
             notes.append(
                 f"shot cut: clip sampled again inside the face's shot (frames {first}..{last})"
             )
+        if track.other_faces:
+            n = track.other_faces
+            notes.append(
+                f"{n} other face{'s' if n > 1 else ''} seen in at least "
+                f"{c.min_face_frames(sampled)} of the {sampled} sampled frames, left unscored "
+                "(only the most prominent face is scored)"
+            )
         note = "; ".join(notes)
     except (VideoError, NoFaceError) as e:
         info = info or getattr(e, "info", None)

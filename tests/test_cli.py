@@ -381,3 +381,34 @@ def test_a_video_cut_short_is_scored_and_says_what_decoded(face_image, tiny_chec
     assert row["status"] == "ok" and row["score"] != ""
     assert "only 40 of 60 declared frames decode" in row["message"]
     assert row["duration_s"] == "2.4"  # the container's length, as the README says
+
+
+def two_face_frames(face_image, n):
+    """A large and a smaller copy of the portrait side by side, drifting a little."""
+    big = cv2.resize(face_image, (200, 200))
+    small = cv2.resize(face_image, (150, 150))
+    frames = []
+    for i in range(n):
+        canvas = np.full((240, 480, 3), 90, np.uint8)
+        x = 20 + i % 5
+        canvas[20:220, x : x + 200] = big
+        canvas[45:195, 300 - x // 2 : 450 - x // 2] = small
+        frames.append(canvas)
+    return frames
+
+
+def test_a_second_face_is_reported_as_left_unscored(
+    face_image, face_clip, tiny_checkpoint, tmp_path
+):
+    two = write_clip(tmp_path / "two_faces.mp4", two_face_frames(face_image, 40))
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    args = scan_args([two, face_clip], tiny_checkpoint, out, "--details", str(details))
+    res = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rows = {os.path.basename(r["path"]): r for r in rows_of(out)}
+    row = rows["two_faces.mp4"]
+    assert row["status"] == "ok" and row["score"] != ""
+    assert "1 other face" in row["message"] and "unscored" in row["message"]
+    boxes = json.loads(details.read_text(encoding="utf-8").splitlines()[0])["face_boxes"]
+    assert all(b[0] < 240 for b in boxes)  # the larger face, on the left, is the one scored
+    assert "other face" not in rows["face.mp4"]["message"]
