@@ -301,8 +301,8 @@ def test_an_unwritable_output_creates_no_other(bad, video_dir, tiny_checkpoint, 
     clip = [video_dir / "short.mp4"]
     args = scan_args(clip, tiny_checkpoint, paths["--out"], "--details", str(paths["--details"]))
     res = CliRunner().invoke(main, args)
+    assert not out.exists() and not details.exists()  # no header-only CSV left behind
     assert res.exit_code == 1 and "a_file" in res.output and "not a directory" in res.output
-    assert not out.exists() and not details.exists()
     res = CliRunner().invoke(main, scan_args(clip, tiny_checkpoint, out, "--details", str(details)))
     assert res.exit_code == 0, res.output
 
