@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.datasets import (
     DatasetError,
+    SplitError,
     VideoItem,
+    check_splits,
     detect_layout,
     kfold_items,
     load_dataset,
@@ -541,3 +545,145 @@ def test_kfold_bad_k() -> None:
         kfold_items(synthetic(5), 1)
     with pytest.raises(DatasetError, match="at least 6 sources"):
         kfold_items(synthetic(5), 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stratified splits and their check
+
+
+def folders_items(real: str, fake: str, clips: int = 2) -> list[VideoItem]:
+    """The README's folders layout: one subfolder (identity) per letter, ``clips`` videos each."""
+    return [
+        VideoItem(Path(f"/data/{kind}/{person}/clip{c}.mp4"), label, kind, person)
+        for kind, label, people in (("real", 0, real), ("fake", 1, fake))
+        for person in people
+        for c in range(clips)
+    ]
+
+
+def kinds(part: list[VideoItem]) -> set[str]:
+    return {"fake" if item.label else "real" for item in part}
+
+
+@pytest.mark.parametrize("ratios", [(0.8, 0.1, 0.1), (0.34, 0.33, 0.33), (0.6, 0.2, 0.2)])
+def test_split_items_gives_every_split_real_and_fake(ratios: tuple[float, ...]) -> None:
+    """Three real and three fake identities: each split gets one of each, whatever the seed
+    (unstratified, the 80:10:10 split left validation without fakes)."""
+    items = folders_items("abc", "xyz")
+    for seed in range(10):
+        parts = split_items(items, ratios=ratios, seed=seed)
+        assert_sources_disjoint(parts)
+        assert {name: kinds(part) for name, part in parts.items()} == {
+            name: {"real", "fake"} for name in ("train", "val", "test")
+        }
+        check_splits(parts)
+
+
+def test_split_items_spreads_each_kind_in_proportion() -> None:
+    items = [VideoItem(Path(f"/data/real/r{i:02d}.mp4"), 0, "real", f"r{i:02d}") for i in range(50)]
+    items += [
+        VideoItem(Path(f"/data/fake/f{i:02d}.mp4"), 1, "fake", f"f{i:02d}") for i in range(20)
+    ]
+    for seed in range(5):
+        parts = split_items(items, ratios=(0.6, 0.2, 0.2), seed=seed)
+        for name, share in (("train", 0.6), ("val", 0.2), ("test", 0.2)):
+            for label, total in ((0, 50), (1, 20)):
+                n = len({i.source for i in parts[name] if i.label == label})
+                assert abs(n - share * total) <= 1, (seed, name, label, n)
+
+
+def test_split_items_of_one_kind_is_a_plain_shuffle() -> None:
+    """Real-only data (self-blending) splits as before stratification: the shuffled sources
+    cut in order, so the splits of earlier runs and recipes stay the same."""
+    sources = [f"id{i}" for i in range(20)]
+    items = [VideoItem(Path(f"/data/{s}_{v}.mp4"), 0, "real", s) for s in sources for v in (0, 1)]
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(sorted(sources, key=natural))
+        expected = {"train": order[:12], "val": order[12:16], "test": order[16:]}
+        parts = split_items(items, ratios=(0.6, 0.2, 0.2), seed=seed)
+        assert {n: {i.source for i in p} for n, p in parts.items()} == {
+            n: set(s) for n, s in expected.items()
+        }
+
+
+def natural(text: str) -> tuple[object, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+def test_split_items_gives_val_and_test_every_method(tmp_path: Path) -> None:
+    """FaceForensics++: a method with few identities still reaches validation and test."""
+    names = []
+    for i in range(0, 40, 2):
+        a, b = f"{i:03d}", f"{i + 1:03d}"
+        names += [f"original_sequences/youtube/c23/videos/{a}.mp4"]
+        names += [f"manipulated_sequences/Deepfakes/c23/videos/{a}_{b}.mp4"]
+        if i < 6:  # NeuralTextures for three pairs only
+            names += [f"manipulated_sequences/NeuralTextures/c23/videos/{a}_{b}.mp4"]
+    touch(tmp_path, *names)
+    items = load_dataset(tmp_path)
+    for seed in range(8):
+        parts = split_items(items, seed=seed)
+        assert_sources_disjoint(parts)
+        for name, part in parts.items():
+            groups = {i.group for i in part}
+            assert {"original/c23", "Deepfakes/c23", "NeuralTextures/c23"} <= groups, (seed, name)
+
+
+def test_split_items_keeps_declared_splits_and_covers_the_rest() -> None:
+    """A declared test list that holds only fakes stays as declared; the check names it."""
+    items = folders_items("abcd", "wxyz")
+    items = [
+        VideoItem(i.path, i.label, i.group, i.source, "test" if i.source == "z" else None)
+        for i in items
+    ]
+    parts = split_items(items, ratios=(0.5, 0.5, 0.0), seed=0)
+    assert {i.source for i in parts["test"]} == {"z"}
+    assert kinds(parts["train"]) == kinds(parts["val"]) == {"real", "fake"}
+    with pytest.raises(SplitError, match="test split has no real videos") as error:
+        check_splits(parts)
+    assert (error.value.split, error.value.lacking) == ("test", "real")
+
+
+def test_split_items_favours_training_then_validation_when_short() -> None:
+    """Two real identities for three splits: train and val get one, test goes without, and
+    the check says so with the identities the data has."""
+    items = folders_items("ab", "xyz")
+    for seed in range(6):
+        parts = split_items(items, seed=seed)
+        assert kinds(parts["train"]) == kinds(parts["val"]) == {"real", "fake"}
+        assert kinds(parts["test"]) == {"fake"}
+        with pytest.raises(SplitError) as error:
+            check_splits(parts)
+        message = str(error.value)
+        assert message.startswith("the test split has no real videos (it holds 2 fake videos")
+        assert "2 identities with real videos (a, b) for 3 splits" in message
+        assert "\n" not in message
+        check_splits(split_items(items, ratios=(0.9, 0.1, 0.0), seed=seed), test_required=False)
+
+
+def test_check_splits_with_self_blended_fakes() -> None:
+    """Real-only data: self-blending makes every split's fakes, so real videos suffice."""
+    items = folders_items("abc", "")
+    parts = split_items(items, seed=0)
+    check_splits(parts, pseudo_fakes=True)
+    with pytest.raises(SplitError, match="train split has no fake videos .*data has no fake"):
+        check_splits(parts)
+    with pytest.raises(SplitError, match="val split has no videos"):
+        check_splits({"train": items, "val": [], "test": []}, pseudo_fakes=True)
+    check_splits(
+        {"train": items[:2], "val": items[2:], "test": []}, pseudo_fakes=True, test_required=False
+    )
+    with pytest.raises(SplitError, match="test split has no videos"):
+        check_splits({"train": items[:2], "val": items[2:], "test": []}, pseudo_fakes=True)
+
+
+def test_kfold_is_stratified() -> None:
+    items = folders_items("abc", "xyz")
+    for seed in range(5):
+        folds = kfold_items(items, 3, seed=seed)
+        assert all(kinds(held) == {"real", "fake"} for _, held in folds)
+        folds = kfold_items(items, 4, seed=seed)  # six identities cannot fill four folds
+        assert sorted(len({i.source for i in held}) for _, held in folds) == [1, 1, 2, 2]
+    unbalanced = folders_items("abcdefgh", "xy")
+    for _, held in kfold_items(unbalanced, 2, seed=0):
+        assert kinds(held) == {"real", "fake"}

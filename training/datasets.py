@@ -13,7 +13,7 @@ import csv
 import json
 import logging
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,8 +152,18 @@ def split_items(
 
     Undeclared items are spread over all three splits by ``ratios``, counted in sources. To keep
     an official test set (Celeb-DF's list) the only test data, pass a zero test ratio.
+
+    The split is stratified: sources are grouped by what they hold (real videos, fake videos,
+    and with several manipulation methods each method), and every group is spread over the
+    splits in proportion. Then every split with a positive ratio is given at least one source
+    with real videos, one with fake videos and, where the data allows, one of each
+    manipulation method, by taking a source from a split that holds several (swapped for a
+    source the receiving split can spare, so the counts stay, or else moved). Data of one kind
+    (real videos only) splits exactly as an unstratified split would. Whether the result can
+    train, calibrate and test is :func:`check_splits`'s question.
     """
     weights = _check_ratios(ratios, len(SPLITS))
+    items = list(items)
     out: dict[str, list[VideoItem]] = {name: [] for name in SPLITS}
     by_source: dict[str, list[VideoItem]] = defaultdict(list)
     for item in items:
@@ -163,12 +173,21 @@ def split_items(
             by_source[item.source].append(item)
 
     sources = _shuffled(by_source, seed)
+    tags = _source_tags(by_source, _methods_matter(items))
+    order = _stratified_order(sources, tags, seed)
     counts = _apportion(len(sources), weights)
+    assigned: list[list[str]] = []
     start = 0
-    for name, count in zip(SPLITS, counts):
-        for source in sources[start : start + count]:
-            out[name].extend(by_source[source])
+    for count in counts:
+        assigned.append(order[start : start + count])
         start += count
+    methods = _methods_matter(items)
+    declared = [_tags_of(out[name], methods) for name in SPLITS]
+    rank = {source: i for i, source in enumerate(sources)}
+    _cover(assigned, declared, tags, [w > 0 for w in weights], counts, by_source, rank)
+    for name, part in zip(SPLITS, assigned):
+        for source in part:
+            out[name].extend(by_source[source])
     for name in SPLITS:
         out[name].sort(key=lambda item: item.path)
     return out
@@ -179,9 +198,12 @@ def kfold_items(
 ) -> list[tuple[list[VideoItem], list[VideoItem]]]:
     """``k`` (train, held-out) folds; every source is held out exactly once.
 
-    Declared splits are ignored: cross-validation uses all items. Folds are balanced by item
-    count, since sources differ in size (an FF++ identity has one real and many fakes).
+    Declared splits are ignored: cross-validation uses all items. Folds are stratified like
+    :func:`split_items`: a source goes to a fold that lacks what it holds (real videos, fake
+    videos, a manipulation method) while one does, else to the fold with the fewest items, since
+    sources differ in size (an FF++ identity has one real and many fakes).
     """
+    items = list(items)
     by_source: dict[str, list[VideoItem]] = defaultdict(list)
     for item in items:
         by_source[item.source].append(item)
@@ -190,19 +212,204 @@ def kfold_items(
     if k > len(by_source):
         raise DatasetError(f"k-fold with k={k} needs at least {k} sources, got {len(by_source)}")
 
-    # Shuffle first so equal-sized sources fall to folds by seed, then largest-first greedy.
+    # Shuffle first so equal sources fall to folds by seed; then the sources of the rarest
+    # tags, largest first (stable: ties keep the shuffle).
     sources = _shuffled(by_source, seed)
-    sources.sort(key=lambda source: -len(by_source[source]))  # stable: ties keep the shuffle
+    tags = _source_tags(by_source, _methods_matter(items))
+    carriers = Counter(t for source in sources for t in tags[source])
+    sources.sort(key=lambda s: (min((carriers[t] for t in tags[s]), default=0), -len(by_source[s])))
     folds: list[list[VideoItem]] = [[] for _ in range(k)]
+    fold_tags: list[set[str]] = [set() for _ in range(k)]
     for source in sources:
-        smallest = min(range(k), key=lambda i: (len(folds[i]), i))
-        folds[smallest].extend(by_source[source])
+        best = min(range(k), key=lambda i: (-len(tags[source] - fold_tags[i]), len(folds[i]), i))
+        folds[best].extend(by_source[source])
+        fold_tags[best] |= tags[source]
 
     result = []
     for i, held_out in enumerate(folds):
         train = [item for j, fold in enumerate(folds) if j != i for item in fold]
         result.append((sorted(train, key=lambda x: x.path), sorted(held_out, key=lambda x: x.path)))
     return result
+
+
+class SplitError(DatasetError):
+    """A split that cannot serve its purpose: empty, or without real or without fake videos.
+
+    ``split`` names it (train, val, test), ``lacking`` says what it lacks: "real", "fake" or
+    "videos" (empty).
+    """
+
+    def __init__(self, message: str, split: str, lacking: str) -> None:
+        super().__init__(message)
+        self.split = split
+        self.lacking = lacking
+
+
+def check_splits(
+    splits: dict[str, Sequence[VideoItem]],
+    *,
+    pseudo_fakes: bool = False,
+    test_required: bool = True,
+) -> None:
+    """Raise :class:`SplitError` unless the splits can train, calibrate and test a detector.
+
+    Training needs real and fake videos; calibration (val) needs real videos, to hold the
+    false-positive rate, and fake videos; a test split is only worth its name with both.
+    ``pseudo_fakes``: fakes are self-blended from real videos in every split, so real videos
+    suffice. ``test_required=False`` lets the test split be empty (no test wanted); a test split
+    that has videos must still hold both classes. The message names the split, what it lacks
+    and how many identities of that class the data has for how many splits.
+    """
+    wanted = ["real"] if pseudo_fakes else ["real", "fake"]
+    owners: dict[str, set[str]] = {name: set() for name in LABEL_NAMES.values()}
+    for part in splits.values():
+        for item in part:
+            owners[LABEL_NAMES[item.label]].add(item.source)
+    needing = [n for n in SPLITS if n != "test" or test_required or splits.get("test")]
+    for name in needing:
+        part = list(splits.get(name, []))
+        if not part:
+            total = len(set().union(*owners.values()))
+            raise SplitError(
+                f"the {name} split has no videos ({_identities(total)} in all for "
+                f"{len(needing)} splits: {', '.join(needing)})",
+                name,
+                "videos",
+            )
+        present = {LABEL_NAMES[item.label] for item in part}
+        for kind in wanted:
+            if kind in present:
+                continue
+            have = sorted(owners[kind], key=_natural_key)
+            if have:
+                examples = ", ".join(have[:_EXAMPLES]) + (", ..." if len(have) > _EXAMPLES else "")
+                supply = f"the data has {_identities(len(have))} with {kind} videos ({examples})"
+            else:
+                supply = f"the data has no {kind} videos"
+            raise SplitError(
+                f"the {name} split has no {kind} videos (it holds {_describe(part)}); {supply} "
+                f"for {len(needing)} splits that need them: {', '.join(needing)}",
+                name,
+                kind,
+            )
+
+
+def _identities(n: int) -> str:
+    return f"{n} identit{'y' if n == 1 else 'ies'}"
+
+
+def _describe(part: Sequence[VideoItem]) -> str:
+    counts = Counter(LABEL_NAMES[item.label] for item in part)
+    videos = " and ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    return f"{videos} video{'s' if len(part) != 1 else ''} of " + _identities(
+        len({item.source for item in part})
+    )
+
+
+def _methods_matter(items: Sequence[VideoItem]) -> bool:
+    """Whether manipulation methods are coverage targets: the fakes come in several groups."""
+    return len({item.group for item in items if item.label == FAKE}) > 1
+
+
+def _tags_of(items: Iterable[VideoItem], methods: bool) -> set[str]:
+    """What a source holds, as coverage targets: "real", "fake", "fake:<group>" per method."""
+    tags = set()
+    for item in items:
+        tags.add(LABEL_NAMES[item.label])
+        if methods and item.label == FAKE:
+            tags.add(f"fake:{item.group}")
+    return tags
+
+
+def _source_tags(by_source: dict[str, list[VideoItem]], methods: bool) -> dict[str, frozenset[str]]:
+    return {source: frozenset(_tags_of(part, methods)) for source, part in by_source.items()}
+
+
+def _stratified_order(sources: list[str], tags: dict[str, frozenset[str]], seed: int) -> list[str]:
+    """``sources`` (shuffled) reordered so that each stratum is spread evenly over the order.
+
+    The j-th of a stratum's n sources sits at (j + u) / n with u uniform in [0, 1) per stratum
+    (systematic sampling with a random start), so cutting the order into consecutive pieces
+    gives every piece its proportional share of every stratum, up to one. A single stratum
+    keeps the shuffled order.
+    """
+    strata: dict[frozenset[str], list[str]] = defaultdict(list)
+    for source in sources:
+        strata[tags[source]].append(source)
+    if len(strata) < 2:
+        return list(sources)
+    rng = np.random.default_rng([seed, len(strata)])
+    position: dict[str, tuple[float, int]] = {}
+    for rank, members in enumerate(strata.values()):
+        offset = rng.random()
+        for j, source in enumerate(members):
+            position[source] = ((j + offset) / len(members), rank)
+    return sorted(sources, key=lambda source: position[source])
+
+
+def _cover(
+    assigned: list[list[str]],
+    declared: list[set[str]],
+    tags: dict[str, frozenset[str]],
+    open_splits: list[bool],
+    counts: list[int],
+    by_source: dict[str, list[VideoItem]],
+    rank: dict[str, int],
+) -> None:
+    """Give every open split a source of each tag, from a split that can spare one.
+
+    Tags are taken real and fake first, then methods from the rarest; splits in order train,
+    val, test, which is also their priority (training needs both classes, then calibration,
+    then testing). A source is taken from the split with most sources of the tag if that split
+    keeps what it has (its classes; for a method, its methods too), else from a split of lower
+    priority even if it holds the only one.
+    The receiving split hands back a source it can spare, if it grew past its count, so that
+    the counts stay as the ratios made them where they can.
+    """
+
+    def carriers(i: int, tag: str) -> int:
+        return sum(tag in tags[s] for s in assigned[i]) + (tag in declared[i])
+
+    def keeps(i: int, source: str, kept: Iterable[str]) -> bool:
+        # split i keeps each of ``kept`` that it has when ``source`` leaves it
+        return all(carriers(i, t) > 1 for t in tags[source] if t in kept)
+
+    def cheapest(candidates: list[str]) -> str:
+        return min(candidates, key=lambda s: (len(tags[s]), len(by_source[s]), rank[s]))
+
+    def take(i: int, tag: str, kept: set[str]) -> None:
+        others = sorted(
+            (j for j in range(len(assigned)) if j != i and carriers(j, tag)),
+            key=lambda j: (-carriers(j, tag), -len(assigned[j]), j),
+        )
+        for lose_tag in (False, True):
+            for j in others:
+                if lose_tag and j < i:
+                    continue  # never at the cost of a split that matters more
+                keep = kept - {tag} if lose_tag else kept
+                movable = [s for s in assigned[j] if tag in tags[s] and keeps(j, s, keep)]
+                if not movable:
+                    continue
+                source = cheapest(movable)
+                assigned[j].remove(source)
+                assigned[i].append(source)
+                if len(assigned[i]) > counts[i]:
+                    back = [s for s in assigned[i] if s != source and keeps(i, s, kept)]
+                    if back:
+                        returned = cheapest(back)
+                        assigned[i].remove(returned)
+                        assigned[j].append(returned)
+                return
+
+    every = Counter(t for part in assigned for s in part for t in tags[s])
+    classes = [t for t in LABEL_NAMES.values() if t in every]
+    methods = sorted((t for t in every if t not in classes), key=lambda t: (every[t], t))
+    for tag in classes + methods:
+        # Covering a class never costs a split a class; methods count once classes are done.
+        kept = set(classes) if tag in classes else set(every)
+        for i, is_open in enumerate(open_splits):
+            if is_open and not carriers(i, tag):
+                take(i, tag, kept)
 
 
 def _check_ratios(ratios: Sequence[float], n: int) -> np.ndarray:
