@@ -173,7 +173,8 @@ def split_items(
             by_source[item.source].append(item)
 
     sources = _shuffled(by_source, seed)
-    tags = _source_tags(by_source, _methods_matter(items))
+    methods = _methods_matter(items)
+    tags = _source_tags(by_source, methods)
     order = _stratified_order(sources, tags, seed)
     counts = _apportion(len(sources), weights)
     assigned: list[list[str]] = []
@@ -181,7 +182,6 @@ def split_items(
     for count in counts:
         assigned.append(order[start : start + count])
         start += count
-    methods = _methods_matter(items)
     declared = [_tags_of(out[name], methods) for name in SPLITS]
     rank = {source: i for i, source in enumerate(sources)}
     _cover(assigned, declared, tags, [w > 0 for w in weights], counts, by_source, rank)
