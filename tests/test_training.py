@@ -338,3 +338,69 @@ def test_evaluate_reports_per_group(trained, real_folder, tmp_path, face_image, 
     assert 0.0 <= groups["all"]["auc"] <= 1.0
     assert [u["status"] for u in report["unscored"]] == ["no_face"]
     assert "real" in capsys.readouterr().out
+
+
+def write_people(root, face_image, reals="abc", fakes="xyz", clips=2):
+    """The README's folders layout: real/<person>/ and fake/<person>/, ``clips`` videos each.
+    A "fake" is the mirrored portrait; every person has their own tint and frame size."""
+    for kind, people in (("real", reals), ("fake", fakes)):
+        for k, person in enumerate(people):
+            base = face_image if kind == "real" else np.ascontiguousarray(face_image[:, ::-1])
+            for c in range(clips):
+                tint = np.array([1.0 - 0.05 * k, 1.0, 0.8 + 0.05 * k + 0.02 * c])
+                face = np.clip(base * tint, 0, 255).astype(np.uint8)
+                folder = root / kind / person
+                folder.mkdir(parents=True, exist_ok=True)
+                write_clip(folder / f"clip{c}.mp4", face_frames(face, 16, size=(320 + 16 * k, 240)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory, face_image):
+    """Three real and three fake identities, two clips each: the issue's small dataset."""
+    return write_people(tmp_path_factory.mktemp("people"), face_image)
+
+
+def test_preprocess_and_evaluate_fail_in_one_line(people, tiny_checkpoint, tmp_path, capsys):
+    from training.evaluate import main as evaluate
+    from training.preprocess import main as preprocess_main
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    contract = Preprocessing.for_backbone("test_efficientnet").to_dict()
+    (cache / "preprocess.json").write_text(
+        json.dumps({"frames": 8, "seed": 0, "contract": contract})
+    )
+    checks = [
+        (preprocess_main, ["--data", str(tmp_path / "nowhere"), "--cache", str(cache)], "exist"),
+        (
+            preprocess_main,
+            ["--data", str(people), "--cache", str(cache), "--frames", "16", "--workers", "1"],
+            "other settings",
+        ),
+        (evaluate, ["--weights", str(tmp_path / "none"), "--data", str(people)], "none"),
+        (
+            evaluate,
+            ["--weights", str(tiny_checkpoint), "--data", str(tmp_path / "nowhere")],
+            "does not exist",
+        ),
+        (
+            evaluate,
+            [
+                "--weights",
+                str(tiny_checkpoint),
+                "--data",
+                str(people),
+                "--json",
+                str(cache / "preprocess.json" / "x.json"),
+            ],
+            "cannot write to --json",
+        ),
+    ]
+    for run, args, message in checks:
+        assert run(args) == 2, args
+        err = capsys.readouterr().err
+        last = err.splitlines()[-1]
+        assert "Traceback" not in err and "error: " in last and message in last, err
+    assert preprocess_main([*checks[0][1], "-v"]) == 2
+    assert "Traceback" in capsys.readouterr().err

@@ -21,25 +21,47 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets import PAPER_RATIOS, load_dataset, split_items
+from training.cli import EXPECTED_ERRORS, check_writable, report_error
+from training.datasets import LAYOUTS, PAPER_RATIOS, load_dataset, split_items
 from training.metrics import format_table, summarise
 
 log = logging.getLogger("training.evaluate")
 
 
+PROG = "python -m training.evaluate"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description=__doc__.split("\n\n")[0]
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog="exit status: 0 evaluated; 1 nothing to score (no videos in the split, or none "
+        "with a face); 2 the flags, the data or the checkpoint cannot work: one line says why "
+        "(-v adds the traceback).",
     )
-    p.add_argument("--weights", required=True, type=Path, help="dfscan checkpoint")
-    p.add_argument("--data", required=True, type=Path, help="dataset root or manifest .csv")
-    p.add_argument("--layout", default="auto")
-    p.add_argument("--quality", default=None, help="FaceForensics++ quality (c0, c23, c40)")
+    p.add_argument(
+        "--weights", required=True, type=Path, help="dfscan checkpoint (.safetensors) to score."
+    )
+    p.add_argument(
+        "--data", required=True, type=Path, help="Dataset root or CSV manifest, as for training."
+    )
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", *LAYOUTS),
+        help="How to read --data; auto detects it (default: auto).",
+    )
+    p.add_argument(
+        "--quality",
+        default=None,
+        help="FaceForensics++ only: one compression level, c0, c23 or c40 (default: all).",
+    )
     p.add_argument(
         "--split",
         default="all",
         choices=["all", "train", "val", "test"],
-        help="which identity split to evaluate (as training made it)",
+        help="Which identity split to evaluate, rebuilt as training made it from --ratios and "
+        "--seed (default: all videos).",
     )
     p.add_argument(
         "--ratios",
@@ -47,13 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=list(PAPER_RATIOS),
         metavar=("TRAIN", "VAL", "TEST"),
+        help="Training's --split, to rebuild its splits (default: 0.8 0.1 0.1).",
     )
-    p.add_argument("--seed", type=int, default=0, help="split seed, as in training")
-    p.add_argument("--threshold", type=float, default=None, help="default: the checkpoint's")
-    p.add_argument("--json", type=Path, default=None, help="write the metrics here")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--seed", type=int, default=0, help="Training's --seed, to rebuild its splits (default: 0)."
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="Decision threshold for the accuracy (default: the checkpoint's calibrated one).",
+    )
+    p.add_argument("--json", type=Path, default=None, help="Also write the report here as JSON.")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N."
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="Clips per forward pass (default: 8).")
+    p.add_argument(
+        "--workers", type=int, default=2, help="Decoding and face-detection threads (default: 2)."
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
+    )
     return p
 
 
@@ -62,11 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True
     )
+    try:
+        return _evaluate(args)
+    except EXPECTED_ERRORS as e:
+        return report_error(PROG, e, args.verbose)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from scanner.backends import TorchBackend, resolve_device
     from scanner.checkpoint import load_checkpoint
     from scanner.scan import Scanner, ScanOptions
 
     items = load_dataset(args.data, args.layout, quality=args.quality)
+    if args.json:
+        check_writable(args.json.parent, "--json")  # before the scan, not after it
     if args.split != "all":
         items = split_items(items, ratios=tuple(args.ratios), seed=args.seed)[args.split]
     if not items:
@@ -109,7 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
     }
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
 

@@ -28,7 +28,8 @@ from scanner.clip import read_face_clip
 from scanner.contract import Preprocessing
 from scanner.faces import FaceDetector, NoFaceError
 from scanner.video import VideoError
-from training.datasets import VideoItem, load_dataset
+from training.cli import EXPECTED_ERRORS, report_error
+from training.datasets import LAYOUTS, VideoItem, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -189,38 +190,87 @@ def preprocess(
     return [e for e in read_index(cache) if e.path in {str(it.path) for it in items}]
 
 
+PROG = "python -m training.preprocess"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m training.preprocess", description=__doc__.split("\n\n")[0]
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog="exit status: 0 done (videos without a usable face are listed in the index, not "
+        "errors); 2 the flags, the data or the cache cannot work: one line says why (-v adds "
+        "the traceback).",
     )
-    p.add_argument("--data", required=True, type=Path, help="dataset root or manifest .csv")
-    p.add_argument("--layout", default="auto", help="auto, ffpp, celebdf, dfdc, folders, manifest")
-    p.add_argument("--cache", required=True, type=Path, help="folder for the face tracks")
-    p.add_argument("--frames", type=int, default=32, help="crops kept per video")
-    p.add_argument("--backbone", default="efficientnet_b5", help="sets the contract's mean/std")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quality", default=None, help="FaceForensics++ quality (c0, c23, c40)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--data", required=True, type=Path, help="Dataset root or CSV manifest, as for training."
+    )
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", *LAYOUTS),
+        help="How to read --data; auto detects it (default: auto).",
+    )
+    p.add_argument(
+        "--cache",
+        required=True,
+        type=Path,
+        help="Folder for the face tracks; a cache made with other crop settings or --frames is "
+        "refused, one made with the same ones is resumed.",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=32,
+        help="Face crops kept per video, equally spaced (training's --cache-frames; default: 32).",
+    )
+    p.add_argument(
+        "--backbone",
+        default="efficientnet_b5",
+        help="timm backbone the cache is for (sets the contract's mean and std; the crops do "
+        "not depend on it; default: efficientnet_b5).",
+    )
+    p.add_argument("--workers", type=int, default=2, help="Face-extraction processes (default: 2).")
+    p.add_argument(
+        "--device", default="cpu", help="Device of the face detector: cpu or cuda (default: cpu)."
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seed of the frame sampling, as training's --seed (default: 0).",
+    )
+    p.add_argument(
+        "--quality",
+        default=None,
+        help="FaceForensics++ only: one compression level, c0, c23 or c40 (default: all).",
+    )
+    p.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-    items = load_dataset(args.data, args.layout, quality=args.quality)
-    contract = Preprocessing.for_backbone(args.backbone)
-    entries = preprocess(
-        items,
-        args.cache,
-        contract,
-        args.frames,
-        args.workers,
-        args.device,
-        args.seed,
-        progress=not args.no_progress,
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True
     )
+    try:
+        items = load_dataset(args.data, args.layout, quality=args.quality)
+        contract = Preprocessing.for_backbone(args.backbone)
+        entries = preprocess(
+            items,
+            args.cache,
+            contract,
+            args.frames,
+            args.workers,
+            args.device,
+            args.seed,
+            progress=not args.no_progress,
+        )
+    except EXPECTED_ERRORS as e:
+        return report_error(PROG, e, args.verbose)
     ok = sum(e.status == "ok" for e in entries)
     print(f"{ok} of {len(entries)} videos cached in {args.cache}", file=sys.stderr)
     return 0

@@ -1,0 +1,39 @@
+"""How the training entry points report a failure the user can act on.
+
+``python -m training.train``, ``training.preprocess`` and ``training.evaluate`` catch
+:data:`EXPECTED_ERRORS` (a flag, config, dataset or split that cannot work, a path that cannot
+be read or written, a cache of other settings, a checkpoint that does not load) and print one
+line, ``PROG: error: MESSAGE``, with exit status 2; ``-v`` prints the traceback too. Anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from scanner.checkpoint import CheckpointError
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, CheckpointError)
+EXIT_USAGE = 2
+
+
+def report_error(prog: str, error: BaseException, verbose: bool) -> int:
+    """Print ``error`` as one line (and its traceback first if ``verbose``); the exit status."""
+    if verbose:
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Create ``folder`` if needed and make sure a file can be written there (ValueError)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write to {flag} {folder}: {e.strerror or e}") from e
