@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -15,7 +17,15 @@ from scanner.cli import main as dfscan
 from scanner.contract import Preprocessing
 from training.datasets import load_dataset
 from training.preprocess import load_track, preprocess, read_index
-from training.train import TrainConfig, load_config, main, parse_config
+from training.train import (
+    FIELD_HELP,
+    FLAG_GROUPS,
+    TrainConfig,
+    build_parser,
+    load_config,
+    main,
+    parse_config,
+)
 
 from helpers import face_frames, write_clip
 
@@ -340,6 +350,60 @@ def test_evaluate_reports_per_group(trained, real_folder, tmp_path, face_image, 
     assert "real" in capsys.readouterr().out
 
 
+# ---------------------------------------------------------------------------------------------
+# A newcomer's own small dataset, flags' help and one-line failures
+
+
+def test_every_flag_has_help_in_its_group():
+    """Each TrainConfig field has a sentence of help in a known group (a new field without one
+    fails here), --help shows it, and the paper's ablations are named where flags reproduce
+    them."""
+    names = [f.name for f in fields(TrainConfig)]
+    missing = [n for n in names if n not in FIELD_HELP or not FIELD_HELP[n].help.strip()]
+    assert not missing, f"TrainConfig fields without help in FIELD_HELP: {missing}"
+    assert not set(FIELD_HELP) - set(names), "FIELD_HELP names fields TrainConfig lacks"
+    for name in names:
+        entry = FIELD_HELP[name]
+        assert entry.group in FLAG_GROUPS, (name, entry.group)
+        assert entry.help.rstrip().endswith("."), name
+    parser = build_parser()
+    groups = {g.title: g for g in parser._action_groups}
+    assert list(FLAG_GROUPS) == [t for t in groups if t in FLAG_GROUPS]
+    assert {"data", "model", "input variations", "optimisation", "calibration", "output"} <= set(
+        FLAG_GROUPS
+    )
+    for action in parser._actions:
+        assert action.help and len(action.help) > 20, action.option_strings
+    text = parser.format_help()
+    for name in names:
+        assert "--" + name.replace("_", "-") in text
+    assert "0.3333333333333333" not in text and "(default 0" not in text
+    cited = {
+        "attention": "Table 3",
+        "sampling": "Table 4",
+        "blur": "Table 6",
+        "wavelet": "Table 6",
+        "warp": "Table 6",
+        "removal": "Table 6",
+        "folds": "§4.8",
+        "split": "80:10:10",
+        "manipulated_ratio": "§3.1.2",
+    }
+    for name, where in cited.items():
+        assert where in FIELD_HELP[name].help, name
+    assert "1:2" in FIELD_HELP["manipulated_ratio"].help
+
+
+def test_help_runs_as_a_command():
+    res = subprocess.run(
+        [sys.executable, "-m", "training.train", "--help"], capture_output=True, text=True
+    )
+    assert res.returncode == 0
+    for heading in ("data:", "model:", "input variations:", "optimisation:", "calibration:"):
+        assert heading in res.stdout
+    assert "--eval-clips N" in res.stdout and "--self-blend {auto,on,off}" in res.stdout
+
+
 def write_people(root, face_image, reals="abc", fakes="xyz", clips=2):
     """The README's folders layout: real/<person>/ and fake/<person>/, ``clips`` videos each.
     A "fake" is the mirrored portrait; every person has their own tint and frame size."""
@@ -359,6 +423,119 @@ def write_people(root, face_image, reals="abc", fakes="xyz", clips=2):
 def people(tmp_path_factory, face_image):
     """Three real and three fake identities, two clips each: the issue's small dataset."""
     return write_people(tmp_path_factory.mktemp("people"), face_image)
+
+
+def test_small_dataset_of_ones_own_trains_and_scans(people, tmp_path):
+    """real/a..c + fake/x..z at the default 80:10:10: every split gets both classes, the run
+    calibrates on real and fake validation videos and `dfscan scan --weights` loads the model
+    (unstratified, validation held one real identity and calibration failed)."""
+    out = tmp_path / "run"
+    args = ["--data", str(people), "--out", str(out), "--epochs", "1", "--max-steps", "1", *TINY]
+    assert main(args) == 0
+    ckpt = load_checkpoint(out / "model.safetensors")
+    cal = ckpt.meta.calibration
+    assert cal["n_real"] == 2 and cal["split"] == "val"
+    assert "self-blend off" in ckpt.meta.provenance.training_data
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert {v["label"] for v in test["videos"]} == {0, 1}
+    assert {"real", "fake"} <= {g["group"] for g in test["groups"]}
+    res = CliRunner().invoke(
+        dfscan,
+        [
+            "scan",
+            str(people / "real" / "a"),
+            str(people / "fake" / "x"),
+            "--weights",
+            str(out / "model.safetensors"),
+            "--out",
+            str(tmp_path / "scan.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(tmp_path / "scan.csv")))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+
+
+def test_impossible_split_is_one_line_before_any_work(people, tmp_path):
+    """Two real identities cannot give train, val and test one each: exit 2 with one line that
+    names the split, the class and the fix, before the run folder or the cache exists."""
+    data = tmp_path / "data"
+    for person in ("real/a", "real/b", "fake/x", "fake/y", "fake/z"):
+        shutil.copytree(people / person, data / person)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training.train", "--data", str(data), "--out", str(out), *TINY]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert errors == [res.stderr.splitlines()[-1]]
+    assert errors[0].startswith(
+        "python -m training.train: error: the test split has no real videos"
+    )
+    assert "2 identities with real videos (a, b)" in errors[0]
+    assert "--split 0.9 0.1 0 (no test split)" in errors[0]
+    assert not out.exists()
+
+
+def test_impossible_folds_and_traceback_with_verbose(people, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--data", str(people), "--out", str(out), *TINY, "--folds", "4"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert last.startswith("python -m training.train: error: fold ")
+    assert "has no " in last and "--folds 3" in last and "Traceback" not in err
+    assert main([*args, "-v"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing data", "dataset path does not exist"),
+        ("empty dataset", "no videos found"),
+        ("unknown layout", "no known dataset layout"),
+        ("unwritable out", "cannot write to --out"),
+        ("cache of other settings", "made with other settings"),
+        ("unknown config key", "unknown keys ['epoch']"),
+        ("no --data", "--data is required"),
+        ("missing backbone weights", "--backbone-weights"),
+    ],
+)
+def test_expected_failures_are_one_line(case, message, people, tmp_path, capsys):
+    args = ["--out", str(tmp_path / "run"), *TINY]
+    data = ["--data", str(people)]
+    if case == "missing data":
+        args += ["--data", str(tmp_path / "nowhere")]
+    elif case == "empty dataset":
+        (tmp_path / "empty" / "real").mkdir(parents=True)
+        (tmp_path / "empty" / "real" / "notes.txt").write_text("no videos here")
+        args += ["--data", str(tmp_path / "empty")]
+    elif case == "unknown layout":
+        shutil.copytree(people / "real" / "a", tmp_path / "clips" / "videos")
+        args += ["--data", str(tmp_path / "clips")]
+    elif case == "unwritable out":
+        (tmp_path / "file").write_text("")
+        args += [*data, "--out", str(tmp_path / "file" / "run")]
+    elif case == "cache of other settings":
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        contract = Preprocessing.for_backbone("test_efficientnet").to_dict()
+        (cache / "preprocess.json").write_text(
+            json.dumps({"frames": 8, "seed": 0, "contract": contract})
+        )
+        args += [*data, "--cache", str(cache)]
+    elif case == "unknown config key":
+        (tmp_path / "c.json").write_text(json.dumps({"epoch": 3}))
+        args += [*data, "--config", str(tmp_path / "c.json")]
+    elif case == "missing backbone weights":
+        args += [*data, "--backbone-weights", str(tmp_path / "none.safetensors")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]
+    assert last.startswith("python -m training.train: error: ") and message in last, err
 
 
 def test_preprocess_and_evaluate_fail_in_one_line(people, tiny_checkpoint, tmp_path, capsys):

