@@ -1,7 +1,11 @@
-"""One video -> the face clip the model sees: sampled frames, the dominant face track, crops.
+"""One video -> the face clips the model sees: sampled frames, the face tracks, crops.
 
 The scan, training's preprocessing, export's parity face and the bench all call
 ``read_face_clip``, so every path crops alike.
+
+The dominant face decides where the clip is sampled; with ``max_people`` > 1 the further
+faces tracked in the same sampled frames (each in enough of them, the contract's rule) come
+with it, each a clip of its own over the same frames.
 
 Frames are sampled over the whole video. When the sample straddles a shot cut, the dominant
 face lives in one shot only and the crops of the other shots' frames would show whatever is
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.faces import FaceDetector, FaceTrack, NoFaceError, require_face, track_faces
+from scanner.faces import FaceDetector, FaceTrack, NoFaceError, require_face, track_people
+from scanner.identity import FaceEmbedder
 from scanner.video import Frames, TooShortError, read_frames
 
 log = logging.getLogger(__name__)
@@ -31,8 +36,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FaceClip:
     frames: Frames
-    track: FaceTrack
+    people: tuple[FaceTrack, ...]  # largest first; people[0] is the dominant face
     refocused: bool  # sampled again inside the face's shot after a cut
+
+    @property
+    def track(self) -> FaceTrack:
+        """The dominant face."""
+        return self.people[0]
 
 
 @dataclass
@@ -54,7 +64,9 @@ def _one_pass(
     span: tuple[int, int] | None,
     require: bool,
     clock: StageClock,
-) -> tuple[Frames, FaceTrack]:
+    max_people: int,
+    embedder: FaceEmbedder | None,
+) -> tuple[Frames, list[FaceTrack]]:
     """Decode, detect and track once (over frames span[0]..span[1] if given), timed."""
     t0 = time.perf_counter()
     frames = read_frames(path, num_frames, sampling, seed, span)
@@ -64,7 +76,7 @@ def _one_pass(
     clock.decode += t1 - t0
     clock.detect += t2 - t1
     try:
-        return frames, track_faces(frames, faces, detector.contract, require)
+        return frames, track_people(frames, faces, detector.contract, max_people, require, embedder)
     finally:
         clock.crop += time.perf_counter() - t2
 
@@ -76,8 +88,12 @@ def read_face_clip(
     sampling: str,
     seed: int,
     clock: StageClock | None = None,
+    max_people: int = 1,
+    embedder: FaceEmbedder | None = None,
 ) -> FaceClip:
-    """Sample ``num_frames`` frames of ``path`` and crop the dominant face, inside one shot.
+    """Sample ``num_frames`` frames of ``path`` and crop the dominant face, inside one shot,
+    and up to ``max_people`` - 1 further faces of the same frames (``track_people``; with an
+    ``embedder``, tracks are kept one person each by identity descriptors too).
 
     Raises VideoError subclasses for unreadable videos, NoFaceError when too few sampled
     frames show the face, and TooShortError when the face's shot is too short to sample
@@ -89,13 +105,16 @@ def read_face_clip(
     contract = detector.contract
     clock = clock or StageClock()
 
-    def run(span: tuple[int, int] | None, require: bool) -> tuple[Frames, FaceTrack]:
-        return _one_pass(path, detector, num_frames, sampling, seed, span, require, clock)
+    def run(span: tuple[int, int] | None, require: bool) -> tuple[Frames, list[FaceTrack]]:
+        return _one_pass(
+            path, detector, num_frames, sampling, seed, span, require, clock, max_people, embedder
+        )
 
-    frames, track = run(span=None, require=False)
+    frames, people = run(span=None, require=False)
+    track = people[0]
     if track.in_shot.all():
         require_face(frames, track, contract)
-        return FaceClip(frames, track, refocused=False)
+        return FaceClip(frames, tuple(people), refocused=False)
     spans = shot_spans(frames, track.in_shot)
     for span in (s for s in spans if s[1] - s[0] + 1 >= num_frames):
         try:
@@ -103,9 +122,9 @@ def read_face_clip(
         except NoFaceError as e:
             log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
             continue
-        if again[1].in_shot.all():
+        if again[1][0].in_shot.all():
             log.info("%s: shot cut; clip sampled again in frames %d..%d", path, *span)
-            return FaceClip(*again, refocused=True)
+            return FaceClip(again[0], tuple(again[1]), refocused=True)
         log.info("%s: frames %d..%d hold a cut too", path, *span)
     require_face(frames, track, contract)
     lo, hi = spans[-1]

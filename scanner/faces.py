@@ -1,4 +1,4 @@
-"""Face stage: MTCNN on the sampled frames, one face track per video, square crops.
+"""Face stage: MTCNN on the sampled frames, face tracks (one per person), square crops.
 
 This module is the one face cropper of the project: training's preprocessing calls
 ``extract_track`` too, so training and scanning crop identically.
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from scanner.contract import Preprocessing
+from scanner.identity import DESCRIPTOR, JOIN, POSITION, SAME_PERSON, FaceEmbedder, distance
 from scanner.video import Frames, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class FrameFaces:
 
 @dataclass(frozen=True)
 class FaceTrack:
-    """The dominant face through the sampled frames, cropped for the model."""
+    """One face through the sampled frames, cropped for the model."""
 
     indices: tuple[int, ...]  # frame indices of the crops
     crops: np.ndarray  # (T, S, S, 3) uint8 RGB
@@ -53,8 +54,10 @@ class FaceTrack:
     # after a cut) only hold the crop region of the nearest in-shot frame, not this face.
     in_shot: np.ndarray
     shot_count: int = 1  # shots the sampled frames span
-    # Other faces tracked in as many sampled frames as a face needs to be scored, left unscored.
+    # Other faces tracked in as many sampled frames as a face needs to be scored, left out of
+    # the faces tracked with this one (beyond max_people; all of them for the dominant face).
     other_faces: int = 0
+    identity: str = POSITION  # how tracks were kept one person each (scanner.identity)
 
     @property
     def frames_with_face(self) -> int:
@@ -162,26 +165,40 @@ class _Selected:
     landmarks: np.ndarray  # (T, 5, 2)
     detected: np.ndarray  # (T,) bool
     in_shot: np.ndarray  # (T,) bool
-    other_faces: int = 0  # other tracks found in at least min_frames frames
+    other_faces: int = 0  # tracks found in at least min_frames frames and not selected
 
 
-def select_track(
-    faces: list[FrameFaces], min_prob: float, shots: np.ndarray | None = None, min_frames: int = 1
-) -> _Selected | None:
-    """Follow the dominant face through the frames.
+# A track: frame -> index of its box among that frame's boxes.
+Track = dict[int, int]
+# descriptors[t][k]: identity descriptor of box k of frame t (None: none for that box).
+Descriptors = list[dict[int, "np.ndarray | None"]]
 
-    Confident boxes are linked frame by frame into tracks (greedy lowest-cost assignment
-    against each track's last box, so a face may be missed in some frames), never across a
-    change of ``shots`` (T,) (default: one shot): after a cut, a box in the same place is
-    usually someone else. The dominant face is the track with the largest sum of box sides
-    (present often and large) among those found in at least ``min_frames`` frames, if any
-    track is. Frames where it was not found take the box of the nearest frame where it was.
-    The other tracks found in at least ``min_frames`` frames are counted (``other_faces``):
-    faces that could have been scored but were not. Returns None without a confident face.
+
+def _mean_descriptor(track: Track, descriptors: Descriptors) -> np.ndarray | None:
+    found = [descriptors[t].get(k) for t, k in track.items()]
+    found = [d for d in found if d is not None]
+    return np.mean(found, axis=0) if found else None
+
+
+def link_tracks(
+    faces: list[FrameFaces],
+    min_prob: float,
+    shots: np.ndarray | None = None,
+    descriptors: Descriptors | None = None,
+) -> list[Track]:
+    """Link confident boxes frame by frame into face tracks, in order of first appearance.
+
+    Greedy lowest-cost assignment of each frame's boxes against each track's last box
+    (``_link_cost``: overlap, else a centre within one face width at a similar size), so a
+    face may be missed in some frames; never across a change of ``shots`` (T,) (default: one
+    shot): after a cut, a box in the same place is usually someone else. With ``descriptors``
+    (``scanner.identity``) a box whose descriptor lies further than SAME_PERSON from its
+    track's mean does not continue it, and afterwards two tracks of one shot that share no
+    frame and whose mean descriptors lie closer than JOIN are one face (it moved further
+    between two sampled frames than position allows).
     """
-    n = len(faces)
-    shots = np.zeros(n, np.int64) if shots is None else np.asarray(shots)
-    tracks: list[dict[int, int]] = []  # frame -> box index within that frame
+    shots = np.zeros(len(faces), np.int64) if shots is None else np.asarray(shots)
+    tracks: list[Track] = []
     last: list[np.ndarray] = []
     last_shot: list[int] = []
     for t, f in enumerate(faces):
@@ -193,6 +210,12 @@ def select_track(
         for i, (prev, shot) in enumerate(zip(last, last_shot)):
             if shot == shots[t]:
                 cost[i] = _link_cost(prev, boxes)
+                if descriptors is not None:
+                    mean = _mean_descriptor(tracks[i], descriptors)
+                    for j, k in enumerate(cand):
+                        d = distance(mean, descriptors[t].get(int(k)))
+                        if d is not None and d > SAME_PERSON:
+                            cost[i, j] = np.inf
         used_tracks: set[int] = set()
         used_boxes: set[int] = set()
         for flat in np.argsort(cost, axis=None):
@@ -210,27 +233,86 @@ def select_track(
                 tracks.append({t: int(cand[j])})
                 last.append(boxes[j])
                 last_shot.append(int(shots[t]))
-    if not tracks:
-        return None
+    if descriptors is None:
+        return tracks
+    while True:  # join the closest pair of disjoint tracks of one shot, while one is close
+        best: tuple[float, int, int] | None = None
+        for a in range(len(tracks)):
+            for b in range(a + 1, len(tracks)):
+                ta, tb = tracks[a], tracks[b]
+                if set(ta) & set(tb) or shots[min(ta)] != shots[min(tb)]:
+                    continue
+                d = distance(_mean_descriptor(ta, descriptors), _mean_descriptor(tb, descriptors))
+                if d is not None and d < JOIN and (best is None or d < best[0]):
+                    best = (d, a, b)
+        if best is None:
+            return tracks
+        _, a, b = best
+        tracks[a] = dict(sorted({**tracks[a], **tracks.pop(b)}.items()))
 
-    def presence(track: dict[int, int]) -> float:
-        b = np.stack([faces[t].boxes[k] for t, k in track.items()])
-        return float(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).sum())
 
-    best = max(tracks, key=lambda track: (len(track) >= min_frames, presence(track)))
-    others = sum(len(track) >= min_frames for track in tracks if track is not best)
-    found = np.array(sorted(best))
+def _presence(track: Track, faces: list[FrameFaces]) -> float:
+    """Sum of the track's box sides: present often and large."""
+    b = np.stack([faces[t].boxes[k] for t, k in track.items()])
+    return float(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).sum())
+
+
+def _fill(track: Track, faces: list[FrameFaces], shots: np.ndarray, others: int) -> _Selected:
+    """A track's box and landmarks in every frame: frames where it was not found take those of
+    the nearest frame where it was (always in the track's own shot: tracks never cross a cut)."""
+    n = len(faces)
+    found = np.array(sorted(track))
     detected = np.zeros(n, bool)
     detected[found] = True
-    in_shot = shots == shots[found[0]]
     boxes = np.zeros((n, 4), np.float32)
     landmarks = np.zeros((n, 5, 2), np.float32)
     for t in range(n):
-        # The nearest detection is always in the track's own shot (tracks never cross a cut).
         src = t if detected[t] else int(found[np.abs(found - t).argmin()])
-        boxes[t] = faces[src].boxes[best[src]]
-        landmarks[t] = faces[src].landmarks[best[src]]
-    return _Selected(boxes, landmarks, detected, in_shot, others)
+        boxes[t] = faces[src].boxes[track[src]]
+        landmarks[t] = faces[src].landmarks[track[src]]
+    return _Selected(boxes, landmarks, detected, shots == shots[found[0]], others)
+
+
+def select_people(
+    faces: list[FrameFaces],
+    min_prob: float,
+    shots: np.ndarray | None = None,
+    min_frames: int = 1,
+    max_people: int = 1,
+    descriptors: Descriptors | None = None,
+) -> list[_Selected]:
+    """The faces of the sampled frames worth a score, largest first (at most ``max_people``).
+
+    The first is the dominant face: the track with the largest sum of box sides (present
+    often and large) among those found in at least ``min_frames`` frames, if any track is,
+    else the largest track (it will fail the contract's face rule). The others are the
+    further tracks found in at least ``min_frames`` frames, by the same size. Each counts in
+    ``other_faces`` the tracks found in at least ``min_frames`` frames and left out. Empty
+    without a confident face. Tracks come from ``link_tracks``.
+    """
+    n = len(faces)
+    shots = np.zeros(n, np.int64) if shots is None else np.asarray(shots)
+    tracks = link_tracks(faces, min_prob, shots, descriptors)
+    if not tracks:
+        return []
+    size = [_presence(track, faces) for track in tracks]
+    # max() and sorted() keep the first of equals: the earliest track wins a tie.
+    best = max(range(len(tracks)), key=lambda i: (len(tracks[i]) >= min_frames, size[i]))
+    order = sorted(range(len(tracks)), key=lambda i: size[i], reverse=True)
+    chosen = [best] + [i for i in order if i != best and len(tracks[i]) >= min_frames]
+    chosen = chosen[: max(1, max_people)]
+    qualified = sum(len(track) >= min_frames for track in tracks)
+    others = qualified - sum(len(tracks[i]) >= min_frames for i in chosen)
+    return [_fill(tracks[i], faces, shots, others) for i in chosen]
+
+
+def select_track(
+    faces: list[FrameFaces], min_prob: float, shots: np.ndarray | None = None, min_frames: int = 1
+) -> _Selected | None:
+    """The dominant face of ``select_people`` (None without a confident face); its
+    ``other_faces`` counts the other tracks found in at least ``min_frames`` frames."""
+    people = select_people(faces, min_prob, shots, min_frames)
+    return people[0] if people else None
 
 
 def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
@@ -266,38 +348,69 @@ def crop_square(
     return crop, (float(x0), float(y0), size / s)
 
 
-def track_faces(
-    frames: Frames, faces: list[FrameFaces], contract: Preprocessing, require: bool = True
-) -> FaceTrack:
-    """Follow and crop the dominant face, given MTCNN's output per frame.
+def track_people(
+    frames: Frames,
+    faces: list[FrameFaces],
+    contract: Preprocessing,
+    max_people: int = 1,
+    require: bool = True,
+    embedder: FaceEmbedder | None = None,
+) -> list[FaceTrack]:
+    """Follow and crop the faces worth a score (``select_people``), largest first; the first
+    is the dominant face.
 
-    Raises NoFaceError without any confident face, and (``require``) when the face was
-    found in fewer sampled frames than the contract asks (``require_face``).
+    Tracks are linked by position and size; with an ``embedder`` (``scanner.identity``) and
+    more than one track, they are linked again with each face's identity descriptor. Raises
+    NoFaceError without any confident face, and (``require``) when the dominant face was found
+    in fewer sampled frames than the contract asks (``require_face``).
     """
     c = contract
     shots = shot_ids(frames.images, c.shot_cut) if c.shot_cut < 1.0 else np.zeros(len(faces), int)
-    track = select_track(faces, c.min_face_prob, shots, c.min_face_frames(len(faces)))
-    if track is None:
+    min_frames = c.min_face_frames(len(faces))
+    identity = POSITION
+    people = select_people(faces, c.min_face_prob, shots, min_frames, max_people)
+    if embedder is not None and people and len(link_tracks(faces, c.min_face_prob, shots)) > 1:
+        descriptors = [
+            dict(zip(map(int, keep), embedder(image, f.boxes[keep])))
+            for image, f in zip(frames.images, faces)
+            for keep in [np.flatnonzero(f.probs >= c.min_face_prob)]
+        ]
+        people = select_people(faces, c.min_face_prob, shots, min_frames, max_people, descriptors)
+        identity = DESCRIPTOR
+    if not people:
         raise NoFaceError("no face found in any sampled frame", 0, frames)
-    boxes, landmarks = track.boxes, track.landmarks
-    crops = np.empty((len(boxes), c.crop_size, c.crop_size, 3), np.uint8)
-    crop_landmarks = np.empty_like(landmarks)
-    for t, (image, box) in enumerate(zip(frames.images, boxes)):
-        crops[t], (x0, y0, scale) = crop_square(image, box, c.margin, c.crop_size)
-        crop_landmarks[t] = (landmarks[t] - (x0, y0)) * scale
-    face_track = FaceTrack(
-        indices=frames.indices,
-        crops=crops,
-        boxes=boxes,
-        detected=track.detected,
-        landmarks=crop_landmarks,
-        in_shot=track.in_shot,
-        shot_count=int(shots[-1]) + 1,
-        other_faces=track.other_faces,
-    )
+    tracks = []
+    for person in people:
+        boxes, landmarks = person.boxes, person.landmarks
+        crops = np.empty((len(boxes), c.crop_size, c.crop_size, 3), np.uint8)
+        crop_landmarks = np.empty_like(landmarks)
+        for t, (image, box) in enumerate(zip(frames.images, boxes)):
+            crops[t], (x0, y0, scale) = crop_square(image, box, c.margin, c.crop_size)
+            crop_landmarks[t] = (landmarks[t] - (x0, y0)) * scale
+        tracks.append(
+            FaceTrack(
+                indices=frames.indices,
+                crops=crops,
+                boxes=boxes,
+                detected=person.detected,
+                landmarks=crop_landmarks,
+                in_shot=person.in_shot,
+                shot_count=int(shots[-1]) + 1,
+                other_faces=person.other_faces,
+                identity=identity,
+            )
+        )
     if require:
-        require_face(frames, face_track, c)
-    return face_track
+        require_face(frames, tracks[0], c)
+    return tracks
+
+
+def track_faces(
+    frames: Frames, faces: list[FrameFaces], contract: Preprocessing, require: bool = True
+) -> FaceTrack:
+    """Follow and crop the dominant face, given MTCNN's output per frame (position-only
+    tracks). Raises NoFaceError as ``track_people`` does."""
+    return track_people(frames, faces, contract, 1, require)[0]
 
 
 def require_face(frames: Frames, track: FaceTrack, contract: Preprocessing) -> None:

@@ -8,6 +8,8 @@ from scanner.faces import (
     NoFaceError,
     crop_square,
     extract_track,
+    link_tracks,
+    select_people,
     select_track,
     shot_ids,
 )
@@ -145,3 +147,46 @@ def test_large_frames_are_detected_downscaled(detector, face_image):
     # the face of the 512-pixel portrait spans about x 180..270, y 60..175; scaled by 4.22
     assert 800 + 4.22 * 150 < (x1 + x2) / 2 < 800 + 4.22 * 300
     assert 4.22 * 40 < (y1 + y2) / 2 < 4.22 * 200
+
+
+def test_every_face_seen_in_enough_frames_is_a_person_largest_first():
+    big, mid, small = [0, 0, 100, 100], [200, 0, 280, 80], [400, 0, 460, 60]
+    rare = [600, 0, 800, 200]  # the largest, but in 2 frames only
+    frames = [faces(big, mid, small)] * 5 + [faces(big, small, rare)] * 2 + [faces(mid)] * 3
+    people = select_people(frames, 0.9, None, min_frames=4, max_people=4)
+    assert [p.boxes[0].tolist() for p in people] == [big, mid, small]
+    assert [int(p.detected.sum()) for p in people] == [7, 8, 7]
+    assert all(p.other_faces == 0 for p in people)
+    two = select_people(frames, 0.9, None, min_frames=4, max_people=2)
+    assert [p.boxes[0].tolist() for p in two] == [big, mid] and two[0].other_faces == 1
+    one = select_track(frames, 0.9, None, min_frames=4)  # the dominant face alone, as before
+    assert one.boxes[0].tolist() == big and one.other_faces == 2
+
+
+def test_descriptors_keep_a_track_one_person_when_faces_swap_places():
+    """Two people swap places between two sampled frames: by position, each track goes on
+    with the other person; with identity descriptors each track stays one person, and the two
+    pieces of each are joined again."""
+    left, right = [0, 0, 100, 100], [110, 0, 210, 100]
+    a, b = np.zeros(128, np.float32), np.full(128, 0.1, np.float32)  # 1.13 apart
+    frames = [faces(left, right)] * 3 + [faces(right, left)] * 3  # box 0 is always person a
+    descriptors = [{0: a, 1: b}] * 6
+    by_position = link_tracks(frames, 0.9)
+    assert by_position == [
+        {t: 0 for t in range(3)} | {t: 1 for t in range(3, 6)},
+        {t: 1 for t in range(3)} | {t: 0 for t in range(3, 6)},
+    ]
+    by_identity = link_tracks(frames, 0.9, None, descriptors)
+    assert sorted(by_identity, key=lambda t: t[0]) == [
+        {t: 0 for t in range(6)},
+        {t: 1 for t in range(6)},
+    ]
+    # Far apart, a person's two pieces would not be joined by position either.
+    jump = [faces(left)] * 3 + [faces([400, 300, 500, 400])] * 3
+    assert len(link_tracks(jump, 0.9)) == 2
+    assert len(link_tracks(jump, 0.9, None, [{0: a}] * 6)) == 1
+    # Unlike descriptors keep them apart; no descriptor (a face too small) decides nothing.
+    assert len(link_tracks(jump, 0.9, None, [{0: a}] * 3 + [{0: b}] * 3)) == 2
+    assert len(link_tracks(jump, 0.9, None, [{0: None}] * 6)) == 2
+    # Never across a shot cut, whatever the descriptors say.
+    assert len(link_tracks(frames[:2] * 2, 0.9, np.array([0, 0, 1, 1]), [{0: a, 1: b}] * 4)) == 4
