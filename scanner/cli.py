@@ -103,7 +103,22 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--details",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write per-video detail (frame indices, face boxes, attention) as JSON Lines.",
+    help="Also write per-video detail as JSON Lines: one entry per person (frame indices, "
+    "face boxes, score, attention), and the face crops as small JPEGs in NAME.crops/ beside it.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report of the results (see `dfscan report`).",
+)
+@click.option(
+    "--max-people",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Faces scored per video, largest first: every face seen in at least a third of the "
+    "sampled frames is a person with a clip of its own. The row's score is the most "
+    "suspicious person's.",
 )
 @click.option("--resume", is_flag=True, help="Skip videos already in --out and append to it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
@@ -146,6 +161,8 @@ def scan(
     weights: Path | None,
     backend: str,
     details: Path | None,
+    report: Path | None,
+    max_people: int,
     resume: bool,
     overwrite: bool,
     threshold: float | None,
@@ -176,17 +193,35 @@ def scan(
         raise click.UsageError(
             f"{out} exists; pass --resume to continue it or --overwrite to replace it"
         )
-    from scanner.report import output_problem, same_file
+    if report is not None and report.exists() and not (resume or overwrite):
+        raise click.UsageError(f"{report} exists; pass --overwrite (or --resume) to replace it")
+    from scanner.report import crops_dir, output_problem, same_file
 
-    if details is not None and same_file(out, details):
-        raise click.UsageError(f"--out {out} and --details {details} are the same file")
-    for option, path in (("--out", out), ("--details", details)):
-        problem = path and output_problem(path)
+    outputs = [("--out", out), ("--details", details), ("--report", report)]
+    outputs = [(option, path) for option, path in outputs if path is not None]
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[:i]:
+            if same_file(other_path, path):
+                raise click.UsageError(
+                    f"{other} {other_path} and {option} {path} are the same file"
+                )
+    if report is not None and resume and details is None:
+        raise click.UsageError(
+            "--report with --resume needs --details: the report is made from the details "
+            "file, which holds the earlier run's videos too"
+        )
+    for option, path in outputs:
+        problem = output_problem(path)
         if problem:  # checked for every output before any is created
             raise click.ClickException(f"cannot write {option} {path}: {problem}")
+    if details is not None and crops_dir(details).exists() and not crops_dir(details).is_dir():
+        raise click.ClickException(
+            f"cannot write the face crops of --details into {crops_dir(details)}: not a directory"
+        )
     weights = _weights_or_default(weights)
 
     import os
+    import tempfile
 
     from tqdm import tqdm
 
@@ -230,6 +265,8 @@ def scan(
             threshold=threshold,
             batch_size=batch_size,
             workers=workers,
+            max_people=max_people,
+            thumbnails=details is not None or report is not None,
         ),
     )
     log.info(
@@ -242,6 +279,10 @@ def scan(
     )
     start = time.perf_counter()
     counts = None
+    scratch = None
+    if report is not None and details is None:  # the report is made from a details file
+        scratch = tempfile.TemporaryDirectory(prefix="dfscan-report-")
+        details = Path(scratch.name) / "details.jsonl"
     try:
         with (
             ResultWriter(out, details, append=resume) as writer,
@@ -260,10 +301,23 @@ def scan(
             counts = scanner.run(videos, on_result)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished rows are in {out} (continue with --resume)", err=True)
+        if scratch is not None:
+            scratch.cleanup()
         click.get_current_context().exit(EXIT_INTERRUPTED)
     except OSError as e:
         raise click.ClickException(f"cannot write results: {e}") from e
     elapsed = time.perf_counter() - start
+    if report is not None:
+        from scanner.html import write_report
+
+        try:
+            write_report(details, report)
+        except OSError as e:
+            raise click.ClickException(f"cannot write --report {report}: {e}") from e
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
+        log.info("report: %s", report)
     total = sum(counts.values())
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"
     rate = total / elapsed if elapsed > 0 else 0.0
@@ -273,6 +327,44 @@ def scan(
     )
     if any(counts[s] for s in FAILED_STATUSES):
         click.get_current_context().exit(EXIT_SOME_FAILED)
+
+
+@main.command("report")
+@click.argument(
+    "details", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="RESULTS.jsonl"
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+def report_command(details: Path, out: Path, overwrite: bool) -> None:
+    """Write a self-contained HTML report of a scan's --details file (JSON Lines).
+
+    One file, images inline, no network: a summary (counts per status and verdict, a
+    histogram of the scores), then one card per video, most suspicious first, with each
+    person's face crops, the attention of each frame, frame indices and times. Face crops are
+    read from the NAME.crops/ folder the scan wrote beside the details file.
+    """
+    from scanner.html import ReportError, write_report
+    from scanner.report import output_problem, same_file
+
+    if same_file(details, out):
+        raise click.UsageError(f"--out {out} is the details file")
+    if out.exists() and out.stat().st_size > 0 and not overwrite:
+        raise click.UsageError(f"{out} exists; pass --overwrite to replace it")
+    problem = output_problem(out)
+    if problem:
+        raise click.ClickException(f"cannot write --out {out}: {problem}")
+    try:
+        summary = write_report(details, out)
+    except ReportError as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(f"cannot write --out {out}: {e}") from e
+    click.echo(f"{summary}. Report: {out}", err=True)
 
 
 @main.command("export")

@@ -1,14 +1,19 @@
-"""Report stage: one CSV row per video as it finishes, optional JSON Lines detail."""
+"""Report stage: one CSV row per video as it finishes, optional JSON Lines detail (one entry
+per person) with the face crops as small JPEG strips beside it."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import numpy as np
 
 STATUSES = ("ok", "no_face", "too_short", "decode_error", "not_video", "error")
 
@@ -17,6 +22,8 @@ CSV_FIELDS = (
     "status",
     "score",
     "label",
+    "people",
+    "person",
     "threshold",
     "frames_sampled",
     "frames_with_face",
@@ -35,9 +42,46 @@ CSV_FIELDS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+THUMB_SIZE = 96  # pixels, the side of a face crop's thumbnail in the crops strip
+
+
+@dataclass(frozen=True)
+class PersonResult:
+    """One scored face track of a video: its frames, boxes, score and attention."""
+
+    person: int  # 1-based; people are numbered largest first (1: the dominant face)
+    score: float
+    label: str
+    indices: tuple[int, ...]  # frame indices of the clip's frames
+    boxes: tuple[tuple[float, float, float, float], ...]  # face box per frame (frame pixels)
+    detected: tuple[bool, ...]  # the face was detected in this frame (else a neighbour's box)
+    attention: tuple[float, ...]  # the model's weight of each frame (sums to 1)
+    # (T, THUMB_SIZE, THUMB_SIZE, 3) uint8 RGB: the model's face crops, shrunk; None unless
+    # the scan was asked for them (ScanOptions.thumbnails).
+    thumbnails: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def frames_with_face(self) -> int:
+        return sum(self.detected)
+
+    def detail(self, fps: float | None) -> dict:
+        return {
+            "person": self.person,
+            "score": self.score,
+            "label": self.label,
+            "frames_with_face": self.frames_with_face,
+            "frame_indices": list(self.indices),
+            "times_s": [round(i / fps, 3) for i in self.indices] if fps else None,
+            "face_boxes": [[round(v, 1) for v in b] for b in self.boxes],
+            "face_detected": list(self.detected),
+            "attention": [round(a, 6) for a in self.attention],
+        }
+
+
 @dataclass(frozen=True)
 class VideoResult:
-    """The outcome for one video. score and label are set only when status is ok."""
+    """The outcome for one video. score and label are set only when status is ok: those of
+    the most suspicious person (``person``), every scored person is in ``people``."""
 
     path: str
     status: str
@@ -55,11 +99,10 @@ class VideoResult:
     fps: float | None = None
     duration_s: float | None = None
     message: str = ""
-    # Detail for the JSON Lines output.
-    indices: tuple[int, ...] = ()
-    boxes: tuple[tuple[float, float, float, float], ...] = ()
-    detected: tuple[bool, ...] = ()
-    attention: tuple[float, ...] = ()
+    people: tuple[PersonResult, ...] = ()  # the scored faces, person 1 first
+    person: int | None = None  # the person whose score and label these are
+    faces_left_unscored: int = 0  # further faces seen in enough frames, beyond max_people
+    identity: str | None = None  # how face tracks were kept one person each
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +110,17 @@ class VideoResult:
             raise ValueError(f"unknown status {self.status!r}")
         if (self.status == "ok") != (self.score is not None and self.label is not None):
             raise ValueError("score and label are set exactly when status is ok")
+        if self.people and self.person not in [p.person for p in self.people]:
+            raise ValueError(f"person {self.person} is not one of the scored people")
+        if self.status == "ok" and self.people:
+            chosen = next(p for p in self.people if p.person == self.person)
+            if (chosen.score, chosen.label) != (self.score, self.label):
+                raise ValueError("a video's score and label are those of its person")
+
+    @property
+    def scored(self) -> PersonResult | None:
+        """The person whose score is the video's."""
+        return next((p for p in self.people if p.person == self.person), None)
 
     def csv_row(self) -> dict[str, str]:
         def fmt(v: object, digits: int = 6) -> str:
@@ -81,6 +135,8 @@ class VideoResult:
             "status": self.status,
             "score": fmt(self.score),
             "label": fmt(self.label),
+            "people": fmt(len(self.people)),
+            "person": fmt(self.person),
             "threshold": fmt(self.threshold),
             "frames_sampled": fmt(self.frames_sampled),
             "frames_with_face": fmt(self.frames_with_face),
@@ -101,12 +157,18 @@ class VideoResult:
             "status": self.status,
             "score": self.score,
             "label": self.label,
+            "person": self.person,
             "threshold": self.threshold,
             "message": self.message,
-            "frame_indices": list(self.indices),
-            "face_boxes": [[round(v, 1) for v in b] for b in self.boxes],
-            "face_detected": list(self.detected),
-            "attention": [round(a, 6) for a in self.attention],
+            "frames_sampled": self.frames_sampled,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "duration_s": self.duration_s,
+            "model": self.model,
+            "identity": self.identity,
+            "faces_left_unscored": self.faces_left_unscored,
+            "people": [p.detail(self.fps) for p in self.people],
             **self.extra,
         }
 
@@ -175,6 +237,11 @@ def resume_point(csv_path: Path, details_path: Path | None = None) -> ResumePoin
     rows = list(csv.reader(io.StringIO(data[:csv_end].decode("utf-8"), newline="")))
     if not rows or "path" not in rows[0]:
         raise ValueError(f"{csv_path} is not a dfscan results file (no 'path' column)")
+    if tuple(rows[0]) != CSV_FIELDS:
+        raise ValueError(
+            f"{csv_path} has other columns than this dfscan writes (an older version's?): "
+            "scan into a new file or pass --overwrite"
+        )
     column = rows[0].index("path")
     rows = rows[1:]
     if details_path is not None and rows and details_lines == len(rows) - 1:
@@ -220,9 +287,34 @@ def output_problem(path: Path) -> str | None:
     return None
 
 
+def crops_dir(details_path: Path) -> Path:
+    """Where the face crops of a details file go: ``NAME.crops`` beside ``NAME.jsonl``."""
+    return details_path.with_name(details_path.stem + ".crops")
+
+
+_CROPS_FILE = re.compile(r"^[0-9a-f]{16}-p\d+\.jpg$")
+
+
+def crops_strip(thumbnails: np.ndarray, quality: int = 85) -> bytes:
+    """A person's thumbnails (T, S, S, 3) RGB as one JPEG, frames left to right."""
+    import cv2
+
+    strip = np.concatenate(list(thumbnails), axis=1)
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise OSError("cannot encode the face crops as JPEG")
+    return data.tobytes()
+
+
 class ResultWriter:
     """Appends rows to the CSV (and detail to the JSON Lines file) as each video finishes,
-    flushing each, so an interrupted run keeps every finished row."""
+    flushing each, so an interrupted run keeps every finished row.
+
+    With a details file, each scored person's face crops (the model's input, shrunk to
+    THUMB_SIZE pixels) are written as one JPEG strip into ``crops_dir(details_path)``,
+    named after a hash of the video's path, before the details line that names it."""
 
     def __init__(self, csv_path: Path, details_path: Path | None = None, append: bool = False):
         """append: continue the files of an earlier run, first cutting off what a kill left
@@ -256,12 +348,34 @@ class ResultWriter:
         if fresh:
             self._writer.writeheader()
             self._csv.flush()
+        self._crops = crops_dir(details_path) if details_path is not None else None
+        if self._crops is not None and point is None and self._crops.is_dir():
+            for old in self._crops.iterdir():  # an earlier run's crops, not this one's
+                if _CROPS_FILE.match(old.name):
+                    old.unlink()
+
+    def _write_crops(self, result: VideoResult) -> dict[int, str]:
+        """Each person's crops strip; returns person -> path relative to the details file."""
+        written = {}
+        key = hashlib.sha1(result.path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        for person in result.people:
+            if person.thumbnails is None:
+                continue
+            self._crops.mkdir(parents=True, exist_ok=True)
+            name = f"{key}-p{person.person}.jpg"
+            (self._crops / name).write_bytes(crops_strip(person.thumbnails))
+            written[person.person] = f"{self._crops.name}/{name}"
+        return written
 
     def write(self, result: VideoResult) -> None:
         self._writer.writerow(result.csv_row())
         self._csv.flush()
         if self._details is not None:
-            self._details.write(json.dumps(result.detail(), ensure_ascii=False) + "\n")
+            detail = result.detail()
+            crops = self._write_crops(result)
+            for entry in detail["people"]:
+                entry["crops"] = crops.get(entry["person"])
+            self._details.write(json.dumps(detail, ensure_ascii=False) + "\n")
             self._details.flush()
 
     def close(self) -> None:

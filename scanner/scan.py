@@ -1,7 +1,10 @@
 """Scan pipeline: decode -> faces (worker threads) -> model (batched) -> one result per video.
 
 Workers decode and detect faces for upcoming videos while the model scores the current
-batch, so the model is not left waiting on MTCNN. Expected per-video outcomes (no face, too
+batch, so the model is not left waiting on MTCNN. Every face tracked in enough sampled frames
+is a person (up to ``max_people``, largest first) with a clip of its own; the clips of all
+people of all prepared videos go through the model together, and a video's score is that of
+its most suspicious person. Expected per-video outcomes (no face, too
 short, unreadable, not a video) become results with a status and no score; nothing here
 invents a score.
 """
@@ -17,13 +20,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from scanner.backends import Backend
 from scanner.clip import read_face_clip
 from scanner.faces import FaceDetector, FaceTrack, NoFaceError
-from scanner.report import VideoResult
+from scanner.identity import FaceEmbedder
+from scanner.report import THUMB_SIZE, PersonResult, VideoResult
 from scanner.video import VideoError, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,11 @@ class ScanOptions:
     batch_size: int = 8  # clips per model call
     workers: int = 2  # decode + face detection threads
     detector_device: str | None = None  # None: the backend's device
+    max_people: int = 4  # faces scored per video, largest first
+    # Keep face tracks one person each with dlib's face descriptors where installed
+    # (scanner.identity); False: by position and size only.
+    descriptors: bool = True
+    thumbnails: bool = False  # keep each person's crops, shrunk, for the details and report
 
 
 @dataclass(frozen=True)
@@ -48,19 +58,28 @@ class Prepared:
     message: str
     seconds: float
     info: VideoInfo | None = None
-    track: FaceTrack | None = None
+    people: tuple[FaceTrack, ...] = ()  # largest first
     frames_sampled: int = 0
     frames_with_face: int = 0
 
 
-def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) -> Prepared:
-    """Decode the sampled frames of one video and crop its face track."""
+def prepare_video(
+    path: Path,
+    detector: FaceDetector,
+    sampling: str,
+    seed: int,
+    max_people: int = 1,
+    embedder: FaceEmbedder | None = None,
+) -> Prepared:
+    """Decode the sampled frames of one video and crop its face tracks (``read_face_clip``)."""
     start = time.perf_counter()
     c = detector.contract
     info = None
     sampled = 0
     try:
-        clip = read_face_clip(path, detector, c.num_frames, sampling, seed)
+        clip = read_face_clip(
+            path, detector, c.num_frames, sampling, seed, max_people=max_people, embedder=embedder
+        )
         info, sampled, track = clip.frames.info, len(clip.frames.indices), clip.track
         notes = [info.note] if info.note else []
         if clip.refocused:
@@ -71,9 +90,10 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
         if track.other_faces:
             n = track.other_faces
             notes.append(
-                f"{n} other face{'s' if n > 1 else ''} seen in at least "
+                f"{n} more face{'s' if n > 1 else ''} seen in at least "
                 f"{c.min_face_frames(sampled)} of the {sampled} sampled frames, left unscored "
-                "(only the most prominent face is scored)"
+                f"(at most {max_people} {'people are' if max_people > 1 else 'person is'} "
+                "scored per video)"
             )
         note = "; ".join(notes)
     except (VideoError, NoFaceError) as e:
@@ -102,7 +122,7 @@ def prepare_video(path: Path, detector: FaceDetector, sampling: str, seed: int) 
         message=note,
         seconds=time.perf_counter() - start,
         info=info,
-        track=track,
+        people=clip.people,
         frames_sampled=sampled,
         frames_with_face=track.frames_with_face,
     )
@@ -130,17 +150,31 @@ class Scanner:
             det = self._local.detector = FaceDetector(self.contract, self.detector_device)
         return det
 
+    def _embedder(self) -> FaceEmbedder | None:
+        if not self.options.descriptors:
+            return None
+        if not hasattr(self._local, "embedder"):
+            self._local.embedder = FaceEmbedder.load()
+        return self._local.embedder
+
     def _prepare(self, path: Path) -> Prepared:
         start = time.perf_counter()
         try:
-            return prepare_video(path, self._detector(), self.sampling, self.options.seed)
+            return prepare_video(
+                path,
+                self._detector(),
+                self.sampling,
+                self.options.seed,
+                self.options.max_people,
+                self._embedder(),
+            )
         except Exception as e:  # noqa: BLE001 - one bad video must not end the batch
             log.warning("%s: unexpected failure: %s", path, e, exc_info=log.isEnabledFor(10))
             return Prepared(path, "error", f"{type(e).__name__}: {e}", time.perf_counter() - start)
 
     def _result(self, p: Prepared, **kw: object) -> VideoResult:
         info = p.info
-        track = p.track
+        first = p.people[0] if p.people else None
         return VideoResult(
             path=str(p.path),
             status=kw.pop("status", p.status),
@@ -151,39 +185,79 @@ class Scanner:
             device=self.backend.device,
             seconds=kw.pop("seconds", p.seconds),
             frames_sampled=p.frames_sampled,
-            frames_with_face=p.frames_with_face,
+            frames_with_face=kw.pop("frames_with_face", p.frames_with_face),
             width=info.width if info else None,
             height=info.height if info else None,
             fps=round(info.fps, 3) if info else None,
             duration_s=round(info.duration_s, 3) if info else None,
-            indices=track.indices if track else (),
-            boxes=tuple(tuple(float(v) for v in b) for b in track.boxes) if track else (),
-            detected=tuple(bool(d) for d in track.detected) if track else (),
+            faces_left_unscored=first.other_faces if first else 0,
+            identity=first.identity if first else None,
             **kw,
         )
 
+    def _label(self, score: float) -> str:
+        return "FAKE" if score >= self.threshold else "REAL"
+
+    def _person(
+        self, number: int, track: FaceTrack, prob: float, alpha: np.ndarray
+    ) -> PersonResult:
+        thumbs = None
+        if self.options.thumbnails:
+            size = (THUMB_SIZE, THUMB_SIZE)
+            thumbs = np.stack(
+                [cv2.resize(c, size, interpolation=cv2.INTER_AREA) for c in track.crops]
+            )
+        score = float(prob)
+        return PersonResult(
+            person=number,
+            score=score,
+            label=self._label(score),
+            indices=tuple(int(i) for i in track.indices),
+            boxes=tuple(tuple(float(v) for v in b) for b in track.boxes),
+            detected=tuple(bool(d) for d in track.detected),
+            attention=tuple(float(a) for a in alpha),
+            thumbnails=thumbs,
+        )
+
+    def _forward(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model on (N, T, S, S, 3) clips, at most batch_size clips per call."""
+        step = self.options.batch_size
+        parts = [self.backend(clips[i : i + step]) for i in range(0, len(clips), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     def _score(self, batch: list[Prepared]) -> list[VideoResult]:
-        """Run the model on prepared clips; a failing batch is retried clip by clip."""
+        """Run the model on the clips of every person of the prepared videos together; a
+        failing batch is retried video by video."""
         start = time.perf_counter()
         try:
-            probs, attention = self.backend(np.stack([p.track.crops for p in batch]))
+            probs, attention = self._forward(np.stack([t.crops for p in batch for t in p.people]))
         except (RuntimeError, ValueError) as e:
             if len(batch) > 1:
-                log.warning("batch of %d failed (%s); scoring one by one", len(batch), e)
+                log.warning("batch of %d videos failed (%s); scoring one by one", len(batch), e)
                 return [r for p in batch for r in self._score([p])]
             log.warning("%s: model failed: %s", batch[0].path, e)
             return [self._result(batch[0], status="error", message=f"model: {e}")]
-        share = (time.perf_counter() - start) / len(batch)
+        clips = sum(len(p.people) for p in batch)
+        share = (time.perf_counter() - start) / clips
         out = []
-        for p, prob, alpha in zip(batch, probs, attention):
-            score = float(prob)
+        at = 0
+        for p in batch:
+            people = [
+                self._person(k + 1, track, probs[at + k], attention[at + k])
+                for k, track in enumerate(p.people)
+            ]
+            at += len(people)
+            # The most suspicious person; the first (largest) of equal scores.
+            worst = max(people, key=lambda x: x.score)
             out.append(
                 self._result(
                     p,
-                    score=score,
-                    label="FAKE" if score >= self.threshold else "REAL",
-                    attention=tuple(float(a) for a in alpha),
-                    seconds=p.seconds + share,
+                    score=worst.score,
+                    label=worst.label,
+                    people=tuple(people),
+                    person=worst.person,
+                    frames_with_face=worst.frames_with_face,
+                    seconds=p.seconds + share * len(people),
                 )
             )
         return out
@@ -222,11 +296,14 @@ class Scanner:
                 refill()
                 while pending:
                     ready = [pending.popleft().result()]
-                    # Batch whatever else is already prepared, without waiting for more.
+                    # Batch whatever else is already prepared, without waiting for more, up
+                    # to batch_size clips (one per person).
                     while (
                         pending
                         and pending[0].done()
-                        and sum(r.status == "ok" for r in ready) < self.options.batch_size
+                        and sum(len(r.people) for r in ready if r.status == "ok")
+                        + len(pending[0].result().people)
+                        <= self.options.batch_size
                     ):
                         ready.append(pending.popleft().result())
                     refill()

@@ -102,9 +102,15 @@ def test_details_hold_frames_boxes_and_attention(scanned):
     assert len(lines) == len(EXPECTED)
     ok = [x for x in lines if x["status"] == "ok"]
     for x in ok:
-        assert len(x["frame_indices"]) == 15 and len(x["face_boxes"]) == 15
-        assert sum(x["attention"]) == pytest.approx(1.0, abs=1e-4)
-    assert all(x["attention"] == [] for x in lines if x["status"] != "ok")
+        assert len(x["people"]) == 1 and x["person"] == 1  # one face in each clip
+        (face,) = x["people"]
+        assert len(face["frame_indices"]) == 15 and len(face["face_boxes"]) == 15
+        assert len(face["times_s"]) == 15 and face["times_s"][0] >= 0
+        assert sum(face["attention"]) == pytest.approx(1.0, abs=1e-4)
+        assert face["score"] == x["score"] and face["label"] == x["label"]
+        crops = details.parent / face["crops"]
+        assert crops.parent.name == details.stem + ".crops" and crops.stat().st_size > 1000
+    assert all(x["people"] == [] and x["person"] is None for x in lines if x["status"] != "ok")
 
 
 def test_scores_are_reproducible(video_dir, tiny_checkpoint, tmp_path):
@@ -128,7 +134,7 @@ def test_every_table4_sampling_scans(sampling, face_clip, tiny_checkpoint, tmp_p
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert rows_of(out)[0]["status"] == "ok"
-    idx = json.loads(details.read_text(encoding="utf-8"))["frame_indices"]
+    idx = json.loads(details.read_text(encoding="utf-8"))["people"][0]["frame_indices"]
     steps = np.diff(idx).tolist()
     assert len(idx) == 15 and min(steps) >= 1
     if sampling == "sequential":
@@ -397,9 +403,7 @@ def two_face_frames(face_image, n):
     return frames
 
 
-def test_a_second_face_is_reported_as_left_unscored(
-    face_image, face_clip, tiny_checkpoint, tmp_path
-):
+def test_a_second_face_is_a_second_person(face_image, face_clip, tiny_checkpoint, tmp_path):
     two = write_clip(tmp_path / "two_faces.mp4", two_face_frames(face_image, 40))
     out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
     args = scan_args([two, face_clip], tiny_checkpoint, out, "--details", str(details))
@@ -407,8 +411,23 @@ def test_a_second_face_is_reported_as_left_unscored(
     assert res.exit_code == 0, res.output
     rows = {os.path.basename(r["path"]): r for r in rows_of(out)}
     row = rows["two_faces.mp4"]
-    assert row["status"] == "ok" and row["score"] != ""
-    assert "1 other face" in row["message"] and "unscored" in row["message"]
-    boxes = json.loads(details.read_text(encoding="utf-8").splitlines()[0])["face_boxes"]
-    assert all(b[0] < 240 for b in boxes)  # the larger face, on the left, is the one scored
-    assert "other face" not in rows["face.mp4"]["message"]
+    assert row["status"] == "ok" and row["score"] != "" and row["people"] == "2"
+    assert "unscored" not in row["message"]
+    detail = json.loads(details.read_text(encoding="utf-8").splitlines()[0])
+    first, second = detail["people"]
+    assert all(b[0] < 240 for b in first["face_boxes"])  # person 1: the larger, on the left
+    assert all(b[0] > 240 for b in second["face_boxes"])
+    scored = first if row["person"] == "1" else second
+    assert float(row["score"]) == pytest.approx(scored["score"], abs=1e-6)
+    assert scored["score"] == max(first["score"], second["score"])
+    assert rows["face.mp4"]["people"] == "1" and "face" not in rows["face.mp4"]["message"]
+    # Only faces beyond --max-people are left unscored, and the message says so.
+    res = CliRunner().invoke(main, [*args, "--no-progress", "--overwrite", "--max-people", "1"])
+    assert res.exit_code == 0, res.output
+    row = rows_of(out)[0]
+    assert row["people"] == "1" and row["person"] == "1"
+    assert "1 more face seen" in row["message"] and "left unscored" in row["message"]
+    assert all(
+        b[0] < 240
+        for b in json.loads(details.read_text().splitlines()[0])["people"][0]["face_boxes"]
+    )

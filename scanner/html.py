@@ -1,0 +1,451 @@
+"""A scan's details file -> one self-contained HTML report a reviewer can read.
+
+One file, nothing fetched: the face crops are inlined as data URIs, style and script are
+inline, and a Content-Security-Policy forbids the page any other source, so opening it from
+disk sends nothing anywhere. It holds a summary (counts per status and verdict, a histogram of
+the scores against the threshold), then one card per video, most suspicious first, with the
+verdict, each scored person's face crops in frame order with the attention of each frame
+drawn under it, frame indices and times, and the message of videos that were not scored.
+Filters (status, verdict) and the order are applied by a small inline script and kept in the
+URL's fragment (``report.html#status=ok&verdict=FAKE&sort=path``).
+
+The crops come from the JPEG strips the scan wrote beside the details file (``NAME.crops/``,
+see ``scanner.report.ResultWriter``); a video whose crops are missing gets its frame numbers
+and attention without pictures.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+from scanner.report import STATUSES
+
+log = logging.getLogger(__name__)
+
+ATTENTION_LABEL = "how much the model weighed each frame"
+SHOWN = 80  # pixels: a crop's side on the page (the strips hold THUMB_SIZE-pixel crops)
+UNSCORED = "unscored"  # the verdict filter's value for videos without a score
+
+
+class ReportError(ValueError):
+    """The input is not a dfscan details file."""
+
+
+@dataclass(frozen=True)
+class Video:
+    detail: dict
+    rank: int  # 0: most suspicious
+
+    @property
+    def verdict(self) -> str:
+        return self.detail.get("label") or UNSCORED
+
+
+def read_details(path: Path) -> list[dict]:
+    """The entries of a details file (JSON Lines, one per video). A last line cut short by a
+    killed scan is left out with a warning; anything else that is not a dfscan details line
+    is a ReportError."""
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: a cut last line
+                log.warning("%s: line %d is incomplete and left out", path, number)
+                continue
+            raise ReportError(
+                f"{path} line {number} is not JSON ({e.msg}): pass the JSON Lines file a scan "
+                "wrote with --details, not the CSV"
+            ) from e
+        if not isinstance(entry, dict) or "path" not in entry or "status" not in entry:
+            raise ReportError(f"{path} line {number} is not a dfscan details entry")
+        entries.append(_upgrade(entry))
+    return entries
+
+
+def _upgrade(entry: dict) -> dict:
+    """Details written before per-person scoring hold one face's fields at the top level."""
+    if "people" not in entry:
+        people = []
+        if entry.get("status") == "ok" and entry.get("attention"):
+            people.append(
+                {
+                    "person": 1,
+                    "score": entry.get("score"),
+                    "label": entry.get("label"),
+                    "frame_indices": entry.get("frame_indices", []),
+                    "face_detected": entry.get("face_detected", []),
+                    "attention": entry.get("attention", []),
+                }
+            )
+        entry = {**entry, "people": people, "person": 1 if people else None}
+    return entry
+
+
+def rank(entries: list[dict]) -> list[Video]:
+    """Most suspicious first: scored videos by score, highest first, then the others by
+    status (in STATUSES order) and path."""
+
+    def key(e: dict) -> tuple:
+        if e.get("score") is not None:
+            return (0, -float(e["score"]), e["path"])
+        status = e.get("status")
+        return (1, STATUSES.index(status) if status in STATUSES else len(STATUSES), e["path"])
+
+    return [Video(e, i) for i, e in enumerate(sorted(entries, key=key))]
+
+
+def _crops_uri(details: Path, person: dict) -> str | None:
+    rel = person.get("crops")
+    if not rel:
+        return None
+    try:
+        data = (details.parent / rel).read_bytes()
+    except OSError:
+        log.warning("%s: face crops %s not found", details, rel)
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _histogram(videos: list[Video], bins: int = 20) -> str:
+    """Inline SVG: scores of the scored videos in ``bins`` bins over 0..1, a line at each
+    threshold."""
+    scores = [float(v.detail["score"]) for v in videos if v.detail.get("score") is not None]
+    counts = [0] * bins
+    for s in scores:
+        counts[min(bins - 1, int(s * bins))] += 1
+    w, h, pad = 400, 120, 20
+    top = max(counts) or 1
+    bar_w = w / bins
+    parts = [
+        f'<svg class="hist" viewBox="0 0 {w + 2 * pad} {h + 2 * pad}" role="img" '
+        f'aria-label="histogram of {len(scores)} scores">'
+    ]
+    for i, c in enumerate(counts):
+        if c:
+            bh = c / top * h
+            x = pad + i * bar_w
+            lo, hi = i / bins, (i + 1) / bins
+            parts.append(
+                f'<rect x="{x + 1:.1f}" y="{pad + h - bh:.1f}" width="{bar_w - 2:.1f}" '
+                f'height="{bh:.1f}"><title>{c} video{"s" if c > 1 else ""} scored '
+                f"{lo:.2f} to {hi:.2f}</title></rect>"
+            )
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{pad + h - bh - 3:.1f}" class="n">{c}</text>'
+            )
+    for t in sorted({float(v.detail["threshold"]) for v in videos if "threshold" in v.detail}):
+        x = pad + t * w
+        parts.append(
+            f'<line class="thr" x1="{x:.1f}" x2="{x:.1f}" y1="{pad - 8}" y2="{pad + h}"/>'
+            f'<text class="thr" x="{x + 3:.1f}" y="{pad - 2}">threshold {t:.3f}</text>'
+        )
+    parts.append(f'<line class="axis" x1="{pad}" x2="{pad + w}" y1="{pad + h}" y2="{pad + h}"/>')
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(
+            f'<text x="{pad + tick * w:.1f}" y="{pad + h + 14}" class="tick">{tick}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _person_html(
+    details: Path, video: dict, person: dict, styles: list[str], uid: str, scored: bool
+) -> str:
+    indices = person.get("frame_indices") or []
+    attention = person.get("attention") or []
+    detected = person.get("face_detected") or [True] * len(indices)
+    times = person.get("times_s") or [None] * len(indices)
+    uri = _crops_uri(details, person)
+    cls = f"s{uid}"
+    if uri:
+        styles.append(f".{cls}{{background-image:url({uri})}}")
+    top = max(attention, default=0) or 1
+    equal = 1 / len(attention) if attention else 0
+    frames = []
+    for k, index in enumerate(indices):
+        a = attention[k] if k < len(attention) else None
+        seen = detected[k] if k < len(detected) else True
+        crop = (
+            f'<div class="crop {cls}" style="background-position:-{k * SHOWN}px 0"></div>'
+            if uri
+            else '<div class="crop none">no crop</div>'
+        )
+        t = times[k] if k < len(times) else None
+        bar = (
+            f'<div class="att" title="attention {a:.4f}">'
+            f'<span style="height:{a / top * 100:.1f}%"></span>'
+            f'<i style="bottom:{min(1.0, equal / top) * 100:.1f}%"></i></div>'
+            if a is not None
+            else '<div class="att"></div>'
+        )
+        note = "" if seen else ' title="face not detected in this frame: box of the nearest"'
+        frames.append(
+            f'<figure class="frame{"" if seen else " missed"}"{note}>{crop}{bar}'
+            f"<figcaption><b>{'' if a is None else f'{a:.3f}'}</b><br>#{index}"
+            f"{'' if t is None else f'<br>{t:.2f} s'}</figcaption></figure>"
+        )
+    found = sum(bool(d) for d in detected)
+    label = escape(person.get("label") or "")
+    mark = ' <span class="tag">the video\'s score</span>' if scored else ""
+    return (
+        f'<section class="person" data-person="{person.get("person")}">'
+        f'<h3>Person {person.get("person")}: <span class="v {label}">{label}</span> '
+        f"{_fmt(person.get('score'))}{mark} "
+        f"<small>face detected in {found} of {len(detected)} frames</small></h3>"
+        f'<div class="strip">{"".join(frames)}</div>'
+        "</section>"
+    )
+
+
+def _card(details: Path, v: Video, styles: list[str]) -> str:
+    d = v.detail
+    status = d.get("status", "")
+    score = d.get("score")
+    threshold = d.get("threshold")
+    people = d.get("people") or []
+    facts = []
+    if d.get("width") and d.get("height"):
+        facts.append(f"{d['width']}x{d['height']}")
+    if d.get("fps"):
+        facts.append(f"{d['fps']:g} fps")
+    if d.get("duration_s") is not None:
+        facts.append(f"{d['duration_s']:g} s")
+    if d.get("frames_sampled"):
+        facts.append(f"{d['frames_sampled']} frames sampled")
+    if people:
+        facts.append(f"{len(people)} {'person' if len(people) == 1 else 'people'} scored")
+    if d.get("faces_left_unscored"):
+        facts.append(f"{d['faces_left_unscored']} more faces left unscored")
+    if d.get("identity") and len(people) > 1:
+        facts.append(f"tracks kept apart by {escape(d['identity'].replace('_', ' '))}")
+    if score is not None and threshold is not None:
+        meter = (
+            f'<div class="meter" title="score {score:.3f}, threshold {threshold:.3f}">'
+            f'<span style="width:{score * 100:.1f}%"></span>'
+            f'<i style="left:{threshold * 100:.1f}%"></i></div>'
+        )
+        head = (
+            f'<span class="v {escape(v.verdict)}">{escape(v.verdict)}</span> score {score:.3f} '
+            f"(threshold {threshold:.3f}"
+            + (f", person {d.get('person')} of {len(people)}" if len(people) > 1 else "")
+            + f"){meter}"
+        )
+    else:
+        head = (
+            f'<span class="v unscored">not scored</span> <span class="st">{escape(status)}</span>'
+        )
+    message = f'<p class="msg">{escape(d["message"])}</p>' if d.get("message") else ""
+    persons = "".join(
+        _person_html(
+            details, d, p, styles, f"{v.rank}-{p.get('person')}", p.get("person") == d.get("person")
+        )
+        for p in people
+    )
+    return (
+        f'<article class="card" data-status="{escape(status)}" data-verdict="{escape(v.verdict)}" '
+        f'data-score="{"" if score is None else f"{score:.6f}"}" data-rank="{v.rank}" '
+        f'data-path="{escape(d["path"])}">'
+        f'<h2 title="{escape(d["path"])}">{escape(d["path"])}</h2>'
+        f'<p class="head">{head}</p>'
+        f'<p class="facts">{" · ".join(facts)}</p>{message}{persons}</article>'
+    )
+
+
+def _summary(videos: list[Video]) -> str:
+    statuses = Counter(v.detail.get("status") for v in videos)
+    verdicts = Counter(v.verdict for v in videos)
+    rows = "".join(
+        f"<tr><td>{escape(str(s))}</td><td>{n}</td></tr>"
+        for s, n in sorted(
+            statuses.items(), key=lambda x: STATUSES.index(x[0]) if x[0] in STATUSES else 99
+        )
+    )
+    vrows = "".join(
+        f'<tr><td><span class="v {k}">{"not scored" if k == UNSCORED else k}</span></td>'
+        f"<td>{verdicts[k]}</td></tr>"
+        for k in ("FAKE", "REAL", UNSCORED)
+        if verdicts[k]
+    )
+    return (
+        '<section id="summary"><div><h3>Status</h3><table>'
+        f"{rows}</table></div><div><h3>Verdict</h3><table>{vrows}</table></div>"
+        f"<div><h3>Scores</h3>{_histogram(videos)}</div></section>"
+    )
+
+
+def _select(name: str, label: str, options: list[tuple[str, str]]) -> str:
+    opts = "".join(f'<option value="{escape(v)}">{escape(t)}</option>' for v, t in options)
+    return f'<label>{label} <select id="f-{name}" name="{name}">{opts}</select></label>'
+
+
+_STYLE = """
+*{box-sizing:border-box}
+body{font:14px/1.4 system-ui,sans-serif;margin:0;padding:16px 24px;color:#1d2329;background:#f4f5f7}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:15px;margin:0 0 4px;word-break:break-all}
+h3{font-size:13px;margin:8px 0 4px}small{color:#5b6670;font-weight:normal}
+.sub{color:#5b6670;margin:0 0 12px}
+#summary{display:flex;gap:32px;flex-wrap:wrap;background:#fff;padding:8px 16px;border-radius:6px}
+#summary table{border-collapse:collapse}#summary td{padding:1px 12px 1px 0}
+.hist{width:440px;height:160px}.hist rect{fill:#5b7fa6}.hist text{font-size:10px;fill:#333}
+.hist .n{text-anchor:middle}.hist .tick{text-anchor:middle}
+.hist line.thr{stroke:#c0392b;stroke-width:2;stroke-dasharray:4 2}.hist text.thr{fill:#c0392b}
+.hist line.axis{stroke:#333}
+#controls{margin:12px 0;display:flex;gap:16px;align-items:center;flex-wrap:wrap}
+.legend{color:#5b6670;margin:0 0 12px;max-width:900px}
+.card{background:#fff;border-radius:6px;padding:10px 14px;margin:0 0 12px;
+  border-left:5px solid #98a2ab}
+.card[data-verdict=FAKE]{border-left-color:#c0392b}.card[data-verdict=REAL]{border-left-color:#2e8b57}
+.v{font-weight:700;padding:0 6px;border-radius:3px;color:#fff;background:#98a2ab}
+.v.FAKE{background:#c0392b}.v.REAL{background:#2e8b57}
+.st{font-family:monospace}.head{margin:2px 0}.facts{color:#5b6670;margin:2px 0}
+.msg{margin:4px 0;padding:4px 8px;background:#fff6e0;border-radius:4px}
+.meter{display:inline-block;position:relative;width:160px;height:10px;background:#e3e6ea;
+  margin-left:10px;border-radius:5px;vertical-align:middle}
+.meter span{position:absolute;left:0;top:0;bottom:0;background:#5b7fa6;border-radius:5px}
+.meter i{position:absolute;top:-3px;bottom:-3px;width:2px;background:#c0392b}
+.tag{font-size:11px;background:#fdecea;color:#c0392b;padding:0 5px;border-radius:3px}
+.strip{display:flex;gap:3px;overflow-x:auto;padding-bottom:4px}
+.frame{margin:0;width:80px;flex:none;text-align:center;font-size:11px;color:#333}
+.crop{width:80px;height:80px;background-repeat:no-repeat;background-color:#ddd;border-radius:2px;
+  background-size:auto 80px}
+.crop.none{line-height:80px;color:#888}
+.missed .crop{opacity:.45}
+.att{position:relative;height:28px;background:#f0f2f4;margin-top:2px}
+.att span{position:absolute;left:20%;right:20%;bottom:0;background:#e08a1e}
+.att i{position:absolute;left:0;right:0;border-top:1px dashed #555}
+figcaption b{font-weight:600}
+[hidden]{display:none!important}
+"""
+
+_SCRIPT = """
+(function () {
+  var box = document.getElementById('cards');
+  var cards = Array.prototype.slice.call(box.querySelectorAll('article.card'));
+  var f = {status: document.getElementById('f-status'),
+           verdict: document.getElementById('f-verdict'),
+           sort: document.getElementById('f-sort')};
+  var order = {
+    suspicion: function (a, b) { return a.dataset.rank - b.dataset.rank; },
+    path: function (a, b) { return a.dataset.path < b.dataset.path ? -1 : 1; },
+    score: function (a, b) {
+      var x = a.dataset.score === '' ? 2 : +a.dataset.score;
+      var y = b.dataset.score === '' ? 2 : +b.dataset.score;
+      return x - y || a.dataset.rank - b.dataset.rank;
+    }
+  };
+  function apply(remember) {
+    var shown = 0;
+    cards.forEach(function (c) {
+      var on = (f.status.value === 'all' || c.dataset.status === f.status.value) &&
+               (f.verdict.value === 'all' || c.dataset.verdict === f.verdict.value);
+      c.hidden = !on;
+      if (on) { shown += 1; }
+    });
+    cards.slice().sort(order[f.sort.value] || order.suspicion)
+      .forEach(function (c) { box.appendChild(c); });
+    document.getElementById('shown').textContent =
+      shown + ' of ' + cards.length + ' videos shown';
+    if (remember && window.history && history.replaceState) {
+      history.replaceState(null, '', '#status=' + f.status.value + '&verdict=' +
+        f.verdict.value + '&sort=' + f.sort.value);
+    }
+  }
+  location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
+    var p = kv.split('='), el = f[p[0]];
+    if (el && Array.prototype.some.call(el.options, function (o) { return o.value === p[1]; })) {
+      el.value = p[1];
+    }
+  });
+  Object.keys(f).forEach(function (k) {
+    f[k].addEventListener('change', function () { apply(true); });
+  });
+  apply(false);
+  document.body.dataset.ready = '1';
+})();
+"""
+
+
+def render(details: Path) -> tuple[str, str]:
+    """The report's HTML for the details file ``details``, and a one-line summary."""
+    videos = rank(read_details(details))
+    styles: list[str] = []
+    cards = "".join(_card(details, v, styles) for v in videos)
+    statuses = Counter(v.detail.get("status") for v in videos)
+    verdicts = Counter(v.verdict for v in videos)
+    models = sorted({v.detail["model"] for v in videos if v.detail.get("model")})
+    status_options = [("all", "all")] + [(s, s) for s in STATUSES if statuses[s]]
+    verdict_options = [("all", "all")] + [
+        (k, "not scored" if k == UNSCORED else k) for k in ("FAKE", "REAL", UNSCORED) if verdicts[k]
+    ]
+    sort_options = [
+        ("suspicion", "most suspicious first"),
+        ("score", "lowest score first"),
+        ("path", "path"),
+    ]
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sub = (
+        f"{len(videos)} videos from {escape(str(details))}"
+        + (f" · model {escape(', '.join(models))}" if models else "")
+        + f" · made {made}"
+    )
+    legend = (
+        "Each scored person's face crops (what the model saw), in frame order. The orange bar "
+        f"under each crop shows <b>{ATTENTION_LABEL}</b> (its attention weight, the number above "
+        "the frame index; the weights of a clip sum to 1, the dashed line marks equal weight). "
+        "It is not a map of where a fake was found. Faded crops: the face was not detected in "
+        "that frame and the nearest frame's box was used."
+    )
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f"<title>dfscan report: {len(videos)} videos</title>"
+        f"<style>{_STYLE}{''.join(styles)}</style></head><body>"
+        f'<h1>dfscan report</h1><p class="sub">{sub}</p>{_summary(videos)}'
+        '<div id="controls">'
+        + _select("status", "Status", status_options)
+        + _select("verdict", "Verdict", verdict_options)
+        + _select("sort", "Order", sort_options)
+        + f'<span id="shown">{len(videos)} of {len(videos)} videos shown</span></div>'
+        f'<p class="legend">{legend}</p>'
+        f'<main id="cards">{cards}</main>'
+        f"<script>{_SCRIPT}</script></body></html>\n"
+    )
+    summary = (
+        f"{len(videos)} videos ("
+        + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()))
+        + "): "
+        + ", ".join(
+            f"{'not scored' if k == UNSCORED else k} {verdicts[k]}"
+            for k in ("FAKE", "REAL", UNSCORED)
+            if verdicts[k]
+        )
+    )
+    return page, summary
+
+
+def write_report(details: Path, out: Path) -> str:
+    """Write the report of ``details`` to ``out`` (replacing it); returns a summary line."""
+    page, summary = render(details)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return summary

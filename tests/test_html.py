@@ -1,0 +1,229 @@
+"""The HTML report: made from a details file, self-contained, and as a browser shows it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from browser import CHROMIUM, WHY_NOT, Cards, open_page, screenshot
+from click.testing import CliRunner
+
+from scanner.cli import main
+from scanner.html import ATTENTION_LABEL, render
+from scanner.report import THUMB_SIZE, crops_strip
+
+FRAMES = 15
+
+
+def person(number: int, score: float, crops: str | None, fps: float = 25.0) -> dict:
+    indices = list(range(3, 3 + 7 * FRAMES, 7))
+    attention = np.linspace(1, 2, FRAMES) / np.linspace(1, 2, FRAMES).sum()
+    return {
+        "person": number,
+        "score": score,
+        "label": "FAKE" if score >= 0.5 else "REAL",
+        "frames_with_face": FRAMES - 1,
+        "frame_indices": indices,
+        "times_s": [round(i / fps, 3) for i in indices],
+        "face_boxes": [[10.0, 20.0, 110.0, 140.0]] * FRAMES,
+        "face_detected": [True] * (FRAMES - 1) + [False],
+        "attention": [round(float(a), 6) for a in attention],
+        "crops": crops,
+    }
+
+
+def video(path: str, status: str = "ok", people: list | None = None, **kw) -> dict:
+    people = people or []
+    worst = max(people, key=lambda p: p["score"]) if people else None
+    return {
+        "path": path,
+        "status": status,
+        "score": worst["score"] if worst else None,
+        "label": worst["label"] if worst else None,
+        "person": worst["person"] if worst else None,
+        "threshold": 0.5,
+        "message": "",
+        "frames_sampled": FRAMES,
+        "width": 640,
+        "height": 360,
+        "fps": 25.0,
+        "duration_s": 4.2,
+        "model": "test@abc",
+        "seconds": 1.0,
+        "identity": "position",
+        "faces_left_unscored": 0,
+        "people": people,
+    } | kw
+
+
+@pytest.fixture(scope="module")
+def details(tmp_path_factory, face_image) -> Path:
+    """A details file of four videos as a scan writes it, crops included."""
+    folder = tmp_path_factory.mktemp("report")
+    crops = folder / "r.crops"
+    crops.mkdir()
+    face = cv2.resize(face_image[40:220, 130:310], (THUMB_SIZE, THUMB_SIZE))
+    for name in ("a-p1", "a-p2", "b-p1"):
+        shades = np.stack([np.clip(face.astype(int) + 6 * t, 0, 255) for t in range(FRAMES)])
+        (crops / f"{name}.jpg").write_bytes(crops_strip(shades.astype(np.uint8)))
+    lines = [
+        video("clips/real one.mp4", people=[person(1, 0.21, "r.crops/b-p1.jpg")]),
+        video(
+            "clips/<two> & people.mp4",
+            people=[person(1, 0.35, "r.crops/a-p1.jpg"), person(2, 0.92, "r.crops/a-p2.jpg")],
+            identity="position+dlib_descriptor",
+        ),
+        video(
+            "clips/wall.mp4",
+            status="no_face",
+            message="face found in 1 of 15 sampled frames, 5 needed",
+        ),
+        video("clips/gone.mp4", people=[person(1, 0.6, "r.crops/missing.jpg")]),
+    ]
+    path = folder / "r.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(details) -> Path:
+    out = details.with_name("report.html")
+    res = CliRunner().invoke(main, ["report", str(details), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "4 videos (no_face 1, ok 3): FAKE 2, REAL 1, not scored 1" in res.output
+    return out
+
+
+def test_one_card_per_video_most_suspicious_first(report):
+    page = report.read_text(encoding="utf-8")
+    cards = Cards(page).cards
+    assert [c["path"] for c, _ in cards] == [
+        "clips/<two> & people.mp4",  # 0.92, its person 2
+        "clips/gone.mp4",  # 0.6
+        "clips/real one.mp4",  # 0.21
+        "clips/wall.mp4",  # not scored
+    ]
+    assert [c["verdict"] for c, _ in cards] == ["FAKE", "FAKE", "REAL", "unscored"]
+    assert "&lt;two&gt; &amp; people.mp4" in page  # escaped, not markup
+    assert "face found in 1 of 15 sampled frames, 5 needed" in page  # the unscored video's why
+    assert ATTENTION_LABEL in page and "not a map of where a fake was found" in page
+
+
+def test_each_person_shows_fifteen_crops_with_attention_frames_and_times(report):
+    page = report.read_text(encoding="utf-8")
+    two = page[page.index('data-path="clips/&lt;two&gt;') : page.index('data-path="clips/gone')]
+    people = re.findall(r'<section class="person" data-person="(\d)">(.*?)</section>', two)
+    assert [p for p, _ in people] == ["1", "2"]
+    for _, section in people:
+        assert section.count('class="crop ') == FRAMES
+        assert section.count('<div class="att"') == FRAMES
+        assert "#3<br>0.12 s" in section and "#101<br>4.04 s" in section  # index and time
+        assert section.count('class="frame missed"') == 1  # the undetected frame is faded
+    assert "the video's score" in people[1][1] and "the video's score" not in people[0][1]
+    assert "person 2 of 2" in two and "0.920" in two
+    # The missing strip: frames, attention and indices without pictures, and no failure.
+    gone = page[page.index('data-path="clips/gone') : page.index('data-path="clips/real')]
+    assert gone.count("no crop") == FRAMES and gone.count('<div class="att"') == FRAMES
+
+
+def test_the_page_is_self_contained(report):
+    page = report.read_text(encoding="utf-8")
+    assert page.count("data:image/jpeg;base64,") == 3  # each strip once, as a CSS class
+    assert not re.search(r"(src|href|url)\s*[=(]\s*[\"']?(https?:|//)", page)
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "<svg" in page and "threshold 0.500" in page  # the histogram
+
+
+def test_report_command_errors(details, tmp_path):
+    out = tmp_path / "report.html"
+    runner = CliRunner()
+    res = runner.invoke(main, ["report", str(details), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    again = runner.invoke(main, ["report", str(details), "--out", str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    table = tmp_path / "r.csv"
+    table.write_text("path,status\na.mp4,ok\n")
+    res = runner.invoke(main, ["report", str(table), "--out", str(tmp_path / "x.html")])
+    assert res.exit_code == 1 and "--details" in res.output and "not JSON" in res.output
+    res = runner.invoke(main, ["report", str(details), "--out", str(details)])
+    assert res.exit_code == 2 and "details file" in res.output
+
+
+def test_a_cut_last_line_and_old_details_still_make_a_report(details, tmp_path):
+    old = {  # a details line written before per-person scoring
+        "path": "old.mp4",
+        "status": "ok",
+        "score": 0.7,
+        "label": "FAKE",
+        "threshold": 0.5,
+        "message": "",
+        "frame_indices": [1, 2],
+        "face_boxes": [[0, 0, 9, 9]] * 2,
+        "face_detected": [True, True],
+        "attention": [0.4, 0.6],
+    }
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(old) + "\n" + details.read_text()[:-40], encoding="utf-8")
+    page, summary = render(mixed)
+    assert summary.startswith("4 videos")  # the cut fourth line is left out
+    assert [c["path"] for c, _ in Cards(page).cards][:2] == ["clips/<two> & people.mp4", "old.mp4"]
+    assert page.count('<section class="person"') == 1 + 1 + 2  # old.mp4's one face
+
+
+def test_scan_writes_the_report(face_clip, noface_clip, tiny_checkpoint, tmp_path):
+    out, report = tmp_path / "r.csv", tmp_path / "report.html"
+    args = ["scan", str(face_clip), str(noface_clip), "--weights", str(tiny_checkpoint)]
+    args += ["--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(main, [*args, "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "report.html"]
+    page = report.read_text(encoding="utf-8")
+    cards = Cards(page).cards
+    rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert [c["path"] for c, _ in cards] == [r["path"] for r in rows]  # ok, then no_face
+    assert page.count("data:image/jpeg;base64,") == 1
+    res = CliRunner().invoke(main, [*args, "--report", str(report), "--resume"])
+    assert res.exit_code == 2 and "needs --details" in res.output
+    res = CliRunner().invoke(main, [*args, "--overwrite", "--report", str(out)])
+    assert res.exit_code == 2 and "same file" in res.output
+    res = CliRunner().invoke(main, [*args, "--overwrite", "--report", str(report)])
+    assert res.exit_code == 0, res.output  # replaced along with --out
+    details = tmp_path / "d.jsonl"
+    res = CliRunner().invoke(
+        main, [*args, "--overwrite", "--report", str(report), "--details", str(details)]
+    )
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "d.crops").glob("*.jpg"))) == 1
+
+
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=WHY_NOT)
+
+
+@needs_chromium
+def test_a_browser_shows_every_card_without_console_errors(report, tmp_path):
+    page = open_page(report)
+    assert page.console == [], page.console
+    cards = Cards(page.dom)
+    assert cards.body.get("data-ready") == "1"  # the inline script ran to its end
+    assert len(cards.cards) == 4 and not any(hidden for _, hidden in cards.cards)
+    shot = screenshot(report, tmp_path / "report.png", 1000, 900)
+    image = cv2.imread(str(shot))
+    assert image.shape[:2] == (900, 1000) and image.std() > 20  # not a blank page
+
+
+@needs_chromium
+def test_filters_and_order_work_in_the_browser(report):
+    page = open_page(report, "status=ok&verdict=FAKE&sort=path")
+    assert page.console == [], page.console
+    cards = Cards(page.dom).cards
+    shown = [c["path"] for c, hidden in cards if not hidden]
+    assert shown == ["clips/<two> & people.mp4", "clips/gone.mp4"]
+    assert [c["path"] for c, _ in cards] == sorted(c["path"] for c, _ in cards)
+    assert "2 of 4 videos shown" in page.dom
+    unscored = Cards(open_page(report, "verdict=unscored").dom).cards
+    assert [c["path"] for c, hidden in unscored if not hidden] == ["clips/wall.mp4"]
