@@ -10,14 +10,11 @@ from training.augment import (
     REGION_SCALE_RANGE,
     REGIONS,
     AugmentConfig,
-    BlendConfig,
     affine_warp,
     augment_clip,
-    face_polygon,
     gaussian_blur,
     region_mask,
     remove_region,
-    self_blend_clip,
     wavelet_denoise,
 )
 
@@ -299,81 +296,7 @@ def test_config_validation(clip) -> None:
     with pytest.raises(ValueError):
         AugmentConfig(manipulated_ratio=1.5)
     with pytest.raises(ValueError):
-        BlendConfig(ratio=(0.9, 0.2))
-    with pytest.raises(ValueError):
-        BlendConfig(blur_prob=0.7, sharpen_prob=0.7)
-    with pytest.raises(ValueError):
         augment_clip(crops.astype(np.float32), lms, AugmentConfig(), np.random.default_rng(0))
-    with pytest.raises(ValueError):
-        self_blend_clip(crops, lms[:3], np.random.default_rng(0))
-
-
-# --------------------------------------------------------------------------- self-blending
-
-
-def test_self_blend_changes_only_inside_the_mask(clip) -> None:
-    crops, lms = clip
-    before = crops.copy()
-    for seed in range(4):
-        fake, masks = self_blend_clip(crops, lms, np.random.default_rng(seed))
-        assert fake.shape == crops.shape and fake.dtype == np.uint8
-        assert masks.shape == crops.shape[:3] and masks.dtype == np.float32
-        assert masks.min() >= 0.0 and masks.max() <= 1.0
-        outside = masks == 0
-        np.testing.assert_array_equal(fake[outside], crops[outside])
-        assert outside[:, :20, :20].all()  # the crop's corner is background, not face
-        for t in range(T):
-            strong = masks[t] > 0.3
-            assert strong.any()
-            assert (fake[t][strong] != crops[t][strong]).any(axis=1).mean() > 0.3
-    np.testing.assert_array_equal(crops, before)
-
-
-def test_self_blend_masks_cover_the_landmarks(clip) -> None:
-    crops, lms = clip
-    for seed in range(4):
-        _, masks = self_blend_clip(crops, lms, np.random.default_rng(seed))
-        for t in range(T):
-            peak = masks[t].max()
-            assert all(_at(masks[t], p) > 0.1 * peak for p in lms[t])
-            assert _at(masks[t], lms[t][2]) > 0.6 * peak  # the nose is well inside
-            hull = face_polygon(lms[t])
-            assert hull.shape == (10, 2)
-
-
-def test_self_blend_varies_smoothly_over_time(face) -> None:
-    img, lm = face
-    # A static clip: any change between frames comes from the blend itself.
-    crops = np.stack([img] * T)
-    lms = np.stack([lm] * T)
-    fake, masks = self_blend_clip(crops, lms, np.random.default_rng(11))
-    sums = masks.sum(axis=(1, 2))
-    assert np.ptp(sums) > 0.02 * sums.mean()
-    assert len(_changed_frames(fake[1:], fake[:-1])) == T - 1
-    # Drift, not flicker: neighbouring frames' masks are far closer than a fresh clip's.
-    step = np.abs(np.diff(masks, axis=0)).mean(axis=(1, 2))
-    _, other = self_blend_clip(crops, lms, np.random.default_rng(12))
-    assert step.max() < 0.3 * masks.mean()
-    assert step.mean() < np.abs(masks - other).mean()
-
-
-def test_self_blend_is_deterministic(clip) -> None:
-    crops, lms = clip
-    a, ma = self_blend_clip(crops, lms, np.random.default_rng(3))
-    b, mb = self_blend_clip(crops, lms, np.random.default_rng(3))
-    c, mc = self_blend_clip(crops, lms, np.random.default_rng(4))
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(ma, mb)
-    assert not np.array_equal(a, c) and not np.array_equal(ma, mc)
-
-
-def test_self_blend_skips_frames_without_landmarks(clip) -> None:
-    crops, lms = clip
-    lms = lms.copy()
-    lms[4] = np.nan
-    fake, masks = self_blend_clip(crops, lms, np.random.default_rng(0))
-    np.testing.assert_array_equal(fake[4], crops[4])
-    assert not masks[4].any() and masks[5].any()
 
 
 def test_jpeg_clip_compresses_every_frame_alike(clip) -> None:

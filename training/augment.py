@@ -10,11 +10,8 @@ one of three manipulations that imitate traces a face swap leaves behind:
 * facial data removal: the eyes, the nose or the mouth is blanked, so the model cannot lean
   on one facial part alone.
 
-``self_blend_clip`` adds pseudo-fakes in the spirit of Shiohara & Yamasaki (CVPR 2022,
-"Detecting Deepfakes with Self-Blended Images"): each frame is blended with a slightly
-transformed copy of itself inside a soft face mask built from the five MTCNN landmarks, with
-the blend changing a little from frame to frame so the clip carries the temporal incoherence
-of a frame-by-frame face swap.
+Self-blended pseudo-fakes live in ``training.selfblend``; ``face_polygon`` here outlines a
+face from the five MTCNN points for its fallback masks.
 
 Images are uint8 RGB (H, W, 3), clips (T, H, W, 3); landmarks are MTCNN's five points in
 crop pixels, in the order left eye, right eye, nose, left mouth corner, right mouth corner,
@@ -372,78 +369,7 @@ def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, i
     return out
 
 
-# --------------------------------------------------------------------------- self-blending
-
-
-@dataclass(frozen=True)
-class BlendConfig:
-    """Ranges of the self-blended pseudo-fakes. Lengths are in inter-ocular distances d or in
-    fractions of the crop side, so they hold for any crop size.
-
-    Per clip, one value is drawn for each parameter; the geometry, the mask expansion and the
-    blend ratio then drift around their clip values from frame to frame by a smooth AR(1)
-    jitter (correlation ``jitter_rho`` between neighbouring frames, std ``jitter_*``).
-    """
-
-    brightness: float = 0.1  # +- shift of all channels, fraction of 255
-    contrast: float = 0.1  # +- relative contrast change about the frame mean
-    channel_shift: float = 20.0  # +- shift of each channel in uint8 levels: a tint / hue change
-    blur_prob: float = 0.25  # the source is blurred with this probability ...
-    blur_sigma: tuple[float, float] = (0.5, 1.5)  # pixels
-    sharpen_prob: float = 0.25  # ... or sharpened (unsharp mask) with this one
-    sharpen_amount: tuple[float, float] = (0.3, 1.0)
-    scale: float = 0.05  # +- scale of the source about the face centre
-    translate: float = 0.02  # +- shift of the source, fraction of the crop side
-    expand: tuple[float, float] = (1.0, 1.3)  # face polygon scaled about its centroid
-    morph: tuple[float, float] = (-0.1, 0.1)  # erosion (< 0) / dilation (> 0) radius, in d
-    mask_blur: tuple[float, float] = (0.1, 0.25)  # Gaussian sigma of the soft edge, in d
-    ratio: tuple[float, float] = (0.4, 1.0)  # blend ratio: weight of the source at the centre
-    jitter_scale: float = 0.01
-    jitter_translate: float = 0.004
-    jitter_expand: float = 0.03
-    jitter_ratio: float = 0.05
-    jitter_rho: float = 0.8
-
-    def __post_init__(self) -> None:
-        for name in ("brightness", "contrast", "scale", "translate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.channel_shift < 0:
-            raise ValueError(f"channel_shift must be >= 0, got {self.channel_shift}")
-        if min(self.blur_prob, self.sharpen_prob) < 0 or self.blur_prob + self.sharpen_prob > 1:
-            raise ValueError("blur_prob and sharpen_prob must be >= 0 and sum to at most 1")
-        _check_range("blur_sigma", self.blur_sigma, 0.0, math.inf)
-        _check_range("sharpen_amount", self.sharpen_amount, 0.0, math.inf)
-        _check_range("expand", self.expand, 0.1, math.inf)
-        _check_range("morph", self.morph, -math.inf, math.inf)
-        _check_range("mask_blur", self.mask_blur, 0.0, math.inf)
-        _check_range("ratio", self.ratio, 0.0, 1.0)
-        if self.ratio[1] <= 0:
-            raise ValueError("ratio must allow a positive blend")
-        for name in ("jitter_scale", "jitter_translate", "jitter_expand", "jitter_ratio"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if not 0.0 <= self.jitter_rho < 1.0:
-            raise ValueError(f"jitter_rho must be in [0, 1), got {self.jitter_rho}")
-
-
-DEFAULT_BLEND = BlendConfig()
-
-
-def _smooth_jitter(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
-    """(n,) stationary AR(1) noise with unit variance, clipped to +-2 so parameters stay bounded.
-
-    Independent per-frame noise would flicker; real swaps drift, because the generator's output
-    and the landmark-based alignment change gradually with pose.
-    """
-    eps = rng.standard_normal(n)
-    z = np.empty(n)
-    if n:
-        z[0] = eps[0]
-    innovation = math.sqrt(1.0 - rho * rho)
-    for t in range(1, n):
-        z[t] = rho * z[t - 1] + innovation * eps[t]
-    return np.clip(z, -2.0, 2.0)
+# --------------------------------------------------------------------------- face outline
 
 
 def face_polygon(landmarks: np.ndarray) -> np.ndarray:
@@ -473,113 +399,3 @@ def face_polygon(landmarks: np.ndarray) -> np.ndarray:
             nose + 0.7 * d * r_hat,
         ]
     )
-
-
-def _soft_mask(
-    shape: tuple[int, int],
-    landmarks: np.ndarray,
-    expand: float,
-    morph: float,
-    blur: float,
-) -> np.ndarray:
-    """(H, W) float32 in [0, 1], 1 inside the expanded face hull, soft edge, exact 0 far away."""
-    h, w = shape
-    poly = face_polygon(landmarks)
-    d = max(float(np.hypot(*(landmarks[_RIGHT_EYE] - landmarks[_LEFT_EYE]))), 2.0)
-    centroid = poly.mean(axis=0)
-    poly = centroid + expand * (poly - centroid)
-    shift = 4  # sub-pixel vertices: fillConvexPoly takes fixed-point coordinates
-    hull = cv2.convexHull(np.round(poly * (1 << shift)).astype(np.int32))
-    hard = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(hard, hull, 1, lineType=cv2.LINE_8, shift=shift)
-    radius = round(abs(morph) * d)
-    if radius > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        hard = (cv2.dilate if morph > 0 else cv2.erode)(hard, kernel)
-    sigma = max(blur * d, 0.5)
-    soft = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma)
-    peak = float(soft.max())
-    if peak <= 0:
-        return soft
-    soft /= peak
-    # The blur's far tails barely change a uint8 pixel; cutting them keeps the label mask
-    # (mask > 0: touched) from spreading a faint halo over most of the crop.
-    soft[soft < 0.01] = 0.0
-    return np.clip(soft, 0.0, 1.0)
-
-
-def self_blend_clip(
-    crops: np.ndarray,
-    landmarks: np.ndarray,
-    rng: np.random.Generator,
-    config: BlendConfig = DEFAULT_BLEND,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Self-blended pseudo-fake of a real clip (Shiohara & Yamasaki 2022), temporally jittered.
-
-    crops: (T, S, S, 3) uint8 RGB (any H, W), landmarks: (T, 5, 2) in crop pixels ->
-    (fake (T, S, S, 3) uint8 RGB, masks (T, S, S) float32 in [0, 1]) with
-    fake = mask * source + (1 - mask) * crops, rounded; wherever mask == 0, fake == crops
-    exactly. The source is each frame after a per-clip colour change (brightness, contrast, a
-    per-channel shift), an optional blur or sharpening, and a small scale and shift about the
-    face centre. mask is a soft face hull (``face_polygon`` expanded, eroded or dilated,
-    Gaussian-blurred, peak 1) times the blend ratio, so it is the weight of the source per
-    pixel. Scale, shift, expansion and ratio drift smoothly from frame to frame about the
-    clip's values. Frames with non-finite landmarks are returned unblended, with a zero mask.
-    """
-    _check_clip(crops, landmarks)
-    c = config
-    n, h, w = crops.shape[:3]
-    lms = np.asarray(landmarks, dtype=np.float64)
-
-    # Per-clip draws, in a fixed order so a seeded generator reproduces the clip.
-    gain = 1.0 + rng.uniform(-c.contrast, c.contrast)
-    offset = rng.uniform(-c.brightness, c.brightness) * 255.0
-    tint = rng.uniform(-c.channel_shift, c.channel_shift, size=3)
-    u = rng.random()
-    blur_sigma = float(rng.uniform(*c.blur_sigma))
-    sharpen = float(rng.uniform(*c.sharpen_amount))
-    filt = "blur" if u < c.blur_prob else "sharpen" if u < c.blur_prob + c.sharpen_prob else ""
-    scale0 = 1.0 + rng.uniform(-c.scale, c.scale)
-    shift0 = rng.uniform(-c.translate, c.translate, size=2) * (w, h)
-    expand0 = rng.uniform(*c.expand)
-    morph = float(rng.uniform(*c.morph))
-    mask_blur = float(rng.uniform(*c.mask_blur))
-    ratio0 = rng.uniform(*c.ratio)
-    jitter = np.stack([_smooth_jitter(rng, n, c.jitter_rho) for _ in range(5)])  # (5, T)
-    scales = scale0 + c.jitter_scale * jitter[0]
-    shifts = shift0 + c.jitter_translate * jitter[1:3].T * (w, h)  # (T, 2)
-    expands = np.maximum(expand0 + c.jitter_expand * jitter[3], 0.1)
-    ratios = np.clip(ratio0 + c.jitter_ratio * jitter[4], 0.0, 1.0)
-
-    fake = crops.copy()
-    masks = np.zeros((n, h, w), np.float32)
-    for t in range(n):
-        pts = lms[t]
-        if not np.isfinite(pts).all():
-            continue
-        frame = crops[t].astype(np.float32)
-        mean = frame.mean(axis=(0, 1), keepdims=True)
-        src = np.clip((frame - mean) * gain + mean + offset + tint, 0.0, 255.0)
-        if filt == "blur":
-            src = cv2.GaussianBlur(src, (0, 0), sigmaX=blur_sigma, sigmaY=blur_sigma)
-        elif filt == "sharpen":
-            smooth = cv2.GaussianBlur(src, (0, 0), sigmaX=1.0, sigmaY=1.0)
-            src = src + sharpen * (src - smooth)
-        centre = pts.mean(axis=0)
-        s = float(scales[t])
-        m = np.array(
-            [
-                [s, 0.0, (1.0 - s) * centre[0] + shifts[t, 0]],
-                [0.0, s, (1.0 - s) * centre[1] + shifts[t, 1]],
-            ]
-        )
-        src = cv2.warpAffine(
-            src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
-        )
-        mask = _soft_mask((h, w), pts, float(expands[t]), morph, mask_blur) * np.float32(ratios[t])
-        inside = mask > 0
-        weight = mask[inside][:, None]
-        blended = weight * src[inside] + (1.0 - weight) * frame[inside]
-        fake[t][inside] = _to_uint8(blended)
-        masks[t] = mask
-    return fake, masks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +13,12 @@ import torch
 from torch.utils.data import Dataset
 
 from scanner.video import sample_indices
-from training.augment import AugmentConfig, augment_clip, jpeg_clip, self_blend_clip
-from training.preprocess import CacheEntry, load_track
+from training.augment import AugmentConfig, augment_clip, jpeg_clip
+from training.landmarks import Landmarks68, LandmarksUnavailable
+from training.preprocess import CacheEntry, load_track, read_settings
+from training.selfblend import SBI, SelfBlendConfig, self_blend
+
+log = logging.getLogger(__name__)
 
 SELF_BLEND_GROUP = "self-blend"
 
@@ -36,6 +42,55 @@ def make_samples(entries: Sequence[CacheEntry], self_blend: bool) -> list[Sample
     return samples
 
 
+class TrackStore:
+    """Cached tracks and their 68-point landmarks (fitted on first use), kept in memory.
+
+    The crop margin that places the face box inside a crop is read from the cache's own
+    settings. ``dense=False``, or no dlib, leaves the 68-point landmarks out (None).
+    """
+
+    def __init__(self, cache: Path, dense: bool = True, capacity: int = 256) -> None:
+        self.cache = Path(cache)
+        self.margin = float(read_settings(self.cache)["contract"]["margin"])
+        self.dense = dense
+        self.capacity = capacity
+        self._tracks: OrderedDict[str, dict] = OrderedDict()
+        self._fitter: Landmarks68 | None = None
+
+    def fitter(self) -> Landmarks68 | None:
+        if self.dense and self._fitter is None:
+            try:
+                self._fitter = Landmarks68(self.margin)
+            except LandmarksUnavailable as e:
+                log.warning("%s; masks from the five MTCNN points", e)
+                self.dense = False
+        return self._fitter
+
+    def track(self, entry: CacheEntry) -> dict:
+        t = self._tracks.get(entry.file)
+        if t is None:
+            t = load_track(self.cache, entry)
+            if "dense" not in t:  # an unpacked cache_pack brings them; else fitted on use
+                t["dense"] = np.full((len(t["crops"]), 68, 2), np.nan, np.float32)
+            self._tracks[entry.file] = t
+            if len(self._tracks) > self.capacity:
+                self._tracks.popitem(last=False)
+        return t
+
+    def frames(self, entry: CacheEntry, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """crops, five-point and 68-point landmarks (NaN without dlib) of frames ``idx``."""
+        t = self.track(entry)
+        dense = t["dense"][idx]
+        if self.dense and np.isnan(dense[:, 0, 0]).any() and (fitter := self.fitter()):
+            for j in idx:
+                if np.isnan(t["dense"][j, 0, 0]):
+                    t["dense"][j] = fitter(t["crops"][j])
+            dense = t["dense"][idx]
+        if not self.dense or np.isnan(dense[:, 0, 0]).all():
+            dense = None
+        return t["crops"][idx], t["landmarks"][idx], dense
+
+
 class ClipDataset(Dataset):
     """Item i -> (clip (T, S, S, 3) uint8 tensor, label). Normalisation happens on the device.
 
@@ -55,11 +110,14 @@ class ClipDataset(Dataset):
         vary: bool = True,
         jpeg_prob: float = 0.0,
         jpeg_quality: tuple[int, int] = (40, 95),
+        blend: SelfBlendConfig = SBI,
     ) -> None:
         short = [s.entry.path for s in samples if s.entry.frames < num_frames]
         if short:
             raise ValueError(f"{len(short)} cached tracks have fewer than {num_frames} frames")
         self.cache = Path(cache)
+        self.store = TrackStore(self.cache, blend.dense_landmarks)
+        self.blend = blend
         self.samples = list(samples)
         self.num_frames = num_frames
         self.sampling = sampling
@@ -82,11 +140,11 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         s = self.samples[i]
         rng = np.random.default_rng([self.seed, self.epoch if self.vary else 0, i])
-        track = load_track(self.cache, s.entry)
+        track = self.store.track(s.entry)
         idx = sample_indices(len(track["crops"]), self.num_frames, self.sampling, rng)
-        crops, landmarks = track["crops"][idx], track["landmarks"][idx]
+        crops, landmarks, dense = self.store.frames(s.entry, np.asarray(idx))
         if s.pseudo_fake:
-            crops, _ = self_blend_clip(crops, landmarks, rng)
+            _, crops, _ = self_blend(crops, landmarks, rng, self.blend, dense)
         if self.augment is not None:
             crops = augment_clip(crops, landmarks, self.augment, rng)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:

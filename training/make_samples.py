@@ -23,7 +23,8 @@ from scanner.contract import Preprocessing
 from scanner.faces import FaceDetector, extract_track, square_region
 from scanner.models import samples_dir
 from scanner.video import Frames, VideoInfo
-from training.augment import self_blend_clip
+from training.landmarks import Landmarks68
+from training.selfblend import self_blend
 
 
 def _write(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -77,8 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = Frames(info, tuple(range(n)), np.stack(images))
     contract = Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3)  # crop geometry only
     track = extract_track(frames, FaceDetector(contract))
-    fake_crops, masks = self_blend_clip(
-        track.crops, track.landmarks, np.random.default_rng(args.seed)
+    dense = Landmarks68(contract.margin).clip(track.crops)
+    _, fake_crops, masks = self_blend(
+        track.crops, track.landmarks, np.random.default_rng(args.seed), dense=dense
     )
     fake = np.stack(
         [
