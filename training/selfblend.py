@@ -373,3 +373,129 @@ def self_blend(
         fake[t] = np.clip(np.rint(weight * source + (1 - weight) * base8), 0, 255).astype(np.uint8)
         masks[t] = weight[..., 0]
     return real, fake, masks
+
+
+# --------------------------------------------------------------------------- re-rendered faces
+
+RERENDER_KINDS = ("mouth", "restore")
+_LOWER_FACE = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 29]  # jaw below the cheekbones, nose
+
+
+@dataclass(frozen=True)
+class RerenderConfig:
+    """Pseudo-fakes that imitate talking-head pipelines rather than face swaps.
+
+    ``mouth``: the lower face (jaw to nose) is replaced by a copy rendered at a lower
+    resolution (as lip-sync generators render a 96-256 px face and paste its lower half back),
+    optionally restored; ``restore``: the face is replaced by an edge-preserving smoothed and
+    sharpened copy of itself (the look of GAN face restoration such as GFPGAN, which many
+    generators run on their output). Unlike SBI's clip-level draws, the pasted region is
+    deformed afresh in every frame: such pipelines render each frame on its own, so the seam
+    flickers.
+    """
+
+    kinds: tuple[str, ...] = RERENDER_KINDS
+    render_scale: tuple[float, float] = (0.3, 0.6)  # rendered side / crop side (mouth)
+    restore_prob: float = 0.5  # mouth renders that are also restored
+    smooth_diameter: tuple[int, int] = (5, 9)
+    smooth_sigma_color: tuple[float, float] = (20.0, 60.0)
+    sharpen: tuple[float, float] = (0.2, 0.8)
+    ratio: tuple[float, float] = (0.7, 1.0)
+
+    def __post_init__(self) -> None:
+        if not self.kinds or set(self.kinds) - set(RERENDER_KINDS):
+            raise ValueError(f"kinds must be drawn from {RERENDER_KINDS}, got {self.kinds}")
+        if not 0 < self.render_scale[0] <= self.render_scale[1] <= 1:
+            raise ValueError(f"render_scale must be in (0, 1], got {self.render_scale}")
+
+
+RERENDER = RerenderConfig()
+
+
+def _restore(img: np.ndarray, d: int, sigma_color: float, amount: float) -> np.ndarray:
+    """Edge-preserving smoothing, then an unsharp mask: float32 (H, W, 3) in [0, 255]."""
+    smooth = cv2.bilateralFilter(img.astype(np.float32), d, sigma_color, d)
+    blurred = cv2.GaussianBlur(smooth, (0, 0), 1.0)
+    return np.clip(smooth + amount * (smooth - blurred), 0, 255)
+
+
+def lower_face_mask(
+    shape: tuple[int, int], five: np.ndarray, dense: np.ndarray | None
+) -> np.ndarray:
+    """(H, W) uint8 0/1: jaw and mouth up to the nose, from 68 points or the five."""
+    if dense is not None:
+        return _hull(shape, dense[_LOWER_FACE])
+    le, re, nose, lm, rm = five
+    up = (le + re) / 2 - (lm + rm) / 2
+    side = (re - le) * 0.6
+    chin = (lm + rm) / 2 - 0.6 * up
+    return _hull(shape, np.stack([nose - side, nose + side, lm - side, rm + side, chin]))
+
+
+def rerender(
+    crops: np.ndarray,
+    landmarks5: np.ndarray,
+    rng: np.random.Generator,
+    config: RerenderConfig = RERENDER,
+    dense: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A re-rendered pseudo-fake of a real clip -> (real, fake, mask), as ``self_blend``.
+
+    ``real`` is the input unchanged; ``fake`` equals it wherever ``mask`` is 0.
+    """
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        raise ValueError(f"expected a (T, H, W, 3) uint8 clip, got {crops.shape} {crops.dtype}")
+    n, h, w = crops.shape[:3]
+    if np.shape(landmarks5) != (n, 5, 2):
+        raise ValueError(f"expected landmarks of shape {(n, 5, 2)}, got {np.shape(landmarks5)}")
+    c = config
+    kind = c.kinds[int(rng.integers(len(c.kinds)))]
+    scale = float(rng.uniform(*c.render_scale))
+    restore = kind == "restore" or rng.random() < c.restore_prob
+    d = int(rng.integers(c.smooth_diameter[0], c.smooth_diameter[1] + 1))
+    sigma_color = float(rng.uniform(*c.smooth_sigma_color))
+    amount = float(rng.uniform(*c.sharpen))
+    ratio = float(rng.uniform(*c.ratio))
+    fake = crops.copy()
+    masks = np.zeros((n, h, w), np.float32)
+    for t in range(n):
+        five = np.asarray(landmarks5[t], np.float64)
+        if not np.isfinite(five).all():
+            continue
+        pts = dense[t] if dense is not None and plausible(dense[t], five) else None
+        if kind == "mouth":
+            hard = lower_face_mask((h, w), five, pts)
+            side = max(8, round(w * scale))
+            small = cv2.resize(crops[t], (side, side), interpolation=cv2.INTER_AREA)
+            source = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        else:
+            hard = (
+                landmark_mask((h, w), pts, "facehull")
+                if pts is not None
+                else (five_point_mask((h, w), five))
+            )
+            source = crops[t].astype(np.float32)
+        if restore:
+            source = _restore(source, d, sigma_color, amount)
+        soft = deform_mask(hard.astype(np.float32), rng)  # afresh each frame: the seam flickers
+        weight = (soft * ratio)[..., None]
+        frame = crops[t].astype(np.float32)
+        fake[t] = np.clip(np.rint(weight * source + (1 - weight) * frame), 0, 255).astype(np.uint8)
+        masks[t] = weight[..., 0]
+    return crops.copy(), fake, masks
+
+
+def pseudo_fake(
+    crops: np.ndarray,
+    landmarks5: np.ndarray,
+    rng: np.random.Generator,
+    blend: SelfBlendConfig = SBI,
+    dense: np.ndarray | None = None,
+    rerender_prob: float = 0.0,
+    rerender_config: RerenderConfig = RERENDER,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A self-blend, or with probability ``rerender_prob`` a re-rendered face."""
+    if rerender_prob and rng.random() < rerender_prob:
+        use = dense if blend.dense_landmarks else None
+        return rerender(crops, landmarks5, rng, rerender_config, use)
+    return self_blend(crops, landmarks5, rng, blend, dense)
