@@ -1,0 +1,174 @@
+"""Two-stage training (backbone frame by frame, then the head on cached features), tiny data."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from test_training import cache, real_folder  # noqa: F401  (module fixtures, reused)
+
+from scanner.checkpoint import load_checkpoint
+from scanner.cli import main as dfscan
+from training.two_stage import (
+    FEATURES,
+    FRAME_STATE,
+    StageConfig,
+    cap_per_identity,
+    main,
+    read_configs,
+    trainable_parameters,
+)
+
+
+def _config(tmp_path, data_dir, cache_dir, **extra) -> str:
+    cfg = {
+        "data": str(data_dir),
+        "out": str(tmp_path / "run"),
+        "cache": str(cache_dir),
+        "backbone": "test_efficientnet",
+        "proj_channels": 8,
+        "hidden_channels": 8,
+        "cache_frames": 16,
+        "workers": 0,
+        "preprocess_workers": 1,
+        "split": [0.6, 0.2, 0.2],
+        "max_steps": 3,
+        "frame_pairs": 2,
+        "feature_frames": 8,
+        "feature_variants": 2,
+        "head_epochs": 2,
+        "head_batch": 4,
+        "val_clips": 2,
+        "jpeg_prob": 0.5,
+    } | extra
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, real_folder, cache):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("two_stage")
+    recipe = _config(tmp, real_folder, cache)
+    assert main(["--config", recipe]) == 0
+    return tmp / "run", recipe
+
+
+def test_writes_a_calibrated_checkpoint(run) -> None:
+    out, _ = run
+    loaded = load_checkpoint(out / "model.safetensors")
+    assert loaded.meta.model.backbone == "test_efficientnet"
+    assert 0.0 < loaded.meta.threshold < 1.0
+    cal = loaded.meta.calibration
+    assert cal["split"] == "val" and cal["n_real"] > 0
+    summary = json.loads((out / "two_stage.json").read_text())
+    assert summary["frame_stage"]["steps"] == 3
+    assert len(summary["head_stage"]["history"]) == 2
+    assert set(summary["timing"]) == {"frame_stage_s", "feature_cache_s", "head_stage_s"}
+    train, val, test = (set(summary["splits"][k]) for k in ("train", "val", "test"))
+    assert train and val and not (train & val) and not (train & test) and not (val & test)
+
+
+def test_checkpoint_scans(run, real_folder, tmp_path) -> None:  # noqa: F811
+    out, _ = run
+    video = sorted((real_folder / "real").glob("*.mp4"))[0]
+    csv_path = tmp_path / "r.csv"
+    result = CliRunner().invoke(
+        dfscan,
+        ["scan", str(video), "--weights", str(out / "model.safetensors"), "--out", str(csv_path)],
+    )
+    assert result.exit_code == 0, result.output
+    row = csv_path.read_text().splitlines()[1]
+    assert ",ok," in row
+
+
+def test_resume_skips_finished_stages(run, caplog) -> None:
+    out, recipe = run
+    before = torch.load(out / FRAME_STATE, weights_only=True)["step"]
+    stamp = (out / FEATURES).stat().st_mtime_ns
+    caplog.set_level("INFO")
+    assert main(["--config", recipe, "--resume"]) == 0
+    assert torch.load(out / FRAME_STATE, weights_only=True)["step"] == before
+    assert (out / FEATURES).stat().st_mtime_ns == stamp  # the feature cache was read, not redone
+    assert "feature cache: read" in caplog.text
+
+
+def test_config_split_and_unknown_keys(tmp_path, real_folder, cache) -> None:  # noqa: F811
+    recipe = Path(_config(tmp_path, real_folder, cache, head_epochs=7))
+    cfg, st = read_configs(recipe, {"frame_lr": 0.01})
+    assert cfg.backbone == "test_efficientnet" and cfg.split == (0.6, 0.2, 0.2)
+    assert (st.head_epochs, st.frame_lr, st.feature_variants) == (7, 0.01, 2)
+    assert st.max_per_identity == StageConfig().max_per_identity
+    with pytest.raises(ValueError, match="unknown config keys"):
+        read_configs(None, {"frame_lrr": 0.01})
+
+
+def test_every_stage_key_has_help_and_errors_are_one_line(tmp_path, capsys) -> None:
+    from dataclasses import fields
+
+    from training.two_stage import STAGE_HELP
+
+    assert {f.name for f in fields(StageConfig)} == set(STAGE_HELP)
+    assert main(["--set", "frame_lrr", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[-1]] and "unknown config keys ['frame_lrr']" in err[-1]
+    assert main(["--set", "data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cap_per_identity_keeps_at_most_n(real_folder) -> None:  # noqa: F811
+    from training.datasets import load_dataset
+
+    items = load_dataset(real_folder)
+    extra = [
+        dataclasses.replace(items[0], path=items[0].path.with_name(f"same{k}.mp4"), source="same")
+        for k in range(3)
+    ]
+    capped = cap_per_identity(items + extra, 2, seed=0)
+    assert sum(it.source == "same" for it in capped) == 2
+    assert [it for it in capped if it.source != "same"] == items
+    assert cap_per_identity(items + extra, 0, 0) == items + extra
+
+
+def test_trainable_parameters_freeze_early_stages() -> None:
+    import timm
+
+    net = timm.create_model("test_efficientnet", num_classes=0, global_pool="")
+    params = trainable_parameters(net, 1)
+    ids = {id(p) for p in params}
+    assert all(id(p) in ids for p in net.blocks[-1].parameters())
+    assert not any(p.requires_grad for p in net.blocks[0].parameters())
+    assert not any(p.requires_grad for p in net.conv_stem.parameters())
+    assert len(trainable_parameters(net, -1)) == len(list(net.parameters()))
+
+
+def test_cache_pack_round_trip_trains_without_videos(tmp_path, real_folder, cache) -> None:  # noqa: F811
+    """A packed cache, unpacked elsewhere, trains with no videos and no dlib at hand."""
+    from training.cache_pack import pack, unpack
+    from training.preprocess import load_track, read_index
+
+    size = pack(cache, tmp_path / "c.pack", frames=16, quality=90, data=real_folder)
+    assert 0 < size < sum(f.stat().st_size for f in cache.glob("*.npz"))
+    n = unpack(tmp_path / "c.pack", tmp_path / "cache2")
+    before = {e.path: e for e in read_index(cache)}
+    after = {e.path: e for e in read_index(tmp_path / "cache2")}
+    assert n == len(before) and set(after) == set(before)
+    for path, e in after.items():
+        assert e.status == before[path].status
+        if e.status != "ok":
+            continue
+        old, new = load_track(cache, before[path]), load_track(tmp_path / "cache2", e)
+        assert e.frames == len(new["crops"]) == 16
+        assert new["crops"].shape[1:] == old["crops"].shape[1:]
+        assert new["dense"].shape == (16, 68, 2)  # the 68 points travel with the crops
+        # JPEG at quality 90: close to the cached crops
+        j = new["indices"]
+        k = [list(old["indices"]).index(i) for i in j]
+        err = abs(new["crops"].astype(int) - old["crops"][k].astype(int)).mean()
+        assert err < 4
+    recipe = _config(tmp_path, real_folder, tmp_path / "cache2", data="", cache_frames=16)
+    assert main(["--config", recipe]) == 0
+    assert (tmp_path / "run" / "model.safetensors").exists()

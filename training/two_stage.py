@@ -1,0 +1,688 @@
+"""Two-stage training: the backbone frame by frame, then the attention ConvLSTM on features.
+
+    python -m training.two_stage --config training/recipes/default_model.yaml [--resume]
+
+End-to-end training runs the backbone 15 times per clip; on a CPU that is most of the cost.
+Here the same detector is trained in two cheaper stages:
+
+1. **Frame stage**: the backbone, with a linear classifier on its pooled features, learns real
+   against self-blended frames (``training.selfblend``), every cached frame of every training
+   video in turn, each batch holding pairs of a frame and its blend (as SBI trains).
+2. **Head stage**: the backbone is frozen; its feature maps are computed once for
+   ``feature_frames`` frames of every video and for ``feature_variants`` self-blended versions
+   of those frames (clip-level blends that drift over time), and the projection, attention
+   ConvLSTM and classifier train on random 15-frame clips of those maps, hundreds of epochs
+   in the time one end-to-end epoch takes.
+
+Calibration and the test split follow ``training.train``: the threshold keeps the
+false-positive rate on real validation videos at ``target_fpr``; the checkpoint carries the
+preprocessing contract and the threshold, and ``dfscan scan --weights`` reads it. Each stage
+saves its state as it goes and ``--resume`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from scanner import __version__
+from scanner.backends import normalise, resolve_device
+from scanner.checkpoint import CheckpointMeta, Provenance, save_checkpoint
+from training.augment import jpeg_clip
+from training.cli import EXPECTED_ERRORS, report_error
+from training.data import TrackStore
+from training.datasets import VideoItem, load_dataset, split_items
+from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
+from training.model import Detector, build_detector
+from training.preprocess import CacheEntry, read_index
+from training.pretrained import load_backbone_weights
+from training.selfblend import SBI, SelfBlendConfig, pseudo_fake
+from training.train import Env, TrainConfig, cached_entries
+
+log = logging.getLogger("training.two_stage")
+
+PROG = "python -m training.two_stage"
+FRAME_STATE = "frame_stage.pt"
+FEATURES = "features.pt"
+HEAD_STATE = "head_stage.pt"
+FINAL = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """The two stages' own settings (keys of the same config file as ``TrainConfig``)."""
+
+    max_per_identity: int = 4  # clips per person at most, so a few people do not dominate
+    frame_epochs: float = 2.0  # passes over all cached training frames
+    frame_pairs: int = 8  # (real, blended) pairs per batch
+    frame_lr: float = 3e-4
+    trainable_stages: int = 3  # last backbone stages trained (plus conv_head); -1: all
+    dense_landmarks: bool = True  # 68-point masks (dlib); False: MTCNN's five points
+    rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
+    feature_frames: int = 32  # frames per video whose feature maps are cached
+    feature_variants: int = 3  # self-blended versions of each video in the feature cache
+    head_epochs: int = 60
+    head_batch: int = 32
+    head_lr: float = 1e-3
+    head_patience: int = 15
+    val_clips: int = 4  # clips per validation/test video and variant
+
+
+STAGE_HELP: dict[str, str] = {
+    "max_per_identity": "at most this many videos of one person (identity), drawn by seed, so "
+    "that a few people do not dominate; 0 keeps all",
+    "frame_epochs": "frame stage length, in passes over every cached training frame",
+    "frame_pairs": "frame stage batch, in (real frame, pseudo-fake of it) pairs",
+    "frame_lr": "frame stage peak learning rate (AdamW, one-cycle schedule)",
+    "trainable_stages": "how many of the backbone's last stages (plus its head convolution) "
+    "the frame stage trains; -1 trains the whole backbone",
+    "dense_landmarks": "self-blending masks from dlib's 68 landmarks (false: from MTCNN's "
+    "five points)",
+    "rerender_prob": "share of pseudo-fakes that re-render the face (a low-resolution lower "
+    "face, or a restored face) instead of self-blending it",
+    "feature_frames": "frames per video whose backbone feature maps the head stage reads",
+    "feature_variants": "pseudo-fake versions of each video in the feature cache",
+    "head_epochs": "head stage length, in epochs over the training videos",
+    "head_batch": "head stage batch, in clips (half real, half pseudo-fake)",
+    "head_lr": "head stage learning rate (AdamW, cosine schedule)",
+    "head_patience": "stop the head stage after this many epochs without a better "
+    "validation AUC (the best epoch is kept)",
+    "val_clips": "clips drawn per validation and test video (and per pseudo-fake variant)",
+}
+
+
+def read_configs(path: Path | None, overrides: dict) -> tuple[TrainConfig, StageConfig]:
+    """Split one config file (and --flag overrides) into the two dataclasses."""
+    stage_keys = {f.name for f in fields(StageConfig)}
+    values: dict = {}
+    if path is not None:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    values.update(overrides)
+    known = {f.name for f in fields(TrainConfig)} | stage_keys
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
+    stage = {k: v for k, v in values.items() if k in stage_keys}
+    train_values = {k: v for k, v in values.items() if k not in stage_keys}
+    if "split" in train_values:
+        train_values["split"] = tuple(train_values["split"])
+    return TrainConfig(**train_values), StageConfig(**stage)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cap_per_identity(items: list[VideoItem], cap: int, seed: int) -> list[VideoItem]:
+    """At most ``cap`` videos per identity (``source``), drawn by seed; order kept."""
+    if cap <= 0:
+        return items
+    rng = np.random.default_rng(seed)
+    by_source: dict[str, list[VideoItem]] = {}
+    for it in items:
+        by_source.setdefault(it.source, []).append(it)
+    keep = set()
+    for source in sorted(by_source):
+        group = by_source[source]
+        for i in sorted(rng.permutation(len(group))[:cap]):
+            keep.add(group[i].path)
+    return [it for it in items if it.path in keep]
+
+
+class FramePairs(Dataset):
+    """Item i -> (2, S, S, 3) uint8: a cached frame (as the blend's target) and its blend."""
+
+    def __init__(
+        self,
+        store: TrackStore,
+        entries: Sequence[CacheEntry],
+        blend: SelfBlendConfig,
+        jpeg_prob: float,
+        seed: int,
+        rerender_prob: float = 0.0,
+    ) -> None:
+        self.store = store
+        self.rerender_prob = rerender_prob
+        self.index = [(e, j) for e in entries for j in range(e.frames)]
+        self.blend = blend
+        self.jpeg_prob = jpeg_prob
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        entry, j = self.index[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        crops, five, dense = self.store.frames(entry, np.array([j]))
+        real, fake, _ = pseudo_fake(crops, five, rng, self.blend, dense, self.rerender_prob)
+        pair = np.concatenate([real, fake])
+        if rng.random() < 0.5:
+            pair = pair[:, :, ::-1]
+        if self.jpeg_prob and rng.random() < self.jpeg_prob:
+            pair = jpeg_clip(np.ascontiguousarray(pair), rng, (40, 100))
+        return torch.from_numpy(np.ascontiguousarray(pair))
+
+
+# --------------------------------------------------------------------------- frame stage
+
+
+class FrameClassifier(nn.Module):
+    """Backbone + global average pooling + linear: P(fake) of one face crop."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.fc = nn.Linear(backbone.num_features, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.backbone.forward_features(x).mean(dim=(2, 3)))
+
+
+def trainable_parameters(backbone: nn.Module, stages: int) -> list[nn.Parameter]:
+    """Freeze all but the last ``stages`` blocks (and the head conv) of a timm EfficientNet."""
+    if stages < 0 or not hasattr(backbone, "blocks"):
+        return list(backbone.parameters())
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    blocks = list(backbone.blocks)
+    train = blocks[len(blocks) - stages :] if stages else []
+    train += [getattr(backbone, n) for n in ("conv_head", "bn2") if hasattr(backbone, n)]
+    params = [p for m in train for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _frozen_eval(backbone: nn.Module) -> None:
+    """Batch norms of frozen layers keep their ImageNet statistics."""
+    for m in backbone.modules():
+        if isinstance(m, nn.BatchNorm2d) and not any(p.requires_grad for p in m.parameters()):
+            m.eval()
+
+
+def frame_stage(
+    cfg: TrainConfig,
+    st: StageConfig,
+    model: Detector,
+    store: TrackStore,
+    train: list[CacheEntry],
+    val: list[CacheEntry],
+    out: Path,
+    env: Env,
+    resume: bool,
+) -> dict:
+    """Fine-tune ``model.backbone`` on frame pairs; returns the stage's log."""
+    contract = cfg.contract
+    clf = FrameClassifier(model.backbone).to(env.device)
+    params = trainable_parameters(clf.backbone, st.trainable_stages) + list(clf.fc.parameters())
+    opt = torch.optim.AdamW(params, lr=st.frame_lr, weight_decay=cfg.weight_decay)
+    blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
+    data = FramePairs(store, train, blend, cfg.jpeg_prob, cfg.seed, st.rerender_prob)
+    steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
+    total = max(1, round(st.frame_epochs * steps_per_epoch))
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=st.frame_lr, total_steps=total, pct_start=0.1
+    )
+    step, history = 0, []
+    state_path = out / FRAME_STATE
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        clf.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, history = state["step"], json.loads(state["history"])
+        log.info("frame stage: resuming at step %d of %d", step, total)
+    if step >= total:
+        return {"steps": step, "history": history}
+    log.info(
+        "frame stage: %d frames of %d videos, %d steps of %d pairs",
+        len(data),
+        len(train),
+        total,
+        st.frame_pairs,
+    )
+    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, st.rerender_prob)
+    val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
+
+    def save() -> None:
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": clf.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "history": json.dumps(history),
+            },
+            tmp,
+        )
+        tmp.replace(state_path)
+
+    while step < total:
+        epoch = step // steps_per_epoch
+        data.epoch = epoch
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        skip = (step % steps_per_epoch) * st.frame_pairs
+        loader = DataLoader(
+            torch.utils.data.Subset(data, order[skip:].tolist()),
+            batch_size=st.frame_pairs,
+            num_workers=cfg.workers,
+            persistent_workers=False,
+        )
+        clf.train()
+        _frozen_eval(clf.backbone)
+        t0, seen, running = time.perf_counter(), 0, 0.0
+        for pairs in loader:
+            x = normalise(pairs.to(env.device), contract).flatten(0, 1)  # real, fake, real, ...
+            y = torch.tensor([0, 1] * len(pairs), device=env.device)
+            loss = F.cross_entropy(clf(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            seen += len(x)
+            running = 0.9 * running + 0.1 * loss.item() if running else loss.item()
+            if step % 50 == 0 or step == total:
+                rate = seen / (time.perf_counter() - t0)
+                log.info("frame step %d/%d: loss %.4f, %.1f img/s", step, total, running, rate)
+            if step % 200 == 0 or step == total or step % steps_per_epoch == 0:
+                auc = _frame_auc(clf, val_pairs, val_idx, contract, env)
+                history.append({"step": step, "loss": running, "val_frame_auc": auc})
+                log.info("frame step %d: validation frame AUC %.4f", step, auc)
+                save()
+            if step >= total or step % steps_per_epoch == 0:
+                break
+    return {"steps": step, "history": history}
+
+
+def _frame_auc(
+    clf: FrameClassifier, data: FramePairs, idx: np.ndarray, contract, env: Env
+) -> float:
+    if not len(idx):
+        return math.nan
+    clf.eval()
+    scores = []
+    with torch.inference_mode():
+        for chunk in np.array_split(idx, max(1, len(idx) // 16)):
+            x = torch.stack([data[int(i)] for i in chunk])
+            p = torch.softmax(clf(normalise(x.to(env.device), contract).flatten(0, 1)), 1)[:, 1]
+            scores.append(p.cpu().numpy())
+    s = np.concatenate(scores)
+    y = np.tile([0, 1], len(s) // 2)
+    clf.train()
+    return roc_auc(y, s)
+
+
+# --------------------------------------------------------------------------- features
+
+
+@dataclass
+class VideoFeatures:
+    entry: CacheEntry
+    real: torch.Tensor  # (K, F, h, w) fp16 backbone feature maps
+    fakes: list[torch.Tensor]  # feature_variants of the same shape
+
+
+@torch.inference_mode()
+def _features(model: Detector, crops: np.ndarray, contract, env: Env) -> torch.Tensor:
+    out = []
+    for chunk in np.array_split(np.arange(len(crops)), max(1, len(crops) // 16)):
+        x = torch.from_numpy(np.ascontiguousarray(crops[chunk]))[None].to(env.device)
+        x = normalise(x, contract)[0]
+        out.append(model.backbone.forward_features(x).to(torch.float16).cpu())
+    return torch.cat(out)
+
+
+def feature_cache(
+    cfg: TrainConfig,
+    st: StageConfig,
+    model: Detector,
+    store: TrackStore,
+    splits: dict[str, list[CacheEntry]],
+    out: Path,
+    env: Env,
+) -> dict[str, list[VideoFeatures]]:
+    """Backbone feature maps of real and self-blended frames of every video (cached on disk)."""
+    path = out / FEATURES
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        log.info("feature cache: read %s", path)
+        return saved
+    model.eval()
+    blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
+    result: dict[str, list[VideoFeatures]] = {}
+    t0, n = time.perf_counter(), 0
+    for part, entries in splits.items():
+        result[part] = []
+        for k, e in enumerate(entries):
+            idx = np.linspace(0, e.frames - 1, min(e.frames, st.feature_frames)).round()
+            idx = np.unique(idx.astype(int))
+            crops, five, dense = store.frames(e, idx)
+            real = _features(model, crops, cfg.contract, env)
+            fakes = []
+            for v in range(st.feature_variants):
+                rng = np.random.default_rng([cfg.seed, 7, k, v, hash(part) % 1000])
+                _, fake, _ = pseudo_fake(crops, five, rng, blend, dense, st.rerender_prob)
+                if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
+                    fake = jpeg_clip(fake, rng, (40, 100))
+                fakes.append(_features(model, fake, cfg.contract, env))
+            result[part].append(VideoFeatures(e, real, fakes))
+            n += len(idx) * (1 + st.feature_variants)
+        log.info(
+            "feature cache: %s, %d videos (%.1f frames/s)",
+            part,
+            len(entries),
+            n / (time.perf_counter() - t0),
+        )
+    tmp = path.with_suffix(".tmp")
+    torch.save(result, tmp)
+    tmp.replace(path)
+    return result
+
+
+# --------------------------------------------------------------------------- head stage
+
+
+def _clip_batch(
+    videos: list[VideoFeatures], num_frames: int, rng: np.random.Generator, fake: bool
+) -> torch.Tensor:
+    clips = []
+    for vf in videos:
+        src = vf.fakes[int(rng.integers(len(vf.fakes)))] if fake else vf.real
+        idx = np.sort(rng.choice(len(src), num_frames, replace=len(src) < num_frames))
+        clips.append(src[idx])
+    return torch.stack(clips).float()
+
+
+def _eval_set(
+    videos: list[VideoFeatures], num_frames: int, clips: int, seed: int
+) -> tuple[torch.Tensor, np.ndarray, list[str], list[str]]:
+    """Fixed validation clips: per video, ``clips`` real ones and ``clips`` per variant."""
+    rng = np.random.default_rng(seed)
+    xs, ys, groups, paths = [], [], [], []
+    for vf in videos:
+        for c in range(clips):
+            for label, src in [(0, vf.real)] + [(1, f) for f in vf.fakes]:
+                if label and c >= max(1, clips // len(vf.fakes)):
+                    continue
+                idx = np.sort(rng.choice(len(src), num_frames, replace=len(src) < num_frames))
+                xs.append(src[idx])
+                ys.append(label)
+                groups.append(vf.entry.group if label == 0 else "self-blend")
+                paths.append(vf.entry.path)
+    return torch.stack(xs), np.array(ys), groups, paths
+
+
+@torch.inference_mode()
+def _head_scores(model: Detector, x: torch.Tensor, env: Env) -> np.ndarray:
+    model.eval()
+    out = []
+    for chunk in x.split(64):
+        logits, _ = model.head(
+            model.proj(chunk.float().flatten(0, 1).to(env.device)).unflatten(0, (len(chunk), -1))
+        )
+        out.append(torch.softmax(logits, 1)[:, 1].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def head_stage(
+    cfg: TrainConfig,
+    st: StageConfig,
+    model: Detector,
+    feats: dict[str, list[VideoFeatures]],
+    out: Path,
+    env: Env,
+    resume: bool,
+) -> dict:
+    """Train proj + attention ConvLSTM + fc on cached feature maps; keep the best by val AUC."""
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    opt = torch.optim.AdamW(head_params, lr=st.head_lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=st.head_epochs)
+    t = cfg.num_frames
+    val_x, val_y, _, _ = _eval_set(feats["val"], t, st.val_clips, cfg.seed)
+    state_path = out / HEAD_STATE
+    start, best, best_state, bad, history = 0, -math.inf, None, 0, []
+    if resume and state_path.exists():
+        s = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(s["model"])
+        opt.load_state_dict(s["optimizer"])
+        sched.load_state_dict(s["scheduler"])
+        start, best, best_state, bad = s["epoch"] + 1, s["best"], s["best_state"], s["bad"]
+        history = s["history"]
+        log.info("head stage: resuming after epoch %d", s["epoch"])
+    train = feats["train"]
+    for epoch in range(start, st.head_epochs):
+        rng = np.random.default_rng([cfg.seed, 11, epoch])
+        order = rng.permutation(len(train))
+        model.train()
+        model.backbone.eval()
+        total, count = 0.0, 0
+        half = max(1, st.head_batch // 2)
+        for b in range(0, len(order), half):
+            vids = [train[i] for i in order[b : b + half]]
+            x = torch.cat([_clip_batch(vids, t, rng, False), _clip_batch(vids, t, rng, True)])
+            y = torch.tensor([0] * len(vids) + [1] * len(vids), device=env.device)
+            x = x.to(env.device)
+            v = model.proj(x.flatten(0, 1)).unflatten(0, (len(x), t))
+            logits, _ = model.head(v)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+            count += len(y)
+        sched.step()
+        auc = roc_auc(val_y, _head_scores(model, val_x, env))
+        history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_auc": auc})
+        log.info("head epoch %d: loss %.4f, val AUC %.4f", epoch, total / max(count, 1), auc)
+        if auc > best:
+            best, bad = auc, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "best": best,
+                "best_state": best_state,
+                "bad": bad,
+                "history": history,
+            },
+            tmp,
+        )
+        tmp.replace(state_path)
+        if bad >= st.head_patience:
+            log.info("head stage: early stop, no better validation AUC for %d epochs", bad)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return {"best_val_auc": best, "history": history}
+
+
+# --------------------------------------------------------------------------- run
+
+
+def dataset_items(cfg: TrainConfig) -> list[VideoItem]:
+    """The dataset's videos; without ``data``, the videos of the cache's index (an unpacked
+    ``training.cache_pack`` on a machine that has the crops but not the videos)."""
+    if cfg.data:
+        return load_dataset(Path(cfg.data), cfg.layout, quality=cfg.quality or None)
+    entries = read_index(cfg.cache_dir)  # failed videos too, so that splits match the data's
+    if not any(e.status == "ok" for e in entries):
+        raise ValueError(f"no data given and no face tracks in the cache {cfg.cache_dir}")
+    log.info("%d videos from the cache index of %s", len(entries), cfg.cache_dir)
+    return [VideoItem(Path(e.path), e.label, e.group, e.source, e.split) for e in entries]
+
+
+def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = Env(resolve_device(cfg.device))
+    torch.manual_seed(cfg.seed)
+    (out / "config.json").write_text(
+        json.dumps(cfg.to_dict() | dataclasses.asdict(st), indent=2), encoding="utf-8"
+    )
+    items = dataset_items(cfg)
+    items = cap_per_identity(items, st.max_per_identity, cfg.seed)
+    splits = split_items(items, ratios=cfg.split, seed=cfg.seed)
+    if any(it.label == 1 for part in splits.values() for it in part):
+        raise ValueError("two-stage training learns from real videos and their pseudo-fakes only")
+    usable = cached_entries(cfg, [it for part in splits.values() for it in part], env)
+    parts = {
+        name: [usable[str(it.path)] for it in part if str(it.path) in usable]
+        for name, part in splits.items()
+    }
+    log.info(
+        "videos with a face track: %s",
+        ", ".join(f"{len(v)} {k} ({len({e.source for e in v})} people)" for k, v in parts.items()),
+    )
+    if not parts["train"] or not parts["val"]:
+        raise ValueError("need training and validation videos with a face track")
+
+    model = build_detector(cfg.detector)
+    origin = load_backbone_weights(model.backbone, cfg.backbone, cfg.backbone_weights)
+    model.to(env.device)
+    store = TrackStore(cfg.cache_dir, st.dense_landmarks)
+
+    t0 = time.perf_counter()
+    frame_log = frame_stage(cfg, st, model, store, parts["train"], parts["val"], out, env, resume)
+    t1 = time.perf_counter()
+    feats = feature_cache(cfg, st, model, store, parts, out, env)
+    t2 = time.perf_counter()
+    head_log = head_stage(cfg, st, model, feats, out, env, resume)
+    t3 = time.perf_counter()
+
+    val_x, val_y, _, _ = _eval_set(feats["val"], cfg.num_frames, st.val_clips, cfg.seed)
+    val_s = _head_scores(model, val_x, env)
+    calibration = calibrate_threshold(val_y, val_s, cfg.target_fpr)
+    log.info(
+        "threshold %.4f: false-positive rate %.3f on %d real validation clips, TPR %.3f",
+        calibration.threshold,
+        calibration.achieved_fpr,
+        calibration.n_real,
+        calibration.tpr,
+    )
+    test: dict = {}
+    if feats.get("test"):
+        x, y, groups, paths = _eval_set(feats["test"], cfg.num_frames, st.val_clips, cfg.seed + 1)
+        s = _head_scores(model, x, env)
+        rows = summarise(y, s, groups, calibration.threshold)
+        print(format_table(rows), file=sys.stderr)
+        test = {"groups": [dataclasses.asdict(r) for r in rows], "threshold": calibration.threshold}
+    timing = {
+        "frame_stage_s": round(t1 - t0, 1),
+        "feature_cache_s": round(t2 - t1, 1),
+        "head_stage_s": round(t3 - t2, 1),
+    }
+    summary = {
+        "frame_stage": frame_log,
+        "head_stage": head_log,
+        "timing": timing,
+        "calibration": calibration.to_dict(),
+        "test": test,
+        "splits": {k: [e.path for e in v] for k, v in parts.items()},
+    }
+    (out / "two_stage.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    provenance = Provenance(
+        training_data=(
+            f"{cfg.layout}:{cfg.data} ({len(parts['train'])} train / {len(parts['val'])} val / "
+            f"{len(parts['test'])} test real videos, at most {st.max_per_identity} per person, "
+            f"self-blended fakes); backbone init: {origin}"
+        ),
+        command=command,
+        dfscan_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    meta = CheckpointMeta(
+        name=cfg.name,
+        model=cfg.detector,
+        preprocessing=cfg.contract,
+        threshold=calibration.threshold,
+        calibration=calibration.to_dict() | {"split": "val", "val_auc": roc_auc(val_y, val_s)},
+        provenance=provenance,
+    )
+    final = out / FINAL
+    save_checkpoint(final, model.cpu(), meta, half=cfg.half_checkpoint)
+    log.info("model: %s (%s)", final, timing)
+    return final
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    stage_keys = "\n".join(
+        f"  {f.name} ({f.default}): {STAGE_HELP[f.name]}" for f in fields(StageConfig)
+    )
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog="Config keys: every key of python -m training.train's --config, and\n" + stage_keys,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks with errors")
+    p.add_argument("--config", type=Path, help="YAML or JSON of TrainConfig and StageConfig keys")
+    p.add_argument("--out", help="run folder (overrides the config's)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--set",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="override one config key (value parsed as YAML), e.g. --set backbone "
+        "tf_efficientnet_lite2",
+    )
+    args = p.parse_args(argv)
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in args.set}
+    if args.out:
+        overrides["out"] = args.out
+    try:
+        cfg, st = read_configs(args.config, overrides)
+    except (*EXPECTED_ERRORS, TypeError, yaml.YAMLError) as e:
+        return report_error(PROG, e, args.verbose)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("training").setLevel(logging.INFO)
+    command = "python -m training.two_stage " + " ".join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    try:
+        run(cfg, st, args.resume, command)
+    except EXPECTED_ERRORS as e:
+        return report_error(PROG, e, args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
