@@ -177,3 +177,41 @@ def test_frames_without_landmarks_stay_real(dense_clip) -> None:
     np.testing.assert_array_equal(fake[4], crops[4])
     np.testing.assert_array_equal(real[4], crops[4])
     assert not masks[4].any() and masks[5].any()
+
+
+@pytest.mark.parametrize("kind", ["mouth", "restore"])
+def test_rerender_changes_only_the_rendered_region(dense_clip, kind) -> None:
+    from training.selfblend import RerenderConfig, lower_face_mask, rerender
+
+    crops, five, dense = dense_clip
+    real, fake, masks = rerender(
+        crops, five, np.random.default_rng(2), RerenderConfig(kinds=(kind,)), dense
+    )
+    np.testing.assert_array_equal(real, crops)
+    outside = masks < 1 / 512
+    np.testing.assert_array_equal(fake[outside], crops[outside])
+    assert (np.abs(fake.astype(int) - crops.astype(int)).sum(axis=-1)[masks > 0.5] > 0).mean() > 0.3
+    if kind == "mouth":  # below the eyes, over the mouth
+        eyes_y = five[:, :2, 1].mean()
+        assert not masks[:, : int(eyes_y) - 5].any()
+        assert all(_at(masks[t], five[t][3:].mean(axis=0)) > 0.5 for t in range(T))
+        lower = lower_face_mask(crops.shape[1:3], five[0], None)
+        assert _at(lower, five[0][3:].mean(axis=0)) == 1
+    # the seam is drawn afresh every frame: neighbouring masks differ
+    assert np.abs(np.diff(masks, axis=0)).mean(axis=(1, 2)).min() > 0
+
+
+def test_pseudo_fake_mixes_the_kinds(dense_clip) -> None:
+    from training.selfblend import pseudo_fake
+
+    crops, five, dense = dense_clip
+    reals_kept = [
+        np.array_equal(
+            pseudo_fake(crops, five, np.random.default_rng(s), SBI, dense, 1.0)[0], crops
+        )
+        for s in range(4)
+    ]
+    assert all(reals_kept)  # re-rendering never touches the real side
+    a = pseudo_fake(crops, five, np.random.default_rng(0), SBI, dense, 0.0)
+    b = self_blend(crops, five, np.random.default_rng(0), SBI, dense)
+    np.testing.assert_array_equal(a[1], b[1])  # rerender_prob 0: plain self-blending
