@@ -30,7 +30,7 @@ from scanner.report import STATUSES
 log = logging.getLogger(__name__)
 
 ATTENTION_LABEL = "how much the model weighed each frame"
-SHOWN = 80  # pixels: a crop's side on the page (the strips hold THUMB_SIZE-pixel crops)
+SHOWN = 76  # pixels: a crop's side on the page (the strips hold THUMB_SIZE-pixel crops)
 UNSCORED = "unscored"  # the verdict filter's value for videos without a score
 
 
@@ -130,10 +130,11 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
     for s in scores:
         counts[min(bins - 1, int(s * bins))] += 1
     w, h, pad = 400, 120, 20
+    head = 30  # room above the bars for the counts and the threshold's label
     top = max(counts) or 1
     bar_w = w / bins
     parts = [
-        f'<svg class="hist" viewBox="0 0 {w + 2 * pad} {h + 2 * pad}" role="img" '
+        f'<svg class="hist" viewBox="0 0 {w + 2 * pad} {h + head + pad}" role="img" '
         f'aria-label="histogram of {len(scores)} scores">'
     ]
     for i, c in enumerate(counts):
@@ -142,31 +143,30 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
             x = pad + i * bar_w
             lo, hi = i / bins, (i + 1) / bins
             parts.append(
-                f'<rect x="{x + 1:.1f}" y="{pad + h - bh:.1f}" width="{bar_w - 2:.1f}" '
+                f'<rect x="{x + 1:.1f}" y="{head + h - bh:.1f}" width="{bar_w - 2:.1f}" '
                 f'height="{bh:.1f}"><title>{c} video{"s" if c > 1 else ""} scored '
                 f"{lo:.2f} to {hi:.2f}</title></rect>"
             )
             parts.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{pad + h - bh - 3:.1f}" class="n">{c}</text>'
+                f'<text x="{x + bar_w / 2:.1f}" y="{head + h - bh - 3:.1f}" class="n">{c}</text>'
             )
     for t in sorted({float(v.detail["threshold"]) for v in videos if "threshold" in v.detail}):
         x = pad + t * w
         parts.append(
-            f'<line class="thr" x1="{x:.1f}" x2="{x:.1f}" y1="{pad - 8}" y2="{pad + h}"/>'
-            f'<text class="thr" x="{x + 3:.1f}" y="{pad - 2}">threshold {t:.3f}</text>'
+            f'<line class="thr" x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{head + h}"/>'
+            f'<text class="thr" x="{x + 3:.1f}" y="12">threshold {t:.3f}</text>'
         )
-    parts.append(f'<line class="axis" x1="{pad}" x2="{pad + w}" y1="{pad + h}" y2="{pad + h}"/>')
+    parts.append(f'<line class="axis" x1="{pad}" x2="{pad + w}" y1="{head + h}" y2="{head + h}"/>')
     for tick in (0, 0.25, 0.5, 0.75, 1):
         parts.append(
-            f'<text x="{pad + tick * w:.1f}" y="{pad + h + 14}" class="tick">{tick}</text>'
+            f'<text x="{pad + tick * w:.1f}" y="{head + h + 14}" class="tick">{tick}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _person_html(
-    details: Path, video: dict, person: dict, styles: list[str], uid: str, scored: bool
-) -> str:
+def _person_html(details: Path, person: dict, styles: list[str], uid: str, scored: bool) -> str:
+    """One person's heading and strip of crops, attention bars, frame indices and times."""
     indices = person.get("frame_indices") or []
     attention = person.get("attention") or []
     detected = person.get("face_detected") or [True] * len(indices)
@@ -253,7 +253,7 @@ def _card(details: Path, v: Video, styles: list[str]) -> str:
     message = f'<p class="msg">{escape(d["message"])}</p>' if d.get("message") else ""
     persons = "".join(
         _person_html(
-            details, d, p, styles, f"{v.rank}-{p.get('person')}", p.get("person") == d.get("person")
+            details, p, styles, f"{v.rank}-{p.get('person')}", p.get("person") == d.get("person")
         )
         for p in people
     )
@@ -302,7 +302,7 @@ h3{font-size:13px;margin:8px 0 4px}small{color:#5b6670;font-weight:normal}
 .sub{color:#5b6670;margin:0 0 12px}
 #summary{display:flex;gap:32px;flex-wrap:wrap;background:#fff;padding:8px 16px;border-radius:6px}
 #summary table{border-collapse:collapse}#summary td{padding:1px 12px 1px 0}
-.hist{width:440px;height:160px}.hist rect{fill:#5b7fa6}.hist text{font-size:10px;fill:#333}
+.hist{width:440px;height:170px}.hist rect{fill:#5b7fa6}.hist text{font-size:10px;fill:#333}
 .hist .n{text-anchor:middle}.hist .tick{text-anchor:middle}
 .hist line.thr{stroke:#c0392b;stroke-width:2;stroke-dasharray:4 2}.hist text.thr{fill:#c0392b}
 .hist line.axis{stroke:#333}
@@ -321,10 +321,10 @@ h3{font-size:13px;margin:8px 0 4px}small{color:#5b6670;font-weight:normal}
 .meter i{position:absolute;top:-3px;bottom:-3px;width:2px;background:#c0392b}
 .tag{font-size:11px;background:#fdecea;color:#c0392b;padding:0 5px;border-radius:3px}
 .strip{display:flex;gap:3px;overflow-x:auto;padding-bottom:4px}
-.frame{margin:0;width:80px;flex:none;text-align:center;font-size:11px;color:#333}
-.crop{width:80px;height:80px;background-repeat:no-repeat;background-color:#ddd;border-radius:2px;
-  background-size:auto 80px}
-.crop.none{line-height:80px;color:#888}
+.frame{margin:0;width:76px;flex:none;text-align:center;font-size:11px;color:#333}
+.crop{width:76px;height:76px;background-repeat:no-repeat;background-color:#ddd;border-radius:2px;
+  background-size:auto 76px}
+.crop.none{line-height:76px;color:#888}
 .missed .crop{opacity:.45}
 .att{position:relative;height:28px;background:#f0f2f4;margin-top:2px}
 .att span{position:absolute;left:20%;right:20%;bottom:0;background:#e08a1e}
