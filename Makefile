@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
 
 setup: $(STAMP)
 
@@ -19,8 +19,24 @@ demo: setup
 	$(BIN)/dfscan scan --samples --out demo_results.csv --overwrite
 	@cat demo_results.csv
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# Chromium from the distribution's packages for the HTML report's browser tests
+# (tests/browser.py). Installed once where this runs as root with apt-get; elsewhere, or when
+# the install fails (offline), those tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium package for the report's browser tests" >&2; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: the browser tests will skip" >&2; \
+	else \
+	  echo "chromium is missing (install it as root: apt-get install chromium):" \
+	    "the browser tests will skip" >&2; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check .
