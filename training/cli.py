@@ -9,6 +9,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import traceback
@@ -18,6 +19,21 @@ from scanner.checkpoint import CheckpointError
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, CheckpointError)
 EXIT_USAGE = 2
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--layout``, as the entry points that read a dataset take them."""
+    from training.datasets import LAYOUTS
+
+    p.add_argument(
+        "--data", required=True, type=Path, help="Dataset root or CSV manifest, as for training."
+    )
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", *LAYOUTS),
+        help="How to read --data; auto detects it (default: auto).",
+    )
 
 
 def report_error(prog: str, error: BaseException, verbose: bool) -> int:

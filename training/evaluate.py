@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli import EXPECTED_ERRORS, check_writable, report_error
-from training.datasets import LAYOUTS, PAPER_RATIOS, load_dataset, split_items
+from training.cli import EXPECTED_ERRORS, add_data_arguments, check_writable, report_error
+from training.datasets import PAPER_RATIOS, load_dataset, split_items
 from training.metrics import format_table, summarise
 
 log = logging.getLogger("training.evaluate")
@@ -42,15 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights", required=True, type=Path, help="dfscan checkpoint (.safetensors) to score."
     )
-    p.add_argument(
-        "--data", required=True, type=Path, help="Dataset root or CSV manifest, as for training."
-    )
-    p.add_argument(
-        "--layout",
-        default="auto",
-        choices=("auto", *LAYOUTS),
-        help="How to read --data; auto detects it (default: auto).",
-    )
+    add_data_arguments(p)
     p.add_argument(
         "--quality",
         default=None,

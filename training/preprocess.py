@@ -28,8 +28,8 @@ from scanner.clip import read_face_clip
 from scanner.contract import Preprocessing
 from scanner.faces import FaceDetector, NoFaceError
 from scanner.video import VideoError
-from training.cli import EXPECTED_ERRORS, report_error
-from training.datasets import LAYOUTS, VideoItem, load_dataset
+from training.cli import EXPECTED_ERRORS, add_data_arguments, report_error
+from training.datasets import VideoItem, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "errors); 2 the flags, the data or the cache cannot work: one line says why (-v adds "
         "the traceback).",
     )
-    p.add_argument(
-        "--data", required=True, type=Path, help="Dataset root or CSV manifest, as for training."
-    )
-    p.add_argument(
-        "--layout",
-        default="auto",
-        choices=("auto", *LAYOUTS),
-        help="How to read --data; auto detects it (default: auto).",
-    )
+    add_data_arguments(p)
     p.add_argument(
         "--cache",
         required=True,

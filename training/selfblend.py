@@ -282,6 +282,20 @@ def _elastic_field(rng: np.random.Generator, h: int, w: int, sigma: float) -> np
     return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in noise])
 
 
+def _check_clip(
+    crops: np.ndarray, landmarks5: np.ndarray, dense: np.ndarray | None
+) -> tuple[int, int, int]:
+    """(T, H, W) of a uint8 clip whose landmarks fit it; ValueError otherwise."""
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
+        raise ValueError(f"expected a (T, H, W, 3) uint8 clip, got {crops.shape} {crops.dtype}")
+    n, h, w = crops.shape[:3]
+    if np.shape(landmarks5) != (n, 5, 2):
+        raise ValueError(f"expected landmarks of shape {(n, 5, 2)}, got {np.shape(landmarks5)}")
+    if dense is not None and np.shape(dense) != (n, 68, 2):
+        raise ValueError(f"expected dense landmarks of shape {(n, 68, 2)}, got {dense.shape}")
+    return n, h, w
+
+
 def self_blend(
     crops: np.ndarray,
     landmarks5: np.ndarray,
@@ -299,13 +313,7 @@ def self_blend(
     (``landmarks.plausible``); otherwise from the five points. Frames without finite
     landmarks are left as they are.
     """
-    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-        raise ValueError(f"expected a (T, H, W, 3) uint8 clip, got {crops.shape} {crops.dtype}")
-    n, h, w = crops.shape[:3]
-    if np.shape(landmarks5) != (n, 5, 2):
-        raise ValueError(f"expected landmarks of shape {(n, 5, 2)}, got {np.shape(landmarks5)}")
-    if dense is not None and np.shape(dense) != (n, 68, 2):
-        raise ValueError(f"expected dense landmarks of shape {(n, 68, 2)}, got {dense.shape}")
+    n, h, w = _check_clip(crops, landmarks5, dense)
     c = config
 
     # Per-clip draws, in a fixed order.
@@ -443,11 +451,7 @@ def rerender(
 
     ``real`` is the input unchanged; ``fake`` equals it wherever ``mask`` is 0.
     """
-    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-        raise ValueError(f"expected a (T, H, W, 3) uint8 clip, got {crops.shape} {crops.dtype}")
-    n, h, w = crops.shape[:3]
-    if np.shape(landmarks5) != (n, 5, 2):
-        raise ValueError(f"expected landmarks of shape {(n, 5, 2)}, got {np.shape(landmarks5)}")
+    n, h, w = _check_clip(crops, landmarks5, dense)
     c = config
     kind = c.kinds[int(rng.integers(len(c.kinds)))]
     scale = float(rng.uniform(*c.render_scale))
