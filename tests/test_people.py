@@ -18,11 +18,12 @@ from click.testing import CliRunner
 from scanner.backends import make_backend
 from scanner.cli import main
 from scanner.contract import Preprocessing
-from scanner.faces import FaceDetector, crop_square, extract_track, square_region, track_people
+from scanner.faces import FaceDetector, crop_square, extract_track, track_people
 from scanner.identity import DESCRIPTOR, POSITION, FaceEmbedder
 from scanner.models import default_weights, samples_dir
 from scanner.scan import Scanner, ScanOptions
 from scanner.video import Frames, VideoInfo, read_frames
+from training.make_samples import paste_back
 
 from helpers import face_frames, write_clip
 
@@ -37,21 +38,6 @@ def rows_of(path: Path) -> list[dict]:
 def details_of(path: Path) -> dict[str, dict]:
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
     return {Path(d["path"]).name: d for d in lines}
-
-
-def paste_back(frame, crop, mask, box, margin):  # noqa: ANN001, ANN201
-    """Blend a face crop back into its frame where mask > 0 (as training/make_samples.py)."""
-    h, w = frame.shape[:2]
-    x0, y0, s = square_region(box, margin)
-    big = cv2.resize(crop, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    m = cv2.resize(mask, (s, s), interpolation=cv2.INTER_LINEAR)[..., None]
-    out = frame.copy()
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
-    region = out[sy0:sy1, sx0:sx1].astype(np.float32)
-    b = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-    mm = m[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-    out[sy0:sy1, sx0:sx1] = np.clip(mm * b + (1 - mm) * region + 0.5, 0, 255).astype(np.uint8)
-    return out
 
 
 def self_blended(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
