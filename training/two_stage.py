@@ -311,6 +311,8 @@ def frame_stage(
                 log.info("frame step %d/%d: loss %.4f, %.1f img/s", step, total, running, rate)
             if step % 200 == 0 or step == total or step % steps_per_epoch == 0:
                 auc = _frame_auc(clf, val_pairs, val_idx, contract, env)
+                clf.train()
+                _frozen_eval(clf.backbone)  # frozen layers keep their ImageNet statistics
                 history.append({"step": step, "loss": running, "val_frame_auc": auc})
                 log.info("frame step %d: validation frame AUC %.4f", step, auc)
                 save()
@@ -333,7 +335,6 @@ def _frame_auc(
             scores.append(p.cpu().numpy())
     s = np.concatenate(scores)
     y = np.tile([0, 1], len(s) // 2)
-    clf.train()
     return roc_auc(y, s)
 
 
@@ -376,7 +377,7 @@ def feature_cache(
     blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
     result: dict[str, list[VideoFeatures]] = {}
     t0, n = time.perf_counter(), 0
-    for part, entries in splits.items():
+    for p, (part, entries) in enumerate(splits.items()):
         result[part] = []
         for k, e in enumerate(entries):
             idx = np.linspace(0, e.frames - 1, min(e.frames, st.feature_frames)).round()
@@ -385,7 +386,7 @@ def feature_cache(
             real = _features(model, crops, cfg.contract, env)
             fakes = []
             for v in range(st.feature_variants):
-                rng = np.random.default_rng([cfg.seed, 7, k, v, hash(part) % 1000])
+                rng = np.random.default_rng([cfg.seed, 7, k, v, p])
                 _, fake, _ = pseudo_fake(crops, five, rng, blend, dense, st.rerender_prob)
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
                     fake = jpeg_clip(fake, rng, (40, 100))
