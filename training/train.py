@@ -565,6 +565,17 @@ def setup_env(cfg: TrainConfig) -> Env:
     return Env(device, dist.get_rank(), world)
 
 
+def run_provenance(cfg: TrainConfig, what: str, origin: str, command: str) -> Provenance:
+    """Where a checkpoint came from: the data and ``what`` of it was used, the backbone's
+    initialisation, the command, the version and the time."""
+    return Provenance(
+        training_data=f"{cfg.layout}:{cfg.data} ({what}); backbone init: {origin}",
+        command=command,
+        dfscan_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+
+
 def cached_entries(cfg: TrainConfig, items: list[VideoItem], env: Env) -> dict[str, CacheEntry]:
     """Path -> cache entry with a usable face track, extracting what is not cached yet."""
     if env.main:
@@ -718,15 +729,12 @@ def train_run(
     use_amp = cfg.amp and env.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    provenance = Provenance(
-        training_data=(
-            f"{cfg.layout}:{cfg.data} ({len(train_s)} train / {len(val_s)} val / "
-            f"{len(test_s)} test clips, self-blend {'on' if self_blend else 'off'}); "
-            f"backbone init: {origin}"
-        ),
-        command=command,
-        dfscan_version=__version__,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    provenance = run_provenance(
+        cfg,
+        f"{len(train_s)} train / {len(val_s)} val / {len(test_s)} test clips, "
+        f"self-blend {'on' if self_blend else 'off'}",
+        origin,
+        command,
     )
 
     def meta(threshold: float = 0.5, calibration: dict | None = None) -> CheckpointMeta:

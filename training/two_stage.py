@@ -39,9 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from scanner import __version__
 from scanner.backends import normalise, resolve_device
-from scanner.checkpoint import CheckpointMeta, Provenance, save_checkpoint
+from scanner.checkpoint import CheckpointMeta, save_checkpoint
 from training.augment import jpeg_clip
 from training.cli import EXPECTED_ERRORS, report_error
 from training.data import TrackStore
@@ -51,7 +50,7 @@ from training.model import Detector, build_detector
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import load_backbone_weights
 from training.selfblend import SBI, SelfBlendConfig, pseudo_fake
-from training.train import Env, TrainConfig, cached_entries
+from training.train import Env, TrainConfig, cached_entries, run_provenance
 
 log = logging.getLogger("training.two_stage")
 
@@ -614,15 +613,12 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
         "splits": {k: [e.path for e in v] for k, v in parts.items()},
     }
     (out / "two_stage.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    provenance = Provenance(
-        training_data=(
-            f"{cfg.layout}:{cfg.data} ({len(parts['train'])} train / {len(parts['val'])} val / "
-            f"{len(parts['test'])} test real videos, at most {st.max_per_identity} per person, "
-            f"self-blended fakes); backbone init: {origin}"
-        ),
-        command=command,
-        dfscan_version=__version__,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    provenance = run_provenance(
+        cfg,
+        f"{len(parts['train'])} train / {len(parts['val'])} val / {len(parts['test'])} test "
+        f"real videos, at most {st.max_per_identity} per person, self-blended fakes",
+        origin,
+        command,
     )
     meta = CheckpointMeta(
         name=cfg.name,
