@@ -45,7 +45,7 @@ class BenchConfig:
 def _paper_checkpoint(folder: Path) -> Path:
     from scanner.checkpoint import CheckpointMeta, Provenance, save_checkpoint
     from scanner.contract import Preprocessing
-    from training.model import DetectorConfig, build_detector
+    from scanner.model import DetectorConfig, build_detector
 
     torch.manual_seed(0)
     config = DetectorConfig()  # efficientnet_b5, the paper's backbone

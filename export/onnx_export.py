@@ -3,7 +3,7 @@
 One graph for the whole detector, not a backbone graph plus a head graph: a batch is one
 session (or TensorRT engine) call, the (B*T, C, h, w) feature maps never make a round trip
 through the host between backbone and head, and TensorRT can fuse and plan memory across the
-boundary. The recurrence in ``training/model.py`` is a Python loop over the fixed frame count,
+boundary. The recurrence in ``scanner/model.py`` is a Python loop over the fixed frame count,
 so tracing unrolls it into plain convolutions; only the batch axis is dynamic.
 
 Exporter: the classic TorchScript tracer, ``torch.onnx.export(..., dynamo=False)``. The dynamo
@@ -39,7 +39,7 @@ from export.artifacts import (
 )
 from export.parity import Parity, ParityCase, compare
 from scanner.checkpoint import LoadedCheckpoint
-from training.model import Detector
+from scanner.model import Detector
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,10 @@ TRACE_BATCH = 2  # any batch traces the same graph; parity runs other sizes to p
 
 
 class ExportableDetector(nn.Module):
-    """Export-only view of a Detector: softmax on the logits, batch kept symbolic.
+    """The detector's own forward with a softmax on the logits, for export.
 
-    clips (B, T, 3, S, S) float32 -> (probabilities (B, 2), attention (B, T)).
+    clips (B, T, 3, S, S) float32 -> (probabilities (B, 2), attention (B, T)). The model
+    reshapes by the input's batch, so the traced graph keeps B symbolic.
     """
 
     def __init__(self, detector: Detector) -> None:
@@ -57,15 +58,7 @@ class ExportableDetector(nn.Module):
         self.detector = detector
 
     def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.detector
-        b, t = clips.shape[:2]
-        x = d.backbone.forward_features(clips.flatten(0, 1))  # (B*T, F, h, w)
-        v = d.proj(x)  # (B*T, Cp, h, w)
-        # Not Detector.frame_features: its unflatten(0, (-1, T)) makes the TorchScript exporter
-        # bake the traced batch into the head's zero states (a constant (2, C, h, w) that
-        # fails at any other batch). A reshape by the input's own batch stays symbolic.
-        v = v.reshape(b, t, *v.shape[1:])  # (B, T, Cp, h, w)
-        logits, alpha = d.head(v)
+        logits, alpha = self.detector(clips)
         return torch.softmax(logits, dim=-1), alpha
 
 
@@ -97,6 +90,9 @@ def export_onnx(checkpoint: LoadedCheckpoint, path: Path) -> Path:
             # The TorchScript exporter is deprecated in favour of dynamo (see module docstring).
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+            # Detector.forward checks the fixed frame count in Python; in the graph T is a
+            # constant by design (only the batch axis is dynamic).
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(
                 wrapper,
                 (example,),

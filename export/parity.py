@@ -17,7 +17,7 @@ import torch
 from export.artifacts import ExportError
 from scanner.backends import normalise
 from scanner.contract import Preprocessing
-from training.model import Detector
+from scanner.model import Detector
 
 log = logging.getLogger(__name__)
 

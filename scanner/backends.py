@@ -39,7 +39,7 @@ from export.artifacts import (
 )
 from scanner.checkpoint import CheckpointError, CheckpointMeta, LoadedCheckpoint, load_checkpoint
 from scanner.contract import Preprocessing
-from training.model import fake_probability
+from scanner.model import fake_probability
 
 log = logging.getLogger(__name__)
 

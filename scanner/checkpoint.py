@@ -18,7 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from scanner.contract import Preprocessing
-from training.model import Detector, DetectorConfig, build_detector
+from scanner.model import Detector, DetectorConfig, build_detector
 
 FORMAT = "dfscan-checkpoint"
 FORMAT_VERSION = 1

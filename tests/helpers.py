@@ -16,7 +16,7 @@ import torch
 
 from scanner.checkpoint import CheckpointMeta, Provenance, save_checkpoint
 from scanner.contract import Preprocessing
-from training.model import DetectorConfig, build_detector
+from scanner.model import DetectorConfig, build_detector
 
 SHARED_VIDEOS = Path(
     os.environ.get(

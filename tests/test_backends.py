@@ -169,8 +169,8 @@ def test_fp16_cuda_graphs_match_cpu_fp32(model, face_clip, tmp_path):
     """fp16 parity on the GPU: the CUDA torch backend (fp16, channels_last, CUDA graphs) on the
     shipped model and on the paper configuration (B5, random init) against fp32 on the CPU."""
     from export.pipeline import face_crops
+    from scanner.model import DetectorConfig
     from scanner.models import default_weights
-    from training.model import DetectorConfig
 
     from helpers import make_checkpoint
 

@@ -14,7 +14,7 @@ from scanner.checkpoint import (
     tensors_sha256,
 )
 from scanner.contract import Preprocessing
-from training.model import DetectorConfig, build_detector
+from scanner.model import DetectorConfig, build_detector
 
 from helpers import TINY_CONFIG, make_checkpoint
 

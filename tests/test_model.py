@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.model import DetectorConfig, build_detector, fake_probability
+from scanner.model import DetectorConfig, build_detector, fake_probability
 
 from helpers import TINY_CONFIG
 

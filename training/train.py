@@ -42,6 +42,7 @@ from scanner import __version__
 from scanner.backends import normalise, resolve_device
 from scanner.checkpoint import CheckpointMeta, Provenance, load_checkpoint, save_checkpoint
 from scanner.contract import Preprocessing
+from scanner.model import Detector, DetectorConfig, build_detector
 from training.augment import AugmentConfig
 from training.cli import EXPECTED_ERRORS, check_writable, report_error
 from training.data import ClipDataset, Sample, make_samples
@@ -65,7 +66,6 @@ from training.metrics import (
     roc_auc,
     summarise,
 )
-from training.model import Detector, DetectorConfig, build_detector
 from training.preprocess import CacheEntry, preprocess, read_index
 from training.pretrained import load_backbone_weights
 

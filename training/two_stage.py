@@ -41,12 +41,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from scanner.backends import normalise, resolve_device
 from scanner.checkpoint import CheckpointMeta, save_checkpoint
+from scanner.model import Detector, build_detector
 from training.augment import jpeg_clip
 from training.cli import EXPECTED_ERRORS, report_error
 from training.data import TrackStore
 from training.datasets import VideoItem, load_dataset, split_items
 from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
-from training.model import Detector, build_detector
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import load_backbone_weights
 from training.selfblend import SBI, SelfBlendConfig, pseudo_fake

@@ -132,9 +132,12 @@ class Detector(nn.Module):
 
     def frame_features(self, clips: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) -> projected per-frame feature maps v: (B, T, Cp, h, w)."""
-        t = self.config.num_frames
+        b, t = clips.shape[:2]
         x = self.backbone.forward_features(clips.flatten(0, 1))  # (B*T, F, h, w)
-        return self.proj(x).unflatten(0, (-1, t))
+        v = self.proj(x)  # (B*T, Cp, h, w)
+        # Reshaped by the input's own batch, so a traced graph (ONNX export) keeps B symbolic;
+        # unflatten(0, (-1, T)) would bake the traced batch into the head's zero states.
+        return v.reshape(b, t, *v.shape[1:])
 
     def head(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention ConvLSTM over features v: (B, T, Cp, h, w) -> (logits (B, 2), alpha (B, T))."""
