@@ -1,63 +1,33 @@
-"""Exported artifacts: file names, tensor names, metadata and the JSON sidecar beside each file.
+"""Writing exported artifacts: the sidecar beside each file, the ONNX ``metadata_props``, the
+parity tolerances, and the errors of an export.
 
-Every artifact (``model.onnx``, ``model.fp16.onnx``, ``model.engine``) has a sidecar
-``<file>.json`` holding the source checkpoint's metadata (architecture, preprocessing contract,
-threshold, calibration, name), the source checkpoint's sha256, the parity measured at export
-and the artifact's own sha256 and size. Loading checks the artifact against its sidecar, so a
-truncated or modified file is refused before it runs. ONNX files also carry the metadata
-inside, in ``metadata_props``; TensorRT engines stay plain serialized engines (a header
-written into them would break ``trtexec`` and every other TensorRT tool).
-
-Graph interface (ONNX opset 17, one graph for the whole detector):
-
-- input ``clips``: float32 (B, T, 3, S, S), RGB scaled to [0, 1] then normalised with the
-  contract's mean/std; T = ``num_frames`` and S = ``crop_size`` are fixed, B is dynamic.
-- output ``probabilities``: float32 (B, 2), softmax over [pristine, deepfake].
-- output ``attention``: float32 (B, T), the per-frame attention weights (sum 1 over T).
+The format itself (file and tensor names, the sidecar's fields, how a file is read and
+verified before it loads) is ``scanner.artifacts``, which the scanner reads without this
+package.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scanner.checkpoint import (
-    CheckpointError,
-    CheckpointMeta,
-    LoadedCheckpoint,
-    check_format,
+from scanner.artifacts import (
+    METADATA_KEY,
+    OPSET,
+    SIDECAR_VERSION,
+    ArtifactInfo,
+    interface,
+    sidecar_path,
 )
-
-# Opset 17: parsed by TensorRT 8.6 and 10.x and by onnxruntime >= 1.14, and it covers every op
-# the detector uses (Conv, BatchNorm, Sigmoid/Tanh/Softmax, Max, ReduceMean); nothing newer is
-# needed, and an older TensorRT would refuse a newer opset.
-OPSET = 17
-INPUT_NAME = "clips"
-OUTPUT_NAMES = ("probabilities", "attention")
-BATCH_AXIS = "batch"
-
-ONNX_FILE = "model.onnx"
-ONNX_FP16_FILE = "model.fp16.onnx"
-ENGINE_FILE = "model.engine"
-CHECKPOINT_FILE = "model.safetensors"  # copy of the source checkpoint, for the torch backend
+from scanner.checkpoint import LoadedCheckpoint
+from scanner.files import file_sha256, replacing
 
 # Max abs difference of probabilities and of attention weights against PyTorch fp32.
 # fp32: the same arithmetic in a different order; fp16: 10-bit mantissas through a deep
 # backbone and 2 x T recurrent steps.
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
-
-GPU_INSTALL_HINT = (
-    'pip install "dfscan[gpu]" (tensorrt>=10 and onnxruntime-gpu), on a machine with an '
-    "NVIDIA GPU and a CUDA build of PyTorch"
-)
-
-SIDECAR_FORMAT = "dfscan-artifact"
-SIDECAR_VERSION = 1
-METADATA_KEY = "dfscan"  # ONNX metadata_props key holding the JSON metadata
 
 
 class ExportError(Exception):
@@ -66,102 +36,6 @@ class ExportError(Exception):
 
 class RuntimeUnavailable(ExportError):
     """The runtime needed to run (and so to verify) an artifact is missing here."""
-
-
-class ArtifactError(CheckpointError):
-    """An exported artifact is missing, truncated, modified, or lacks its sidecar."""
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """What a sidecar says about its artifact."""
-
-    kind: str  # "onnx" or "engine"
-    precision: str  # "fp32" or "fp16"
-    file: str  # the artifact's file name; the sidecar sits beside it
-    sha256: str  # of the artifact file
-    size_bytes: int
-    checkpoint: CheckpointMeta  # of the source checkpoint
-    source_sha256: str  # file sha256 of the source checkpoint
-    source_weights_sha256: str
-    opset: int = OPSET
-    max_batch: int = 16  # engine: the profile's max; ONNX: the batch the export checked up to
-    parity: dict = field(default_factory=dict)  # tolerance and observed max abs differences
-    tensorrt: dict = field(default_factory=dict)  # engine only: version, gpu, capability, profile
-    created: str = ""
-    versions: dict = field(default_factory=dict)  # of the tools that made the artifact
-
-    @property
-    def label(self) -> str:
-        """The source checkpoint's report label, so every backend reports the same model."""
-        return f"{self.checkpoint.name}@{self.source_sha256[:12]}"
-
-    def to_dict(self) -> dict:
-        return {
-            "format": SIDECAR_FORMAT,
-            "format_version": SIDECAR_VERSION,
-            "kind": self.kind,
-            "precision": self.precision,
-            "file": self.file,
-            "sha256": self.sha256,
-            "size_bytes": self.size_bytes,
-            "checkpoint": self.checkpoint.to_dict(),
-            "source_sha256": self.source_sha256,
-            "source_weights_sha256": self.source_weights_sha256,
-            "opset": self.opset,
-            "max_batch": self.max_batch,
-            "interface": interface(self.checkpoint),
-            "parity": self.parity,
-            "tensorrt": self.tensorrt,
-            "created": self.created,
-            "versions": self.versions,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ArtifactInfo:
-        check_format(data, SIDECAR_FORMAT, SIDECAR_VERSION, "sidecar")
-        return cls(
-            kind=data["kind"],
-            precision=data["precision"],
-            file=data["file"],
-            sha256=data["sha256"],
-            size_bytes=int(data["size_bytes"]),
-            checkpoint=CheckpointMeta.from_dict(data["checkpoint"]),
-            source_sha256=data["source_sha256"],
-            source_weights_sha256=data["source_weights_sha256"],
-            opset=int(data["opset"]),
-            max_batch=int(data["max_batch"]),
-            parity=dict(data.get("parity") or {}),
-            tensorrt=dict(data.get("tensorrt") or {}),
-            created=data.get("created", ""),
-            versions=dict(data.get("versions") or {}),
-        )
-
-
-def interface(meta: CheckpointMeta) -> dict:
-    """Names, shapes and dtypes of the graph's tensors for a checkpoint's contract."""
-    t, s = meta.preprocessing.num_frames, meta.preprocessing.crop_size
-    return {
-        "inputs": {INPUT_NAME: {"shape": [BATCH_AXIS, t, 3, s, s], "dtype": "float32"}},
-        "outputs": {
-            OUTPUT_NAMES[0]: {"shape": [BATCH_AXIS, 2], "dtype": "float32"},
-            OUTPUT_NAMES[1]: {"shape": [BATCH_AXIS, t], "dtype": "float32"},
-        },
-        "normalisation": "x / 255, then (x - mean) / std per RGB channel",
-        "classes": ["pristine", "deepfake"],
-    }
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sidecar_path(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + ".json")
 
 
 def tool_versions() -> dict[str, str]:
@@ -193,7 +67,7 @@ def make_info(
         kind=kind,
         precision=precision,
         file=artifact.name,
-        sha256=sha256_of(artifact),
+        sha256=file_sha256(artifact),
         size_bytes=artifact.stat().st_size,
         checkpoint=checkpoint.meta,
         source_sha256=checkpoint.file_sha256,
@@ -208,53 +82,11 @@ def make_info(
 
 def write_sidecar(artifact: Path, info: ArtifactInfo) -> Path:
     path = sidecar_path(artifact)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        tmp.write_text(
+            json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
     return path
-
-
-def read_sidecar(artifact: Path) -> ArtifactInfo:
-    """The sidecar of ``artifact``, parsed (no check of the artifact itself)."""
-    path = sidecar_path(artifact)
-    if not path.is_file():
-        raise ArtifactError(
-            f"{artifact} has no sidecar {path.name} beside it; an exported model is only "
-            "loaded with the sidecar `dfscan export` writes (it holds the preprocessing "
-            "contract and the file's sha256)"
-        )
-    try:
-        return ArtifactInfo.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"cannot read sidecar {path}: {e}") from e
-
-
-def verify_artifact(artifact: Path, kind: str) -> ArtifactInfo:
-    """Check ``artifact`` against its sidecar (kind, size, sha256); return the sidecar."""
-    artifact = Path(artifact)
-    if not artifact.is_file():
-        raise ArtifactError(f"exported model not found: {artifact}")
-    info = read_sidecar(artifact)
-    if info.kind != kind:
-        raise ArtifactError(f"{artifact}: sidecar describes a {info.kind} file, not {kind}")
-    if info.file != artifact.name:
-        raise ArtifactError(
-            f"{artifact}: its sidecar describes {info.file!r}; an artifact keeps the name "
-            "it was exported with (rename the sidecar too, or export again)"
-        )
-    size = artifact.stat().st_size
-    if size != info.size_bytes:
-        what = "truncated" if size < info.size_bytes else "has extra bytes"
-        raise ArtifactError(
-            f"{artifact} is {what}: {size} bytes, its sidecar records {info.size_bytes} "
-            "(copy it again or export again)"
-        )
-    if sha256_of(artifact) != info.sha256:
-        raise ArtifactError(
-            f"{artifact} does not match the sha256 in its sidecar (the file was modified "
-            "after export); export again with `dfscan export`"
-        )
-    return info
 
 
 def onnx_metadata(checkpoint: LoadedCheckpoint, precision: str) -> dict[str, str]:
@@ -282,28 +114,3 @@ def onnx_metadata(checkpoint: LoadedCheckpoint, precision: str) -> dict[str, str
         "dfscan.mean": json.dumps(list(c.mean)),
         "dfscan.std": json.dumps(list(c.std)),
     }
-
-
-@dataclass(frozen=True)
-class OnnxMetadata:
-    """What an ONNX file's own ``metadata_props`` say about it."""
-
-    checkpoint: CheckpointMeta
-    source_sha256: str
-    precision: str
-
-
-def parse_onnx_metadata(props: dict[str, str], where: Path) -> OnnxMetadata:
-    """Parse the ``dfscan`` entry of ONNX metadata_props (as onnxruntime returns them)."""
-    raw = props.get(METADATA_KEY)
-    if raw is None:
-        raise ArtifactError(f"{where} has no {METADATA_KEY!r} metadata: not a dfscan export")
-    try:
-        data = json.loads(raw)
-        return OnnxMetadata(
-            checkpoint=CheckpointMeta.from_dict(data["checkpoint"]),
-            source_sha256=data["source_sha256"],
-            precision=data["precision"],
-        )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{where} has invalid {METADATA_KEY!r} metadata: {e}") from e

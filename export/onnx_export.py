@@ -8,7 +8,7 @@ so tracing unrolls it into plain convolutions; only the batch axis is dynamic.
 
 Exporter: the classic TorchScript tracer, ``torch.onnx.export(..., dynamo=False)``. The dynamo
 exporter needs ``onnxscript``, which dfscan does not depend on, and tracing is exactly what a
-fixed-length unrolled loop wants. Opset and tensor names are in ``export.artifacts``.
+fixed-length unrolled loop wants. Opset and tensor names are in ``scanner.artifacts``.
 
 fp16: ``model.fp16.onnx`` is the fp32 graph with fp16 weights and activations and fp32 inputs
 and outputs (``onnxruntime.transformers.float16`` with ``keep_io_types``), so callers feed and
@@ -28,17 +28,12 @@ import onnx
 import torch
 from torch import nn
 
-from export.artifacts import (
-    BATCH_AXIS,
-    INPUT_NAME,
-    OPSET,
-    OUTPUT_NAMES,
-    ExportError,
-    RuntimeUnavailable,
-    onnx_metadata,
-)
+from export.artifacts import ExportError, RuntimeUnavailable, onnx_metadata
 from export.parity import Parity, ParityCase, compare
+from scanner.artifacts import BATCH_AXIS, INPUT_NAME, OPSET, OUTPUT_NAMES
+from scanner.backends.onnx import onnx_session
 from scanner.checkpoint import LoadedCheckpoint
+from scanner.files import replacing
 from scanner.model import Detector
 
 log = logging.getLogger(__name__)
@@ -72,9 +67,8 @@ def _save(model: onnx.ModelProto, path: Path, props: dict[str, str]) -> None:
     onnx.helper.set_model_props(model, props)
     model.doc_string = "dfscan detector; metadata in metadata_props['dfscan']"
     onnx.checker.check_model(model)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def export_onnx(checkpoint: LoadedCheckpoint, path: Path) -> Path:
@@ -125,15 +119,6 @@ def convert_fp16(checkpoint: LoadedCheckpoint, fp32_path: Path, path: Path) -> P
     _save(model, path, onnx_metadata(checkpoint, "fp16"))
     _log_written("convert_fp16", path, start)
     return path
-
-
-def onnx_session(path: Path, providers: list[str]):  # noqa: ANN201 - onnxruntime is optional
-    """An onnxruntime InferenceSession on ``providers`` (imported here: optional dependency)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT's warnings are about node placement
-    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def _run_cases(

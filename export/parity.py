@@ -3,7 +3,7 @@
 The reference is the checkpoint's own ``Detector.forward`` in fp32 on the CPU, on seeded
 random clips and, when the caller has one, a real face clip. An artifact passes when the max
 abs difference of its probabilities and of its attention weights both stay within the
-tolerance for its precision (``artifacts.TOLERANCE``).
+tolerance for its precision (``export.artifacts.TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from export.artifacts import ExportError
-from scanner.backends import normalise
-from scanner.contract import Preprocessing
+from scanner.contract import Preprocessing, normalise
 from scanner.model import Detector
 
 log = logging.getLogger(__name__)

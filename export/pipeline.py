@@ -23,23 +23,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.artifacts import (
+from export.artifacts import TOLERANCE, RuntimeUnavailable, make_info, write_sidecar
+from export.onnx_export import convert_fp16, export_onnx, verify_onnx
+from export.parity import parity_cases
+from export.tensorrt_engine import build_engine, verify_engine
+from scanner.artifacts import (
     CHECKPOINT_FILE,
     ENGINE_FILE,
     ONNX_FILE,
     ONNX_FP16_FILE,
-    TOLERANCE,
     ArtifactInfo,
-    RuntimeUnavailable,
-    make_info,
     sidecar_path,
-    write_sidecar,
 )
-from export.onnx_export import convert_fp16, export_onnx, verify_onnx
-from export.parity import parity_cases
-from export.tensorrt_engine import build_engine, tensorrt_missing, verify_engine
+from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import load_checkpoint
 from scanner.contract import Preprocessing
+from scanner.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +99,8 @@ def _copy_checkpoint(source: Path, out_dir: Path) -> Path:
     target = out_dir / CHECKPOINT_FILE
     if target.exists() and target.samefile(source):
         return target
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with replacing(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 

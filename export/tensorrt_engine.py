@@ -1,11 +1,9 @@
-"""TensorRT engines built from the exported ONNX, and the runner that executes them.
+"""TensorRT engines built from the exported ONNX; the runner that executes them is the
+scanner's (``scanner.backends.tensorrt``).
 
 Written against the TensorRT 10 and 11 Python APIs: ``Builder`` + ``OnnxParser`` on a strongly
 typed network + one optimisation profile over the batch axis (1 .. max_batch, opt in the
-middle) -> ``build_serialized_network``; at run time ``Runtime.deserialize_cuda_engine``,
-``set_input_shape``, ``set_tensor_address`` with torch CUDA tensors as the buffers, and
-``execute_async_v3`` on torch's current stream, so no other CUDA binding (pycuda,
-cuda-python) is needed.
+middle) -> ``build_serialized_network``.
 
 Precision comes from the ONNX, not from builder flags: an fp32 engine is built from
 ``model.onnx``, an fp16 engine from ``model.fp16.onnx`` (fp16 weights and compute, fp32 inputs
@@ -15,7 +13,8 @@ the FP16 builder flag; TensorRT 10 offers strong typing behind a creation flag. 
 serves both.
 
 An engine is specific to the TensorRT version and the GPU model that built it; the sidecar
-records both and ``engine_mismatch`` says why an engine cannot load here.
+records both and ``scanner.backends.tensorrt.engine_mismatch`` says why an engine cannot load
+here.
 """
 
 from __future__ import annotations
@@ -27,63 +26,14 @@ from types import ModuleType
 
 import torch
 
-from export.artifacts import (
-    GPU_INSTALL_HINT,
-    INPUT_NAME,
-    OUTPUT_NAMES,
-    ArtifactInfo,
-    ExportError,
-    RuntimeUnavailable,
-)
+from export.artifacts import ExportError, RuntimeUnavailable
 from export.parity import Parity, ParityCase, compare
+from scanner.artifacts import INPUT_NAME
+from scanner.backends.tensorrt import EngineRunner, gpu_identity, major_version, tensorrt_missing
 from scanner.contract import Preprocessing
+from scanner.files import replacing
 
 log = logging.getLogger(__name__)
-
-
-def _major(version: str) -> int:
-    return int(version.split(".")[0])
-
-
-def tensorrt_missing() -> str | None:
-    """Why TensorRT cannot run on this machine, or None when it can."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return f"the tensorrt package is not installed; {GPU_INSTALL_HINT}"
-    if _major(trt.__version__) < 10:
-        return (
-            f"TensorRT {trt.__version__} is too old (dfscan needs 10 or newer); {GPU_INSTALL_HINT}"
-        )
-    if not torch.cuda.is_available():
-        return f"no CUDA GPU is visible to PyTorch; {GPU_INSTALL_HINT}"
-    return None
-
-
-def gpu_identity(device: torch.device) -> dict[str, str]:
-    """Name and compute capability of a CUDA device, as recorded in engine sidecars."""
-    major, minor = torch.cuda.get_device_capability(device)
-    return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
-
-
-def engine_mismatch(info: ArtifactInfo, device: torch.device) -> str | None:
-    """Why the engine ``info`` describes cannot run on ``device`` here, or None."""
-    import tensorrt as trt
-
-    here = {"version": trt.__version__, **gpu_identity(device)}
-    wrong = [
-        f"{key} {info.tensorrt.get(key)!r} (here: {value!r})"
-        for key, value in here.items()
-        if info.tensorrt.get(key) != value
-    ]
-    if not wrong:
-        return None
-    return (
-        f"{info.file} was built for another TensorRT or GPU: "
-        + ", ".join(wrong)
-        + "; engines only run where they were built. Build one here with "
-        "`dfscan export --format engine`, or use the ONNX file (--backend onnx)"
-    )
 
 
 def optimisation_profile(max_batch: int) -> tuple[int, int, int]:
@@ -93,7 +43,7 @@ def optimisation_profile(max_batch: int) -> tuple[int, int, int]:
 
 def strongly_typed_network(trt: ModuleType, builder: object) -> object:
     """An empty strongly typed network: the only kind in TensorRT >= 11, a flag in 10."""
-    if _major(trt.__version__) >= 11:
+    if major_version(trt.__version__) >= 11:
         return builder.create_network(0)
     return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
 
@@ -138,10 +88,8 @@ def build_engine(
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT could not build an engine from {onnx_path} (see its log)")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(serialized)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        tmp.write_bytes(serialized)
     log.info(
         "build_engine: wrote %s (%.1f MB, %s from %s, batch %d..%d opt %d) in %.1f s",
         path,
@@ -160,49 +108,6 @@ def build_engine(
         "network": "strongly typed",
         "built_from": onnx_path.name,
     }
-
-
-class EngineRunner:
-    """One deserialized engine and its execution context on a CUDA device."""
-
-    def __init__(self, path: Path, device: torch.device) -> None:
-        import tensorrt as trt
-
-        self.device = device
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        with torch.cuda.device(device):
-            self._runtime = trt.Runtime(self._logger)
-            self.engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
-            if self.engine is None:
-                raise RuntimeError(f"TensorRT {trt.__version__} cannot deserialize {path}")
-            self.context = self.engine.create_execution_context()
-        for name in (INPUT_NAME, *OUTPUT_NAMES):
-            if self.engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
-                raise RuntimeError(f"{path}: tensor {name!r} is not float32")
-        self.max_batch = int(self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
-        self.runtime = f"TensorRT {trt.__version__} {torch.cuda.get_device_name(device)}"
-
-    def __call__(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """clips (B, T, 3, S, S) float32 on the device, B <= max_batch.
-
-        Returns (probabilities (B, 2), attention (B, T)) float32 on the device, ordered on
-        torch's current stream (reading them, e.g. ``.cpu()``, waits for the engine).
-        """
-        if clips.shape[0] > self.max_batch:
-            raise ValueError(f"batch {clips.shape[0]} > the engine's max batch {self.max_batch}")
-        clips = clips.to(self.device, torch.float32).contiguous()
-        b, t = clips.shape[:2]
-        probs = torch.empty((b, 2), dtype=torch.float32, device=self.device)
-        attention = torch.empty((b, t), dtype=torch.float32, device=self.device)
-        ctx = self.context
-        if not ctx.set_input_shape(INPUT_NAME, tuple(clips.shape)):
-            raise RuntimeError(f"TensorRT rejected input shape {tuple(clips.shape)}")
-        for name, tensor in zip((INPUT_NAME, *OUTPUT_NAMES), (clips, probs, attention)):
-            ctx.set_tensor_address(name, tensor.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed (see its log)")
-        return probs, attention
 
 
 def verify_engine(

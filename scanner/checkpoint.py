@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from scanner.contract import Preprocessing
+from scanner.files import file_sha256, replacing
 from scanner.model import Detector, DetectorConfig, build_detector
 
 FORMAT = "dfscan-checkpoint"
@@ -115,14 +116,6 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(
     path: Path, model: Detector, meta: CheckpointMeta, *, half: bool = False
 ) -> str:
@@ -142,10 +135,9 @@ def save_checkpoint(
     header["weights_sha256"] = tensors_sha256(tensors)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"dfscan": json.dumps(header, sort_keys=True)})
-    tmp.chmod(0o644)  # safetensors creates the file private; a model file is meant to be shared
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"dfscan": json.dumps(header, sort_keys=True)})
+        tmp.chmod(0o644)  # safetensors creates it private; a model file is meant to be shared
     return file_sha256(path)
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made, so `dfscan --help` stays light
+    import torch
 
 # Table 4's frame sampling methods (see scanner.video.sample_indices); random was the paper's best.
 SAMPLING_METHODS = ("random", "uniform", "keyframe", "subsequence", "sequential")
@@ -75,3 +79,13 @@ class Preprocessing:
         if cfg is None:
             raise ValueError(f"timm knows no backbone {backbone!r}; pass mean and std explicitly")
         return cls(mean=tuple(cfg.mean), std=tuple(cfg.std), **overrides)
+
+
+def normalise(crops: torch.Tensor, contract: Preprocessing) -> torch.Tensor:
+    """(B, T, S, S, 3) uint8 -> (B, T, 3, S, S) float32 normalised by the contract's mean/std."""
+    import torch
+
+    x = crops.permute(0, 1, 4, 2, 3).float().div_(255.0)
+    mean = torch.tensor(contract.mean, device=x.device).view(1, 1, 3, 1, 1)
+    std = torch.tensor(contract.std, device=x.device).view(1, 1, 3, 1, 1)
+    return (x - mean) / std

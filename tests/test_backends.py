@@ -7,9 +7,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from export.artifacts import ONNX_FILE, TOLERANCE, sidecar_path
+from export.artifacts import TOLERANCE
 from export.pipeline import export_all
-from export.tensorrt_engine import tensorrt_missing
+from scanner.artifacts import ONNX_FILE, sidecar_path
 from scanner.backends import (
     AUTO_ORDER_CPU,
     BackendUnavailable,
@@ -17,6 +17,7 @@ from scanner.backends import (
     TorchBackend,
     make_backend,
 )
+from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import CheckpointError, load_checkpoint
 from scanner.cli import main
 

@@ -6,8 +6,9 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from scanner.checkpoint import file_sha256, load_checkpoint
+from scanner.checkpoint import load_checkpoint
 from scanner.cli import main
+from scanner.files import file_sha256
 from scanner.models import default_weights, samples_dir
 
 WEIGHTS = default_weights()

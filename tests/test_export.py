@@ -9,26 +9,26 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from export.artifacts import (
+from export.artifacts import TOLERANCE, ExportError
+from export.onnx_export import verify_onnx
+from export.parity import ParityCase, parity_cases
+from export.pipeline import export_all, face_crops
+from scanner.artifacts import (
     ENGINE_FILE,
     INPUT_NAME,
     ONNX_FILE,
     ONNX_FP16_FILE,
     OPSET,
     OUTPUT_NAMES,
-    TOLERANCE,
     ArtifactError,
-    ExportError,
-    sha256_of,
     sidecar_path,
 )
-from export.onnx_export import verify_onnx
-from export.parity import ParityCase, parity_cases
-from export.pipeline import export_all, face_crops
-from export.tensorrt_engine import tensorrt_missing
-from scanner.backends import OnnxBackend, normalise
-from scanner.checkpoint import file_sha256, load_checkpoint
+from scanner.backends import OnnxBackend
+from scanner.backends.tensorrt import tensorrt_missing
+from scanner.checkpoint import load_checkpoint
 from scanner.cli import main
+from scanner.contract import normalise
+from scanner.files import file_sha256
 
 NO_TENSORRT = tensorrt_missing()
 
@@ -118,7 +118,7 @@ def test_metadata_round_trip(exported, tiny_checkpoint):
         assert props["dfscan.source_sha256"] == ckpt.file_sha256
         assert float(props["dfscan.threshold"]) == ckpt.meta.threshold
         sidecar = json.loads(sidecar_path(path).read_text())
-        assert sidecar["sha256"] == sha256_of(path)
+        assert sidecar["sha256"] == file_sha256(path)
         assert sidecar["source_sha256"] == ckpt.file_sha256
         assert sidecar["checkpoint"] == ckpt.meta.to_dict()
         assert sidecar["precision"] == ("fp16" if "fp16" in name else "fp32")

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench import hardware
-from scanner.checkpoint import file_sha256, load_checkpoint
+from scanner.checkpoint import load_checkpoint
+from scanner.files import file_sha256
 from scanner.models import DEFAULT_WEIGHTS
 from training.metrics import accuracy, roc_auc
 

@@ -39,9 +39,10 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from scanner import __version__
-from scanner.backends import normalise, resolve_device
+from scanner.backends import resolve_device
 from scanner.checkpoint import CheckpointMeta, Provenance, load_checkpoint, save_checkpoint
-from scanner.contract import Preprocessing
+from scanner.contract import Preprocessing, normalise
+from scanner.files import replacing
 from scanner.model import Detector, DetectorConfig, build_detector
 from training.augment import AugmentConfig
 from training.cli import EXPECTED_ERRORS, check_writable, report_error
@@ -892,9 +893,8 @@ def train_run(
 
 
 def _copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_bytes(src.read_bytes())
-    tmp.replace(dst)
+    with replacing(dst) as tmp:
+        tmp.write_bytes(src.read_bytes())
 
 
 def _write_history(out: Path, history: list[dict]) -> None:

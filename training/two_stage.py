@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from scanner.backends import normalise, resolve_device
+from scanner.backends import resolve_device
 from scanner.checkpoint import CheckpointMeta, save_checkpoint
+from scanner.contract import normalise
 from scanner.model import Detector, build_detector
 from training.augment import jpeg_clip
 from training.cli import EXPECTED_ERRORS, report_error
