@@ -25,8 +25,8 @@ import torch
 from scanner import __version__
 from scanner.backends import Backend
 from scanner.clip import StageClock, read_face_clip
-from scanner.faces import FaceDetector, NoFaceError
-from scanner.video import VideoError
+from scanner.errors import ClipError
+from scanner.faces import FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def measure_end_to_end(
     for path in videos:
         try:
             clip = read_face_clip(path, detector, c.num_frames, c.sampling, seed, clock)
-        except (VideoError, NoFaceError):
+        except ClipError:
             continue
         t0 = time.perf_counter()
         backend(clip.track.crops[None])

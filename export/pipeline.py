@@ -72,9 +72,8 @@ def face_crops(video: Path, contract: Preprocessing, seed: int = 0) -> np.ndarra
 
 def sample_face_crops(contract: Preprocessing) -> np.ndarray | None:
     """Face crops of the bundled sample clip, or None where the build ships none."""
-    from scanner.faces import NoFaceError
+    from scanner.errors import ClipError
     from scanner.models import sample_clip
-    from scanner.video import VideoError
 
     path = sample_clip()
     if path is None:
@@ -82,7 +81,7 @@ def sample_face_crops(contract: Preprocessing) -> np.ndarray | None:
         return None
     try:
         return face_crops(path, contract)
-    except (VideoError, NoFaceError) as e:
+    except ClipError as e:
         log.warning("sample clip %s gives no face track (%s): parity on random clips only", path, e)
         return None
 

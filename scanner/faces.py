@@ -14,22 +14,25 @@ import numpy as np
 import torch
 
 from scanner.contract import Preprocessing
+from scanner.errors import ClipError
 from scanner.identity import DESCRIPTOR, JOIN, POSITION, SAME_PERSON, FaceEmbedder, distance
-from scanner.video import Frames, VideoInfo
+from scanner.video import Frames
 
 log = logging.getLogger(__name__)
 
 
-class NoFaceError(Exception):
+class NoFaceError(ClipError):
     """Too few sampled frames show a face to score the video."""
 
     status = "no_face"
 
     def __init__(self, message: str, frames_with_face: int, frames: Frames | None = None) -> None:
-        super().__init__(message)
-        self.frames_with_face = frames_with_face
-        self.info: VideoInfo | None = frames.info if frames is not None else None
-        self.frames_sampled = len(frames.indices) if frames is not None else 0
+        super().__init__(
+            message,
+            info=frames.info if frames is not None else None,
+            frames_sampled=len(frames.indices) if frames is not None else 0,
+            frames_with_face=frames_with_face,
+        )
 
 
 @dataclass(frozen=True)

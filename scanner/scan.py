@@ -26,10 +26,11 @@ import torch
 
 from scanner.backends import Backend
 from scanner.clip import read_face_clip
-from scanner.faces import FaceDetector, FaceTrack, NoFaceError
+from scanner.errors import ClipError
+from scanner.faces import FaceDetector, FaceTrack
 from scanner.identity import FaceEmbedder
 from scanner.report import THUMB_SIZE, PersonResult, VideoResult
-from scanner.video import VideoError, VideoInfo
+from scanner.video import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +97,15 @@ def prepare_video(
                 "scored per video)"
             )
         note = "; ".join(notes)
-    except (VideoError, NoFaceError) as e:
-        info = info or getattr(e, "info", None)
+    except ClipError as e:
         return Prepared(
             path=path,
             status=e.status,
             message=str(e),
             seconds=time.perf_counter() - start,
-            info=info,
-            frames_sampled=getattr(e, "frames_sampled", sampled),
-            frames_with_face=getattr(e, "frames_with_face", 0),
+            info=info or e.info,
+            frames_sampled=e.frames_sampled or sampled,
+            frames_with_face=e.frames_with_face,
         )
     except OSError as e:
         return Prepared(

@@ -27,6 +27,7 @@ from scanner.container import (  # noqa: E402
     video_signature,
 )
 from scanner.contract import SAMPLING_METHODS  # noqa: E402
+from scanner.errors import ClipError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,10 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
-class VideoError(Exception):
-    """A video that cannot be turned into a clip; ``status`` is its CSV status.
-
-    ``info`` carries what was learnt about the file before it failed, when anything was.
-    """
+class VideoError(ClipError):
+    """A file that cannot be decoded into the sampled frames."""
 
     status = "error"
-
-    def __init__(self, message: str, info: VideoInfo | None = None) -> None:
-        super().__init__(message)
-        self.info = info
 
 
 class NotAVideoError(VideoError):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from scanner.contract import Preprocessing
+from scanner.errors import ClipError
 from scanner.faces import (
     FaceDetector,
     FrameFaces,
@@ -122,9 +123,20 @@ def test_detects_and_crops_a_real_face(face_clip, detector):
 
 def test_no_face(noface_clip, detector):
     frames = read_frames(noface_clip, 15, "random", 0)
-    with pytest.raises(NoFaceError) as e:
+    with pytest.raises(ClipError) as e:  # one base for every clip-less outcome
         extract_track(frames, detector)
+    assert isinstance(e.value, NoFaceError) and e.value.status == "no_face"
     assert e.value.frames_with_face < CONTRACT.min_face_frames()
+    assert e.value.frames_sampled == 15 and e.value.info == frames.info
+
+
+def test_video_errors_share_the_clip_error_fields(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(ClipError) as e:
+        read_frames(empty, 15, "random", 0)
+    assert e.value.status == "not_video" and e.value.info is None
+    assert (e.value.frames_sampled, e.value.frames_with_face) == (0, 0)
 
 
 @pytest.mark.parametrize("size", [(5, 5), (11, 9), (30, 20)])

@@ -26,7 +26,8 @@ import numpy as np
 
 from scanner.clip import read_face_clip
 from scanner.contract import Preprocessing
-from scanner.faces import FaceDetector, NoFaceError
+from scanner.errors import ClipError
+from scanner.faces import FaceDetector
 from scanner.video import VideoError
 from training.cli import EXPECTED_ERRORS, add_data_arguments, report_error
 from training.datasets import VideoItem, load_dataset
@@ -121,7 +122,7 @@ def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
                 raise
             clip = read_face_clip(item.path, _detector, e.info.frame_count, "uniform", seed)
         track = clip.track
-    except (VideoError, NoFaceError) as e:
+    except ClipError as e:
         return CacheEntry(**base, status=e.status, message=str(e))
     except Exception as e:  # noqa: BLE001 - one bad video must not stop the extraction
         return CacheEntry(**base, status="error", message=f"{type(e).__name__}: {e}")
