@@ -1,4 +1,4 @@
-# Set-up and checks for dfscan. `make test` is what CI runs (.ci/run).
+# Set-up and checks for dfscan. `make lint` and `make test` are what CI runs (.ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -38,9 +38,11 @@ browser:
 	    "the browser tests will skip" >&2; \
 	fi
 
+# ruff, and the import contract in pyproject.toml (scanner <- {training, export} <- benchmarks)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

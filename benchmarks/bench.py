@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from scanner.backends import Backend
 from scanner.clip import StageClock, read_face_clip
 from scanner.errors import ClipError
 from scanner.faces import FaceDetector
+from scanner.machine import hardware
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +37,6 @@ PAPER_TABLE7 = (
     ("Sabir et al.", 63, 19.7),
     ("Su et al. (paper)", 61, 18.4),
 )
-
-
-def hardware() -> str:
-    """The machine in words: GPU name if CUDA is present, CPU model and core count."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
-            )
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        desc = f"{torch.cuda.get_device_name(0)}; {desc}"
-    return desc
 
 
 def versions() -> str:

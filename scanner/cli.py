@@ -10,12 +10,14 @@ Exit codes of `dfscan scan`:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
 from pathlib import Path
 
 import click
+from click.utils import make_default_short_help
 
 from scanner.contract import SAMPLING_METHODS
 
@@ -35,7 +37,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     )
 
 
-def _weights_or_default(weights: Path | None) -> Path:
+def weights_or_default(weights: Path | None) -> Path:
     """The --weights path, else the shipped default model, else a usage error."""
     if weights is not None:
         return weights
@@ -61,7 +63,71 @@ def _verbosity_options(f):  # noqa: ANN001, ANN202
     )(f)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose commands from other packages are imported only when they run.
+
+    ``lazy`` maps a command name to ("module:attribute", its one-line help): `dfscan --help`
+    lists them from that line, and `dfscan scan` never imports the exporter or the
+    benchmarks (the scanner's layer sits below both; see the import contract in
+    pyproject.toml).
+    """
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy:
+            return super().get_command(ctx, name)
+        target = self.lazy[name][0]
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name.split(".")[0]:
+                raise  # a dependency of the command is missing: its own message says which
+            raise click.UsageError(
+                f"`dfscan {name}` runs from a source checkout of dfscan (its `{e.name}` "
+                "package is not installed with the wheel, see the README's Packaging): "
+                "clone the repository and run `make setup` there"
+            ) from e
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            limit = formatter.width - 6 - len(name)
+            if name in self.lazy:
+                rows.append((name, make_default_short_help(self.lazy[name][1], limit)))
+                continue
+            cmd = super().get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+LAZY_COMMANDS = {
+    "export": (
+        "export.cli:export",
+        "Export a checkpoint to ONNX / TensorRT, each artifact checked against PyTorch.",
+    ),
+    "bench": (
+        "benchmarks.cli:bench",
+        "Model size, forward latency and end-to-end speed, beside the paper's Table 7.",
+    ),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="dfscan")
 @_verbosity_options
 @click.pass_context
@@ -218,7 +284,7 @@ def scan(
         raise click.ClickException(
             f"cannot write the face crops of --details into {crops_dir(details)}: not a directory"
         )
-    weights = _weights_or_default(weights)
+    weights = weights_or_default(weights)
 
     import os
     import tempfile
@@ -365,157 +431,3 @@ def report_command(details: Path, out: Path, overwrite: bool) -> None:
     except OSError as e:
         raise click.ClickException(f"cannot write --out {out}: {e}") from e
     click.echo(f"{summary}. Report: {out}", err=True)
-
-
-@main.command("export")
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="dfscan checkpoint (.safetensors) to export. Default: the shipped model.",
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write model.onnx, model.fp16.onnx, model.engine and their sidecars to.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["onnx", "engine", "all"]),
-    default="onnx",
-    show_default=True,
-    help="onnx: ONNX files; engine: a TensorRT engine for this GPU; all: both.",
-)
-@click.option(
-    "--fp16",
-    is_flag=True,
-    help="Also write model.fp16.onnx (fp16 weights, fp32 I/O); build the engine in fp16.",
-)
-@click.option(
-    "--max-batch",
-    type=click.IntRange(1, 1024),
-    default=16,
-    show_default=True,
-    help="Largest batch (clips) of the TensorRT engine's profile.",
-)
-def export(weights: Path | None, out: Path, fmt: str, fp16: bool, max_batch: int) -> None:
-    """Export a checkpoint to ONNX / TensorRT, each artifact checked against PyTorch.
-
-    Exit code 0: every artifact written and within tolerance; 1: a step or a parity check
-    failed (that artifact gets no sidecar, so it will not load); 2: usage error.
-    """
-    weights = _weights_or_default(weights)
-
-    from export.artifacts import ExportError
-    from export.pipeline import check_formats, export_all, sample_face_crops
-    from scanner.checkpoint import CheckpointError, read_meta
-
-    try:
-        check_formats(fmt)
-        face = sample_face_crops(read_meta(weights).preprocessing)
-        result = export_all(weights, out, formats=fmt, fp16=fp16, max_batch=max_batch, face=face)
-    except (CheckpointError, ExportError) as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(f"cannot write to {out}: {e}") from e
-    for a in result.artifacts:
-        parity = a.info.parity
-        checked = (
-            f"max |dp| {parity['max_abs_probabilities']:.1e}, "
-            f"max |dattention| {parity['max_abs_attention']:.1e} "
-            f"(tolerance {parity['tolerance']:g})"
-            if "skipped" not in parity
-            else "not verified: " + parity["skipped"]
-        )
-        click.echo(
-            f"{a.path} ({a.info.precision}, {a.info.size_bytes / 1e6:.1f} MB, "
-            f"{a.seconds:.1f} s): {checked}",
-            err=True,
-        )
-    click.echo(f"sidecars beside each file; checkpoint copy: {result.checkpoint}", err=True)
-
-
-@main.command("bench")
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Checkpoint to measure beside the paper configuration. Default: the shipped model.",
-)
-@click.option(
-    "--paper/--no-paper",
-    default=True,
-    show_default=True,
-    help="Also measure the EfficientNet-B5 paper configuration (random weights).",
-)
-@click.option(
-    "--videos",
-    type=click.Path(exists=True, path_type=Path),
-    help="Folder for the end-to-end measurement. Default: the bundled samples.",
-)
-@click.option(
-    "--batches", help="Batch sizes in clips, e.g. 1,8,32. Default: 1,4 on CPU, 1,8,32,128 on CUDA."
-)
-@click.option(
-    "--runs",
-    type=click.IntRange(1),
-    default=5,
-    show_default=True,
-    help="Timed runs per batch size (after warm-up).",
-)
-@click.option("--warmup", type=click.IntRange(0), default=2, show_default=True)
-@click.option(
-    "--backends",
-    default="torch,onnx,onnx-fp16,tensorrt",
-    show_default=True,
-    help="Comma-separated: torch, onnx, onnx-fp16, tensorrt.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write OUT.json, OUT.csv (latency rows) and OUT.png (plot).",
-)
-def bench(
-    weights: Path | None,
-    paper: bool,
-    videos: Path | None,
-    batches: str | None,
-    runs: int,
-    warmup: int,
-    backends: str,
-    device: str,
-    out: Path | None,
-) -> None:
-    """Model size, forward latency and end-to-end speed, beside the paper's Table 7."""
-    from benchmarks.bench import format_report, write_report
-    from benchmarks.run import BenchConfig, default_batches, parse_batches, run_bench
-    from scanner.backends import resolve_device
-
-    try:
-        dev = resolve_device(device)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from e
-    try:
-        sizes = parse_batches(batches) if batches else tuple(default_batches(dev))
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--batches") from e
-    kinds = tuple(b.strip() for b in backends.split(",") if b.strip())
-    unknown = sorted(set(kinds) - {"torch", "onnx", "onnx-fp16", "tensorrt"})
-    if unknown:
-        raise click.BadParameter(f"unknown backends {unknown}", param_hint="--backends")
-    config = BenchConfig(
-        weights=weights,
-        paper=paper,
-        videos=videos,
-        batches=sizes,
-        runs=runs,
-        warmup=warmup,
-        device=device,
-        backends=kinds,
-    )
-    report = run_bench(config)
-    click.echo(format_report(report))
-    if out is not None:
-        for path in write_report(report, out):
-            click.echo(f"wrote {path}", err=True)

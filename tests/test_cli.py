@@ -3,6 +3,9 @@
 import csv
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -215,9 +218,43 @@ def test_empty_directory(tiny_checkpoint, tmp_path):
     assert res.exit_code == 1 and "no video files" in res.output
 
 
-def test_help_is_fast_and_lists_commands():
-    res = CliRunner().invoke(main, ["--help"])
-    assert res.exit_code == 0 and "scan" in res.output
+# What `dfscan --help` and `dfscan scan --help` must not import: the packages above the scanner
+# and the heavy libraries that only running a command needs.
+NOT_FOR_HELP = ("export", "benchmarks", "training", "torch", "onnx", "onnxruntime", "cv2", "timm")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["scan", "--help"]])
+def test_help_imports_no_runtime_and_no_upper_package(args):
+    """In a fresh interpreter, as the installed command runs: help is click alone."""
+    probe = (
+        "import sys\n"
+        "from scanner.cli import main\n"
+        "try:\n"
+        f"    main({args!r}, prog_name='dfscan')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "top = {name.split('.')[0] for name in sys.modules}\n"
+        f"print('imported:', *sorted(top & {set(NOT_FOR_HELP)!r}))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.rstrip().endswith("imported:"), res.stdout[-300:]
+    assert "Usage: dfscan" in res.stdout
+
+
+def test_help_lists_lazy_commands_with_their_own_first_line():
+    from scanner.cli import LAZY_COMMANDS
+
+    res = CliRunner().invoke(main, ["--help"], terminal_width=200)
+    assert res.exit_code == 0
+    for name in ("scan", "report", "export", "bench"):
+        assert f"  {name}  " in res.output
+    for name, (_, line) in LAZY_COMMANDS.items():
+        command = main.get_command(None, name)
+        assert command.name == name and command.help.split("\n")[0] == line
 
 
 def test_samples_flag_scans_the_bundled_clips(tiny_checkpoint, tmp_path):
@@ -431,3 +468,10 @@ def test_a_second_face_is_a_second_person(face_image, face_clip, tiny_checkpoint
         b[0] < 240
         for b in json.loads(details.read_text().splitlines()[0])["people"][0]["face_boxes"]
     )
+
+
+def test_a_lazy_command_whose_package_is_not_installed_says_where_it_runs(monkeypatch):
+    monkeypatch.setitem(main.lazy, "export", ("dfscan_not_installed.cli:export", "Export."))
+    res = CliRunner().invoke(main, ["export", "--help"])
+    assert res.exit_code == 2
+    assert "source checkout" in res.output and "dfscan_not_installed" in res.output

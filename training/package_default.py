@@ -15,14 +15,15 @@ import csv
 import json
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench import hardware
 from scanner.checkpoint import load_checkpoint
 from scanner.files import file_sha256
+from scanner.machine import hardware
 from scanner.models import DEFAULT_WEIGHTS
 from training.metrics import accuracy, roc_auc
 
@@ -53,11 +54,26 @@ def scan_scores(weights: Path, videos: Path) -> list[dict]:
     return rows
 
 
-def compare_runs(runs: Sequence[Path]) -> str:
-    """A Markdown table of candidate runs: validation and test quality, CPU forward time."""
-    from benchmarks.bench import measure_latency
+def forward_ms(weights: Path, runs: int = 5, warmup: int = 1) -> float:
+    """Median milliseconds of one random 15-frame clip through the PyTorch backend on the CPU."""
     from scanner.backends import make_backend
 
+    backend = make_backend(weights, "torch", "cpu")
+    c = backend.contract
+    shape = (1, c.num_frames, c.crop_size, c.crop_size, 3)
+    clip = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for _ in range(warmup):
+        backend(clip)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend(clip)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def compare_runs(runs: Sequence[Path]) -> str:
+    """A Markdown table of candidate runs: validation and test quality, CPU forward time."""
     lines = [
         "| run | backbone | val AUC | val TPR at threshold | test AUC | test FPR | "
         "forward ms / clip (CPU, batch 1) |",
@@ -67,14 +83,11 @@ def compare_runs(runs: Sequence[Path]) -> str:
         path = run / "model.safetensors"
         meta = load_checkpoint(path).meta
         test = json.loads((run / "test_metrics.json").read_text())
-        row = measure_latency(
-            run.name, lambda p=path: make_backend(p, "torch", "cpu"), [1], runs=5, warmup=1
-        )[0]
         cal = meta.calibration
         lines.append(
             f"| {run.name} | {meta.model.backbone} | {_fmt(cal.get('val_auc'))} | "
             f"{_fmt(cal.get('tpr'), True)} | {_fmt(test['groups'][0]['auc'])} | "
-            f"{_fmt(test['false_positive_rate'], True)} | {row.median_ms:.0f} |"
+            f"{_fmt(test['false_positive_rate'], True)} | {forward_ms(path):.0f} |"
         )
     return "\n".join(lines)
 
