@@ -280,8 +280,12 @@ def test_cross_validation(real_folder, cache, tmp_path):
     assert main(args) == 0
     summary = json.loads((tmp_path / "folds.json").read_text())
     assert summary["folds"] == 2 and len(summary["auc"]) == 2
-    assert (tmp_path / "fold0" / "model.safetensors").is_file()
-    assert (tmp_path / "fold1" / "model.safetensors").is_file()
+    # each fold's validation AUC is the one its calibrated checkpoint records (a number)
+    recorded = [
+        load_checkpoint(tmp_path / f"fold{k}" / "model.safetensors").meta.calibration["val_auc"]
+        for k in range(2)
+    ]
+    assert summary["val_auc"] == recorded and all(np.isfinite(recorded))
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -657,12 +657,67 @@ def train_run(
     env: Env,
     command: str,
 ) -> RunResult:
-    """Train, validate, calibrate and test one model; everything is written under ``out``."""
-    from training.plots import plot_curves, plot_roc
+    """Train, validate, calibrate and test one model; everything is written under ``out``.
 
+    The steps: ``run_data`` (cached face tracks -> clips per split), ``build_model`` and
+    ``make_optimisation``, ``resume_progress``, ``train_epochs`` (train, validate, keep the
+    best, stop early), then on the main process ``calibrate`` the best model's threshold and
+    ``evaluate_test`` it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     if env.main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    data = run_data(cfg, splits, env)
+    model, origin = build_model(cfg, env)
+    opt = make_optimisation(cfg, model, env)
+    provenance = run_provenance(cfg, data.summary, origin, command)
+
+    def meta(threshold: float = 0.5, calibration: dict | None = None) -> CheckpointMeta:
+        return CheckpointMeta(
+            name=cfg.name,
+            model=cfg.detector,
+            preprocessing=cfg.contract,
+            threshold=threshold,
+            calibration=calibration or {},
+            provenance=provenance,
+        )
+
+    progress = resume_progress(out, resume, model, opt)
+    train_epochs(cfg, data, model, opt, progress, out, env, meta)
+    if not env.main:
+        return RunResult(out, out / FINAL, math.nan, {})
+    from training.plots import plot_curves
+
+    plot_curves(progress.history, out / "curves.png")
+    best_model, threshold, val_auc = calibrate(cfg, data, out, env, meta)
+    return RunResult(
+        out, out / FINAL, val_auc, evaluate_test(cfg, data, best_model, threshold, out, env)
+    )
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The clips of one run: samples per split and the datasets that read them."""
+
+    self_blend: bool
+    samples: dict[str, list[Sample]]  # "train", "val", "test"
+    datasets: dict[str, ClipDataset]
+
+    @property
+    def summary(self) -> str:
+        n = {k: len(v) for k, v in self.samples.items()}
+        return (
+            f"{n['train']} train / {n['val']} val / {n['test']} test clips, "
+            f"self-blend {'on' if self.self_blend else 'off'}"
+        )
+
+
+def run_data(cfg: TrainConfig, splits: dict[str, list[VideoItem]], env: Env) -> RunData:
+    """Face tracks of every split (extracted where not cached) -> samples and datasets.
+
+    The splits were checked before extraction; videos without a face track may have emptied
+    one of a class since, which raises SplitError.
+    """
     entries = cached_entries(cfg, [it for part in splits.values() for it in part], env)
 
     def samples(part: str, self_blend: bool) -> list[Sample]:
@@ -671,8 +726,6 @@ def train_run(
         )
 
     self_blend = self_blends(cfg, splits["train"])
-    # The splits were checked before extraction; videos without a face track may have emptied
-    # one of a class since.
     usable = {name: [i for i in part if str(i.path) in entries] for name, part in splits.items()}
     try:
         check_splits(usable, pseudo_fakes=self_blend, test_required=bool(splits["test"]))
@@ -694,9 +747,8 @@ def train_run(
         len(test_s),
         "on" if self_blend else "off",
     )
-
-    contract = cfg.contract
-    ds = {
+    held_out = dict(augment=None, seed=cfg.seed, vary=False)
+    datasets = {
         "train": ClipDataset(
             cfg.cache_dir,
             train_s,
@@ -707,18 +759,31 @@ def train_run(
             vary=True,
             jpeg_prob=cfg.jpeg_prob,
         ),
-        "val": ClipDataset(
-            cfg.cache_dir, val_s, cfg.num_frames, cfg.sampling, None, cfg.seed, vary=False
-        ),
-        "test": ClipDataset(
-            cfg.cache_dir, test_s, cfg.num_frames, cfg.sampling, None, cfg.seed, vary=False
-        ),
+        "val": ClipDataset(cfg.cache_dir, val_s, cfg.num_frames, cfg.sampling, **held_out),
+        "test": ClipDataset(cfg.cache_dir, test_s, cfg.num_frames, cfg.sampling, **held_out),
     }
+    return RunData(self_blend, {"train": train_s, "val": val_s, "test": test_s}, datasets)
 
+
+def build_model(cfg: TrainConfig, env: Env) -> tuple[Detector, str]:
+    """The seeded detector with its backbone's initial weights, on the run's device; and where
+    those weights came from."""
     torch.manual_seed(cfg.seed)
     model = build_detector(cfg.detector)
     origin = load_backbone_weights(model.backbone, cfg.backbone, cfg.backbone_weights)
-    model.to(env.device)
+    return model.to(env.device), origin
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: bool  # fp16 autocast (CUDA only)
+
+
+def make_optimisation(cfg: TrainConfig, model: Detector, env: Env) -> Optimisation:
+    """AdamW with the backbone's and the head's learning rates, cosine schedule over the epochs."""
     backbone_params = list(model.backbone.parameters())
     ids = {id(p) for p in backbone_params}
     head_params = [p for p in model.parameters() if id(p) not in ids]
@@ -728,133 +793,191 @@ def train_run(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     use_amp = cfg.amp and env.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    provenance = run_provenance(
-        cfg,
-        f"{len(train_s)} train / {len(val_s)} val / {len(test_s)} test clips, "
-        f"self-blend {'on' if self_blend else 'off'}",
-        origin,
-        command,
+    return Optimisation(
+        optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=use_amp), use_amp
     )
 
-    def meta(threshold: float = 0.5, calibration: dict | None = None) -> CheckpointMeta:
-        return CheckpointMeta(
-            name=cfg.name,
-            model=cfg.detector,
-            preprocessing=contract,
-            threshold=threshold,
-            calibration=calibration or {},
-            provenance=provenance,
-        )
 
-    start_epoch, best, bad_epochs, history, step = 0, -math.inf, 0, [], 0
-    if resume and (out / STATE).exists():
-        state = torch.load(out / STATE, map_location="cpu", weights_only=True)
-        model.load_state_dict(load_checkpoint(out / LAST).model.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, bad_epochs = state["epoch"] + 1, state["best"], state["bad_epochs"]
-        history, step = json.loads(state["history"]), state["step"]
-        log.info("resuming %s after epoch %d (step %d)", out, state["epoch"], step)
+@dataclass
+class Progress:
+    """Where training stands: what every epoch updates and a resumed run restores."""
 
+    epoch: int = 0  # the next epoch to run
+    best: float = -math.inf  # best validation score so far (AUC, or -loss without one)
+    bad_epochs: int = 0  # epochs since the best
+    history: list[dict] = dataclasses.field(default_factory=list)  # one row per epoch
+    step: int = 0  # optimiser steps so far
+
+    def state(self, opt: Optimisation, epoch: int) -> dict:
+        return {
+            "epoch": epoch,
+            "optimizer": opt.optimizer.state_dict(),
+            "scheduler": opt.scheduler.state_dict(),
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "history": json.dumps(self.history),
+            "step": self.step,
+        }
+
+
+def resume_progress(out: Path, resume: bool, model: Detector, opt: Optimisation) -> Progress:
+    """With ``resume`` and a saved state: the last weights, optimiser and progress restored."""
+    if not (resume and (out / STATE).exists()):
+        return Progress()
+    state = torch.load(out / STATE, map_location="cpu", weights_only=True)
+    model.load_state_dict(load_checkpoint(out / LAST).model.state_dict())
+    opt.optimizer.load_state_dict(state["optimizer"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    log.info("resuming %s after epoch %d (step %d)", out, state["epoch"], state["step"])
+    return Progress(
+        epoch=state["epoch"] + 1,
+        best=state["best"],
+        bad_epochs=state["bad_epochs"],
+        history=json.loads(state["history"]),
+        step=state["step"],
+    )
+
+
+def train_epochs(
+    cfg: TrainConfig,
+    data: RunData,
+    model: Detector,
+    opt: Optimisation,
+    progress: Progress,
+    out: Path,
+    env: Env,
+    meta: Callable[[], CheckpointMeta],
+) -> None:
+    """Epochs from ``progress.epoch`` on (DDP across processes when there are several); after
+    each, the main process validates, saves the last and best checkpoints and the state, and
+    stops early after ``patience`` epochs without a better validation score."""
     train_model: torch.nn.Module = model
     if env.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None
         )
+    train_ds = data.datasets["train"]
     sampler = (
-        DistributedSampler(ds["train"], num_replicas=env.world, rank=env.rank, seed=cfg.seed)
+        DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, seed=cfg.seed)
         if env.world > 1
-        else RandomSampler(ds["train"], generator=torch.Generator().manual_seed(cfg.seed))
+        else RandomSampler(train_ds, generator=torch.Generator().manual_seed(cfg.seed))
     )
-    train_loader = _loader(ds["train"], cfg, sampler)
-    val_loader = _loader(ds["val"], cfg)
+    train_loader = _loader(train_ds, cfg, sampler)
+    val_loader = _loader(data.datasets["val"], cfg)
 
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(progress.epoch, cfg.epochs):
         t0 = time.perf_counter()
-        ds["train"].set_epoch(epoch)
+        train_ds.set_epoch(epoch)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         else:
             sampler.generator.manual_seed(cfg.seed * 1000 + epoch)
-        train_model.train()
-        total, count = 0.0, 0
-        for i, (clips, y) in enumerate(train_loader):
-            if cfg.max_steps and i >= cfg.max_steps:
-                break
-            x = normalise(clips.to(env.device, non_blocking=True), contract)
-            y = y.to(env.device)
-            with torch.autocast("cuda", torch.float16, enabled=use_amp):
-                logits, _ = train_model(x)
-                loss = F.cross_entropy(logits.float(), y)  # eq. (10) over two classes
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.item() * len(y)
-            count += len(y)
-            step += 1
-        scheduler.step()
+        train_loss = train_epoch(cfg, train_model, train_loader, opt, progress, env)
+        opt.scheduler.step()
         stop = torch.zeros(1)
         if env.main:
-            labels, scores, val_loss = predict(model, val_loader, env, contract, cfg.amp)
-            auc = roc_auc(labels, scores)
-            acc = accuracy(labels, scores, 0.5)  # nan without validation videos
-            row = {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": total / max(count, 1),
-                "val_loss": val_loss,
-                "val_accuracy": acc,
-                "val_auc": auc,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            log.info(
-                "epoch %d: train loss %.4f, val loss %.4f, acc %.3f, AUC %.3f (%.0f s)",
-                epoch,
-                row["train_loss"],
-                val_loss,
-                acc,
-                auc,
-                row["seconds"],
+            stop[0] = end_of_epoch(
+                cfg, model, val_loader, opt, progress, out, env, meta, epoch, train_loss, t0
             )
-            _write_history(out, history)
-            save_checkpoint(out / LAST, model.cpu(), meta())
-            model.to(env.device)
-            score = auc if not math.isnan(auc) else -val_loss
-            if score > best:
-                best, bad_epochs = score, 0
-                _copy(out / LAST, out / BEST)
-            else:
-                bad_epochs += 1
-            torch.save(
-                {
-                    "epoch": epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "best": best,
-                    "bad_epochs": bad_epochs,
-                    "history": json.dumps(history),
-                    "step": step,
-                },
-                out / STATE,
-            )
-            if bad_epochs >= cfg.patience:
-                log.info("early stop: no better validation AUC for %d epochs", cfg.patience)
-                stop[0] = 1
         if env.world > 1:
             dist.broadcast(stop, 0)
         if stop.item():
             break
 
-    if not env.main:
-        return RunResult(out, out / FINAL, math.nan, {})
 
-    plot_curves(history, out / "curves.png")
+def train_epoch(
+    cfg: TrainConfig,
+    train_model: torch.nn.Module,
+    loader: DataLoader,
+    opt: Optimisation,
+    progress: Progress,
+    env: Env,
+) -> float:
+    """One pass over the training clips (at most ``max_steps`` batches); the mean loss."""
+    train_model.train()
+    total, count = 0.0, 0
+    for i, (clips, y) in enumerate(loader):
+        if cfg.max_steps and i >= cfg.max_steps:
+            break
+        x = normalise(clips.to(env.device, non_blocking=True), cfg.contract)
+        y = y.to(env.device)
+        with torch.autocast("cuda", torch.float16, enabled=opt.amp):
+            logits, _ = train_model(x)
+            loss = F.cross_entropy(logits.float(), y)  # eq. (10) over two classes
+        opt.optimizer.zero_grad(set_to_none=True)
+        opt.scaler.scale(loss).backward()
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        total += loss.item() * len(y)
+        count += len(y)
+        progress.step += 1
+    return total / max(count, 1)
+
+
+def end_of_epoch(
+    cfg: TrainConfig,
+    model: Detector,
+    val_loader: DataLoader,
+    opt: Optimisation,
+    progress: Progress,
+    out: Path,
+    env: Env,
+    meta: Callable[[], CheckpointMeta],
+    epoch: int,
+    train_loss: float,
+    began: float,
+) -> bool:
+    """Validate, log, save the last (and best) checkpoint and the state; True to stop early."""
+    labels, scores, val_loss = predict(model, val_loader, env, cfg.contract, cfg.amp)
+    auc = roc_auc(labels, scores)
+    acc = accuracy(labels, scores, 0.5)  # nan without validation videos
+    row = {
+        "epoch": epoch,
+        "step": progress.step,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_accuracy": acc,
+        "val_auc": auc,
+        "seconds": time.perf_counter() - began,
+    }
+    progress.history.append(row)
+    log.info(
+        "epoch %d: train loss %.4f, val loss %.4f, acc %.3f, AUC %.3f (%.0f s)",
+        epoch,
+        row["train_loss"],
+        val_loss,
+        acc,
+        auc,
+        row["seconds"],
+    )
+    _write_history(out, progress.history)
+    save_checkpoint(out / LAST, model.cpu(), meta())
+    model.to(env.device)
+    score = auc if not math.isnan(auc) else -val_loss
+    if score > progress.best:
+        progress.best, progress.bad_epochs = score, 0
+        _copy(out / LAST, out / BEST)
+    else:
+        progress.bad_epochs += 1
+    torch.save(progress.state(opt, epoch), out / STATE)
+    if progress.bad_epochs >= cfg.patience:
+        log.info("early stop: no better validation AUC for %d epochs", cfg.patience)
+        return True
+    return False
+
+
+def calibrate(
+    cfg: TrainConfig,
+    data: RunData,
+    out: Path,
+    env: Env,
+    meta: Callable[..., CheckpointMeta],
+) -> tuple[Detector, float, float]:
+    """The best checkpoint's threshold for ``target_fpr`` on the validation clips, saved as the
+    run's model; returns the best model (on the device), its threshold and validation AUC."""
     best_model = load_checkpoint(out / BEST).model.to(env.device)
-    labels, scores, _ = predict(best_model, val_loader, env, contract, cfg.amp)
+    val_loader = _loader(data.datasets["val"], cfg)
+    labels, scores, _ = predict(best_model, val_loader, env, cfg.contract, cfg.amp)
     calibration = calibrate_threshold(labels, scores, cfg.target_fpr)
     log.info(
         "threshold %.4f: false-positive rate %.3f on %d real val videos (target %.3f), TPR %.3f",
@@ -864,32 +987,42 @@ def train_run(
         cfg.target_fpr,
         calibration.tpr,
     )
-    calib = calibration.to_dict() | {"split": "val", "val_auc": roc_auc(labels, scores)}
+    val_auc = roc_auc(labels, scores)
+    calib = calibration.to_dict() | {"split": "val", "val_auc": val_auc}
     save_checkpoint(
         out / FINAL, best_model.cpu(), meta(calibration.threshold, calib), half=cfg.half_checkpoint
     )
-    best_model.to(env.device)
-    test: dict = {}
-    if len(ds["test"]):
-        labels, scores, _ = predict(best_model, _loader(ds["test"], cfg), env, contract, cfg.amp)
-        groups = [s.group for s in test_s]
-        rows = summarise(labels, scores, groups, calibration.threshold)
-        test = {
-            "threshold": calibration.threshold,
-            "groups": [dataclasses.asdict(r) for r in rows],
-            "false_positive_rate": float(
-                ((scores >= calibration.threshold) & (labels == 0)).sum()
-                / max((labels == 0).sum(), 1)
-            ),
-            "videos": [
-                {"path": s.entry.path, "group": s.group, "label": int(lab), "score": float(sc)}
-                for s, lab, sc in zip(test_s, labels, scores)
-            ],
-        }
-        (out / "test_metrics.json").write_text(json.dumps(test, indent=2), encoding="utf-8")
-        plot_roc(labels, scores, out / "roc.png", title=f"{cfg.name}: test ROC")
-        print(format_table(rows), file=sys.stderr)
-    return RunResult(out, out / FINAL, calibration.to_dict().get("val_auc", math.nan), test)
+    return best_model.to(env.device), calibration.threshold, val_auc
+
+
+def evaluate_test(
+    cfg: TrainConfig, data: RunData, model: Detector, threshold: float, out: Path, env: Env
+) -> dict:
+    """Metrics of the test split at ``threshold`` (test_metrics.json, roc.png, a table on
+    stderr); empty without a test split."""
+    from training.plots import plot_roc
+
+    if not len(data.datasets["test"]):
+        return {}
+    test_s = data.samples["test"]
+    loader = _loader(data.datasets["test"], cfg)
+    labels, scores, _ = predict(model, loader, env, cfg.contract, cfg.amp)
+    rows = summarise(labels, scores, [s.group for s in test_s], threshold)
+    test = {
+        "threshold": threshold,
+        "groups": [dataclasses.asdict(r) for r in rows],
+        "false_positive_rate": float(
+            ((scores >= threshold) & (labels == 0)).sum() / max((labels == 0).sum(), 1)
+        ),
+        "videos": [
+            {"path": s.entry.path, "group": s.group, "label": int(lab), "score": float(sc)}
+            for s, lab, sc in zip(test_s, labels, scores)
+        ],
+    }
+    (out / "test_metrics.json").write_text(json.dumps(test, indent=2), encoding="utf-8")
+    plot_roc(labels, scores, out / "roc.png", title=f"{cfg.name}: test ROC")
+    print(format_table(rows), file=sys.stderr)
+    return test
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -1093,6 +1226,7 @@ def _cross_validate(
     auc_m, auc_s = mean_std(aucs)
     summary = {
         "folds": cfg.folds,
+        "val_auc": [r.val_auc for r in results],  # each fold's best model on its validation
         "accuracy": accs,
         "auc": aucs,
         "accuracy_mean": acc_m,
