@@ -23,6 +23,7 @@ from benchmarks.bench import (
     measure_end_to_end,
     measure_latency,
 )
+from scanner.artifacts import CHECKPOINT_FILE, ENGINE_FILE, ONNX_FILE, ONNX_FP16_FILE
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,9 @@ def bench_model(
                 log.info("%s: no TensorRT engine: %s", label, e)
                 failed["tensorrt"] = f"not built: {e}"
     artifacts = {
-        "onnx": out / "model.onnx",
-        "onnx-fp16": out / "model.fp16.onnx",
-        "tensorrt": out / "model.engine",
+        "onnx": out / ONNX_FILE,
+        "onnx-fp16": out / ONNX_FP16_FILE,
+        "tensorrt": out / ENGINE_FILE,
     }
     for kind, path in artifacts.items():
         if kind not in cfg.backends:
@@ -157,7 +158,7 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
         if videos and models:
             label, path = models[0]
             export_dir = scratch / label.split()[0]
-            source = export_dir if (export_dir / "model.safetensors").exists() else path
+            source = export_dir if (export_dir / CHECKPOINT_FILE).exists() else path
             backend = make_backend(source, "auto", device)
             report.end_to_end.append(
                 measure_end_to_end(label, backend, videos, workers=cfg.workers)

@@ -9,6 +9,10 @@ before its sidecar is written (an artifact without a sidecar does not load):
 4. with an engine: ``build_engine`` from the verified ONNX of its precision (``model.onnx``, or
    ``model.fp16.onnx`` with fp16) -> ``model.engine``, ``verify_engine`` at that precision's
    tolerance. With ``formats="engine"`` the ONNX files are written to a scratch directory.
+
+A step that fails, or whose parity cannot be checked here (no runtime that can run the
+artifact: RuntimeUnavailable), raises; that artifact gets no sidecar, so it does not load.
+Artifacts finished before it keep theirs.
 """
 
 from __future__ import annotations
@@ -118,7 +122,8 @@ def export_all(
 
     formats: "onnx" (ONNX files), "engine" (the engine; its ONNX stays temporary) or "all".
     Raises CheckpointError for a bad checkpoint, RuntimeUnavailable when TensorRT is needed
-    but missing (checked before any work), ExportError when a step or its parity fails.
+    but missing (checked before any work) or no runtime here can run an artifact to check
+    it, ExportError when a step or its parity fails.
     """
     check_formats(formats)
     want_engine = formats in ("engine", "all")
@@ -171,11 +176,9 @@ def export_all(
             began = time.perf_counter()
             sidecar_path(fp16_path).unlink(missing_ok=True)
             convert_fp16(checkpoint, onnx_path, fp16_path)
-            try:
-                fp16_parity = verify_onnx(fp16_path, cases, TOLERANCE["fp16"]).to_dict()
-            except RuntimeUnavailable as e:
-                log.warning("%s is not verified: %s", fp16_path, e)
-                fp16_parity = {"skipped": str(e), "tolerance": TOLERANCE["fp16"]}
+            # No runtime here that can run it (RuntimeUnavailable) fails the export like a
+            # parity failure: an artifact that was never checked gets no sidecar.
+            fp16_parity = verify_onnx(fp16_path, cases, TOLERANCE["fp16"]).to_dict()
             if formats != "engine":
                 finish(fp16_path, "onnx", "fp16", fp16_parity, began)
             engine_source = fp16_path

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from export.artifacts import TOLERANCE, ExportError
+from export.artifacts import TOLERANCE, ExportError, RuntimeUnavailable
 from export.onnx_export import verify_onnx
 from export.parity import ParityCase, parity_cases
 from export.pipeline import export_all, face_crops
@@ -164,7 +164,7 @@ def test_parity_failure_fails_the_export(exported, tiny_checkpoint):
 def test_export_cli_end_to_end(tiny_checkpoint, face, tmp_path, monkeypatch):
     # The CLI checks parity on the bundled sample's face track; MTCNN on it takes ~10 s on two
     # cores, so hand it the fixture's face track instead (same function, same shape).
-    monkeypatch.setattr("export.pipeline.sample_face_crops", lambda contract: face)
+    monkeypatch.setattr("export.cli.sample_face_crops", lambda contract: face)
     out = tmp_path / "with spaces" / "export"
     args = ["export", "--weights", str(tiny_checkpoint), "--out", str(out)]
     res = CliRunner().invoke(main, [*args, "--format", "onnx", "--fp16"])
@@ -176,6 +176,29 @@ def test_export_cli_end_to_end(tiny_checkpoint, face, tmp_path, monkeypatch):
         assert [c["name"] for c in parity["cases"]] == ["random", "face"]
     assert (out / "model.safetensors").is_file()
     assert not (out / ENGINE_FILE).exists()
+
+
+def test_an_artifact_no_runtime_here_can_check_fails_without_a_sidecar(
+    tiny_checkpoint, face, tmp_path, monkeypatch
+):
+    """An fp16 graph that onnxruntime cannot run here: exit 1, and no sidecar vouches for it."""
+    from export import pipeline
+
+    def verify(path, cases, tolerance):
+        if path.name == ONNX_FP16_FILE:
+            raise RuntimeUnavailable(f"onnxruntime cannot run {path.name} on the CPU (stand-in)")
+        return verify_onnx(path, cases, tolerance)
+
+    monkeypatch.setattr("export.cli.sample_face_crops", lambda contract: face)
+    monkeypatch.setattr(pipeline, "verify_onnx", verify)
+    out = tmp_path / "export"
+    args = ["export", "--weights", str(tiny_checkpoint), "--out", str(out), "--fp16"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "cannot run model.fp16.onnx" in res.output
+    assert (out / ONNX_FP16_FILE).is_file() and not sidecar_path(out / ONNX_FP16_FILE).exists()
+    assert sidecar_path(out / ONNX_FILE).is_file()  # the fp32 file was checked before it
+    with pytest.raises(ArtifactError, match="no sidecar"):
+        OnnxBackend(out / ONNX_FP16_FILE, torch.device("cpu"))
 
 
 @pytest.mark.skipif(NO_TENSORRT is None, reason="TensorRT and a GPU are present")
