@@ -14,6 +14,7 @@ import importlib
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -291,11 +292,12 @@ def scan(
 
     from tqdm import tqdm
 
-    from scanner.backends import BackendUnavailable, make_backend, resolve_device
+    from scanner.api import load_backend, scan_paths
+    from scanner.backends import BackendUnavailable, resolve_device
     from scanner.checkpoint import CheckpointError
     from scanner.discover import discover_videos
     from scanner.report import ResultWriter, done_paths
-    from scanner.scan import Scanner, ScanOptions
+    from scanner.scan import ScanOptions
     from scanner.video import show_opencv_log
 
     show_opencv_log(verbose > 0)
@@ -307,7 +309,7 @@ def scan(
     if precision == "fp16" and dev.type != "cuda":
         raise click.BadParameter("fp16 needs a CUDA device", param_hint="--precision")
     try:
-        runner = make_backend(weights, backend, dev, precision)
+        runner = load_backend(weights, backend, dev, precision)
     except (CheckpointError, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from e
 
@@ -323,17 +325,14 @@ def scan(
     if not videos and not resume:
         raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))
 
-    scanner = Scanner(
-        runner,
-        ScanOptions(
-            seed=seed,
-            sampling=sampling,
-            threshold=threshold,
-            batch_size=batch_size,
-            workers=workers,
-            max_people=max_people,
-            thumbnails=details is not None or report is not None,
-        ),
+    options = ScanOptions(
+        seed=seed,
+        sampling=sampling,
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        max_people=max_people,
+        thumbnails=details is not None or report is not None,
     )
     log.info(
         "scanning %d videos with %s (%s on %s, threshold %.3f)",
@@ -341,10 +340,10 @@ def scan(
         runner.model_label,
         runner.name,
         runner.device,
-        scanner.threshold,
+        runner.threshold if threshold is None else threshold,
     )
     start = time.perf_counter()
-    counts = None
+    counts: Counter[str] = Counter()
     scratch = None
     if report is not None and details is None:  # the report is made from a details file
         scratch = tempfile.TemporaryDirectory(prefix="dfscan-report-")
@@ -359,12 +358,10 @@ def scan(
                 disable=True if no_progress else None,
             ) as bar,
         ):
-
-            def on_result(r):  # noqa: ANN001
+            for r in scan_paths(videos, options, backend=runner):
                 writer.write(r)
+                counts[r.status] += 1
                 bar.update(1)
-
-            counts = scanner.run(videos, on_result)
     except KeyboardInterrupt:
         click.echo(f"interrupted; finished rows are in {out} (continue with --resume)", err=True)
         if scratch is not None:

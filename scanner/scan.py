@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,15 +272,25 @@ class Scanner:
         Returns the number of videos per status.
         """
         counts: Counter[str] = Counter()
+        for r in self.results(paths):
+            counts[r.status] += 1
+            on_result(r)
+        return counts
+
+    def results(self, paths: Iterable[Path]) -> Iterator[VideoResult]:
+        """One result per path, in the order of ``paths``, each as soon as it exists.
+
+        Workers decode and detect ahead while the model scores; closing the iterator early
+        cancels the videos not yet started.
+        """
         window = max(1, self.options.workers) * 2 + self.options.batch_size
         todo = iter(paths)
         pending: deque[Future[Prepared]] = deque()
 
-        def emit(r: VideoResult) -> None:
-            counts[r.status] += 1
+        def logged(r: VideoResult) -> VideoResult:
             if r.status != "ok":
                 log.warning("%s: %s (%s)", r.path, r.status, r.message)
-            on_result(r)
+            return r
 
         workers = max(1, self.options.workers)
         with ThreadPoolExecutor(workers, thread_name_prefix="dfscan-prep") as pool:
@@ -310,8 +320,7 @@ class Scanner:
                     clips = [p for p in ready if p.status == "ok"]
                     scored = iter(self._score(clips) if clips else [])
                     for p in ready:
-                        emit(next(scored) if p.status == "ok" else self._result(p))
+                        yield logged(next(scored) if p.status == "ok" else self._result(p))
             finally:
                 for f in pending:
                     f.cancel()
-        return counts

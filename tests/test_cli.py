@@ -475,3 +475,24 @@ def test_a_lazy_command_whose_package_is_not_installed_says_where_it_runs(monkey
     res = CliRunner().invoke(main, ["export", "--help"])
     assert res.exit_code == 2
     assert "source checkout" in res.output and "dfscan_not_installed" in res.output
+
+
+def test_python_api_gives_the_rows_of_the_command(video_dir, tiny_checkpoint, tmp_path):
+    import scanner
+    from scanner import ScanOptions, VideoResult, scan_paths
+    from scanner.checkpoint import CheckpointError
+
+    assert {"scan_paths", "ScanOptions", "VideoResult"} <= set(scanner.__all__)
+    out = tmp_path / "r.csv"
+    res = CliRunner().invoke(main, scan_args([video_dir], tiny_checkpoint, out, "--device", "cpu"))
+    assert res.exit_code == 3, res.output  # the folder holds broken files on purpose
+    rows = rows_of(out)
+    results = list(scan_paths([video_dir], ScanOptions(), weights=tiny_checkpoint, device="cpu"))
+    assert all(isinstance(r, VideoResult) for r in results)
+    assert [(r.path, r.status, r.label) for r in results] == [
+        (row["path"], row["status"], row["label"] or None) for row in rows
+    ]
+    scores = [(r.score, row["score"]) for r, row in zip(results, rows) if r.status == "ok"]
+    assert scores and all(float(csv_score) == pytest.approx(s, abs=1e-6) for s, csv_score in scores)
+    with pytest.raises(CheckpointError):  # a bad model raises at the call, before any video
+        scan_paths([video_dir], weights=tmp_path / "missing.safetensors")
