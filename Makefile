@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The wheel installs `scanner` only; training/, export/ and benchmarks/ are imported from
+	# this checkout, which a .pth file puts on the virtualenv's path (see pyproject.toml).
+	$(BIN)/python -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "dfscan-checkout.pth").write_text("$(CURDIR)\n")'
 	touch $(STAMP)
 
 # The main job on the bundled default: scan the two sample clips with the shipped model.
