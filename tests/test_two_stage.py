@@ -172,3 +172,26 @@ def test_cache_pack_round_trip_trains_without_videos(tmp_path, real_folder, cach
     recipe = _config(tmp_path, real_folder, tmp_path / "cache2", data="", cache_frames=16)
     assert main(["--config", recipe]) == 0
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_frame_pairs_reenact_from_another_frame(cache) -> None:  # noqa: F811
+    """reenact_prob 1: every pair is a cached frame and that frame re-animated from another
+    frame of its track (training.reenact), which changes the face and keeps the corners."""
+    import numpy as np
+
+    from training.data import TrackStore
+    from training.preprocess import load_track, read_index
+    from training.selfblend import SBI
+    from training.two_stage import FramePairs
+
+    entries = [e for e in read_index(cache) if e.status == "ok"]
+    pairs = FramePairs(TrackStore(cache, dense=False), entries, SBI, 0.0, 0, reenact_prob=1.0)
+    changed = 0
+    for i in range(0, len(pairs), max(1, len(pairs) // 6)):
+        entry, j = pairs.index[i]
+        pair = pairs[i].numpy()
+        frame = load_track(cache, entry)["crops"][j]
+        assert np.array_equal(pair[0], frame) or np.array_equal(pair[0], frame[:, ::-1])
+        diff = np.abs(pair[1].astype(int) - pair[0].astype(int)).sum(-1)
+        changed += diff.mean() > 0.5
+    assert changed >= 3

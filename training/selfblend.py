@@ -497,9 +497,19 @@ def pseudo_fake(
     dense: np.ndarray | None = None,
     rerender_prob: float = 0.0,
     rerender_config: RerenderConfig = RERENDER,
+    reenact_prob: float = 0.0,
+    reference: tuple | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A self-blend, or with probability ``rerender_prob`` a re-rendered face."""
+    """A self-blend; with probability ``reenact_prob`` a warp-reenacted clip
+    (``training.reenact``, from ``reference`` or a frame of the clip), else with probability
+    ``rerender_prob`` a re-rendered face."""
+    use = dense if blend.dense_landmarks else None
+    if reenact_prob and rng.random() < reenact_prob:
+        from training.reenact import REENACT, reenact
+
+        if reference is not None and not blend.dense_landmarks:
+            reference = (reference[0], reference[1], None)
+        return reenact(crops, landmarks5, rng, REENACT, use, reference)
     if rerender_prob and rng.random() < rerender_prob:
-        use = dense if blend.dense_landmarks else None
         return rerender(crops, landmarks5, rng, rerender_config, use)
     return self_blend(crops, landmarks5, rng, blend, dense)

@@ -73,6 +73,7 @@ class StageConfig:
     trainable_stages: int = 3  # last backbone stages trained (plus conv_head); -1: all
     dense_landmarks: bool = True  # 68-point masks (dlib); False: MTCNN's five points
     rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
+    reenact_prob: float = 0.0  # share of pseudo-fakes warp-reenacted from one frame (reenact)
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -94,6 +95,9 @@ STAGE_HELP: dict[str, str] = {
     "five points)",
     "rerender_prob": "share of pseudo-fakes that re-render the face (a low-resolution lower "
     "face, or a restored face) instead of self-blending it",
+    "reenact_prob": "share of pseudo-fakes re-animated from one of the clip's own frames, "
+    "warped to each frame's landmarks and pasted back (training.reenact: the one-shot "
+    "talking-head look), drawn before the re-rendered ones",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -159,9 +163,11 @@ class FramePairs(Dataset):
         jpeg_prob: float,
         seed: int,
         rerender_prob: float = 0.0,
+        reenact_prob: float = 0.0,
     ) -> None:
         self.store = store
         self.rerender_prob = rerender_prob
+        self.reenact_prob = reenact_prob
         self.index = [(e, j) for e in entries for j in range(e.frames)]
         self.blend = blend
         self.jpeg_prob = jpeg_prob
@@ -175,7 +181,21 @@ class FramePairs(Dataset):
         entry, j = self.index[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         crops, five, dense = self.store.frames(entry, np.array([j]))
-        real, fake, _ = pseudo_fake(crops, five, rng, self.blend, dense, self.rerender_prob)
+        reference = None
+        if self.reenact_prob:  # another frame of the track to re-animate this one from
+            r = (j + 1 + int(rng.integers(max(1, entry.frames - 1)))) % entry.frames
+            rc, rf, rd = self.store.frames(entry, np.array([r]))
+            reference = (rc[0], rf[0], None if rd is None else rd[0])
+        real, fake, _ = pseudo_fake(
+            crops,
+            five,
+            rng,
+            self.blend,
+            dense,
+            self.rerender_prob,
+            reenact_prob=self.reenact_prob,
+            reference=reference,
+        )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
             pair = pair[:, :, ::-1]
@@ -238,7 +258,9 @@ def frame_stage(
     params = trainable_parameters(clf.backbone, st.trainable_stages) + list(clf.fc.parameters())
     opt = torch.optim.AdamW(params, lr=st.frame_lr, weight_decay=cfg.weight_decay)
     blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
-    data = FramePairs(store, train, blend, cfg.jpeg_prob, cfg.seed, st.rerender_prob)
+    data = FramePairs(
+        store, train, blend, cfg.jpeg_prob, cfg.seed, st.rerender_prob, st.reenact_prob
+    )
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
     if cfg.max_steps:
@@ -264,7 +286,7 @@ def frame_stage(
         total,
         st.frame_pairs,
     )
-    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, st.rerender_prob)
+    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, st.rerender_prob, st.reenact_prob)
     val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
 
     def save() -> None:
@@ -383,11 +405,17 @@ def feature_cache(
             idx = np.linspace(0, e.frames - 1, min(e.frames, st.feature_frames)).round()
             idx = np.unique(idx.astype(int))
             crops, five, dense = store.frames(e, idx)
-            real = _features(model, crops, cfg.contract, env)
+            rng = np.random.default_rng([cfg.seed, 8, k, p])
+            if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:  # as often as the fakes below
+                real = _features(model, jpeg_clip(crops, rng, (40, 100)), cfg.contract, env)
+            else:
+                real = _features(model, crops, cfg.contract, env)
             fakes = []
             for v in range(st.feature_variants):
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
-                _, fake, _ = pseudo_fake(crops, five, rng, blend, dense, st.rerender_prob)
+                _, fake, _ = pseudo_fake(
+                    crops, five, rng, blend, dense, st.rerender_prob, reenact_prob=st.reenact_prob
+                )
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
                     fake = jpeg_clip(fake, rng, (40, 100))
                 fakes.append(_features(model, fake, cfg.contract, env))
