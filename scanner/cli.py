@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 
 import click
-from click.utils import make_default_short_help
 
 from scanner.contract import SAMPLING_METHODS
 
@@ -102,7 +101,8 @@ class LazyGroup(click.Group):
         for name in self.list_commands(ctx):
             limit = formatter.width - 6 - len(name)
             if name in self.lazy:
-                rows.append((name, make_default_short_help(self.lazy[name][1], limit)))
+                stub = click.Command(name, help=self.lazy[name][1])  # click's own shortening
+                rows.append((name, stub.get_short_help_str(limit)))
                 continue
             cmd = super().get_command(ctx, name)
             if cmd is not None and not cmd.hidden:
