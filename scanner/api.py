@@ -61,6 +61,8 @@ def scan_paths(
     backend: str | Backend = "auto",
     device: str | torch.device = "auto",
     precision: str = "auto",
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Iterator[VideoResult]:
     """Scan video files and directories (searched recursively); one result per video.
 
@@ -73,9 +75,32 @@ def scan_paths(
     Loads the model and lists the videos now (errors raise here); the returned iterator
     yields each ``VideoResult`` as it is ready, in the order of the videos. ``list()`` it
     for all of them.
+
+    ``engine="ray"`` runs the scan on a Ray cluster instead (``scanner.ray_engine``; needs
+    ``dfscan[ray]``): ``ray_address``, else RAY_ADDRESS, else a Ray instance started here
+    (or the one this process is connected to). Its scoring actors load the model
+    themselves, so ``backend`` must then be a name, not a loaded Backend; results come in
+    the order they finish.
     """
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray" and not isinstance(backend, str):
+        raise TypeError(
+            "engine='ray' loads the model in each scoring actor: pass weights and "
+            "the backend's name, not a loaded Backend"
+        )
     runner = (
         load_backend(weights, backend, device, precision) if isinstance(backend, str) else backend
     )
     videos = discover_videos(Path(p) for p in paths)
+    if engine == "ray":
+        from scanner.ray_engine import ModelSpec, RayOptions, import_ray, scan_ray
+
+        import_ray()  # RayUnavailable now, not on the first result
+        if weights is None:
+            from scanner.models import default_weights
+
+            weights = default_weights()
+        model = ModelSpec(Path(weights), backend, str(device), precision)
+        return scan_ray(videos, options or ScanOptions(), model, runner, RayOptions(ray_address))
     return Scanner(runner, options or ScanOptions()).results(videos)

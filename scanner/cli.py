@@ -217,6 +217,21 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "paper's best).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Frame sampling seed.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process. ray: a Ray Data pipeline on a Ray cluster (decode and faces in "
+    "CPU actors, the model in an actor pool, one GPU each where there are GPUs); pip install "
+    '"dfscan[ray]". Same rows, resume and exit codes.',
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --engine ray: the cluster to run on (ray://HOST:10001, HOST:6379 or auto). "
+    "Default: RAY_ADDRESS, else a Ray instance started on this machine for the scan.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_verbosity_options
 @click.pass_context
@@ -239,6 +254,8 @@ def scan(
     workers: int,
     sampling: str | None,
     seed: int,
+    engine: str,
+    ray_address: str | None,
     no_progress: bool,
     verbose: int,
     quiet: bool,
@@ -285,7 +302,16 @@ def scan(
         raise click.ClickException(
             f"cannot write the face crops of --details into {crops_dir(details)}: not a directory"
         )
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
     weights = weights_or_default(weights)
+    if engine == "ray":
+        from scanner.ray_engine import RayUnavailable, import_ray
+
+        try:
+            import_ray()
+        except RayUnavailable as e:
+            raise click.ClickException(str(e)) from e
 
     import os
     import tempfile
@@ -334,13 +360,21 @@ def scan(
         max_people=max_people,
         thumbnails=details is not None or report is not None,
     )
+    if engine == "ray":
+        from scanner.ray_engine import ModelSpec, RayOptions, scan_ray
+
+        model = ModelSpec(weights, backend, device, precision)
+        results = scan_ray(videos, options, model, runner, RayOptions(address=ray_address))
+    else:
+        results = scan_paths(videos, options, backend=runner)
     log.info(
-        "scanning %d videos with %s (%s on %s, threshold %.3f)",
+        "scanning %d videos with %s (%s on %s, threshold %.3f%s)",
         len(videos),
         runner.model_label,
         runner.name,
         runner.device,
         runner.threshold if threshold is None else threshold,
+        ", on Ray" if engine == "ray" else "",
     )
     start = time.perf_counter()
     counts: Counter[str] = Counter()
@@ -358,7 +392,7 @@ def scan(
                 disable=True if no_progress else None,
             ) as bar,
         ):
-            for r in scan_paths(videos, options, backend=runner):
+            for r in results:
                 writer.write(r)
                 counts[r.status] += 1
                 bar.update(1)

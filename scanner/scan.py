@@ -262,6 +262,14 @@ class Scanner:
             )
         return out
 
+    def score(self, prepared: Sequence[Prepared]) -> list[VideoResult]:
+        """One result per prepared video, in order: the clips of every ``ok`` one through the
+        model together (as ``results`` batches them), the others as rows of their status.
+        Engines that prepare videos elsewhere (scanner.ray_engine) score them with this."""
+        clips = [p for p in prepared if p.status == "ok"]
+        scored = iter(self._score(clips) if clips else [])
+        return [next(scored) if p.status == "ok" else self._result(p) for p in prepared]
+
     def run(
         self,
         paths: Sequence[Path],
