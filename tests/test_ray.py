@@ -1,0 +1,274 @@
+"""`dfscan scan --engine ray` on a local Ray instance (2 CPUs, one per test module): the same
+rows as the local engine on hostile files and on the shared clips, resume after an
+interrupted Ray scan, a scoring actor that crashes on one video, and Ray missing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from scanner.cli import main
+
+from helpers import SHARED_VIDEOS, face_frames, write_clip
+
+SCORE_TOLERANCE = 1e-4  # the same backend on the same CPU, at another thread count
+
+
+def rows_of(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["path"]: r for r in csv.DictReader(f)}
+
+
+def details_of(path: Path) -> dict[str, dict]:
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    return {d["path"]: d for d in lines}
+
+
+def assert_same_rows(local: dict[str, dict], ray: dict[str, dict]) -> None:
+    """Every column but the wall time equal; scores within SCORE_TOLERANCE."""
+    assert set(ray) == set(local)
+    for path, want in local.items():
+        got = ray[path]
+        for key in want:
+            if key == "seconds":
+                continue
+            if key == "score" and want[key]:
+                assert abs(float(got[key]) - float(want[key])) <= SCORE_TOLERANCE, path
+            else:
+                assert got[key] == want[key], (path, key, got[key], want[key])
+
+
+def assert_close(got: object, want: object, where: str) -> None:
+    """Equal JSON values, numbers within SCORE_TOLERANCE."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), where
+        for key in want:
+            assert_close(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close(g, w, f"{where}[{i}]")
+    elif isinstance(want, float) and not isinstance(want, bool):
+        assert abs(got - want) <= SCORE_TOLERANCE, (where, got, want)
+    else:
+        assert got == want, (where, got, want)
+
+
+def assert_same_details(local: Path, ray: Path) -> None:
+    """The details lines of the same videos alike, and their face crops: the same files
+    (named after the video's path and person) with the same JPEG bytes."""
+    want, got = details_of(local), details_of(ray)
+    assert set(got) == set(want)
+    for path in want:
+        for a, b in zip(want[path]["people"], got[path]["people"]):
+            assert (local.parent / a["crops"]).read_bytes() == (
+                ray.parent / b["crops"]
+            ).read_bytes()
+            a["crops"], b["crops"] = Path(a["crops"]).name, Path(b["crops"]).name
+        assert_close(got[path], want[path], path)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local Ray instance for the module: 2 CPUs, a small object store, no dashboard;
+    workers at this process's priority (Ray's default nice 15 starves them beside other
+    work on a small machine)."""
+    ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "dfscan[ray]")')
+    pytest.importorskip("ray.data", reason='Ray Data is not installed (pip install "ray[data]")')
+    ray.init(
+        num_cpus=2,
+        object_store_memory=200 * 2**20,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        _system_config={"worker_niceness": 0},
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def hostile_dir(tmp_path_factory, face_image, face_clip, noface_clip):
+    """Files the scan must give each its status: a face, a second face clip, no face, too
+    short, truncated, empty, text, a link to nothing."""
+    d = tmp_path_factory.mktemp("hostile")
+    spaced = d / "with spaces" / "ünïcode"
+    spaced.mkdir(parents=True)
+    (spaced / "face clip.mp4").write_bytes(face_clip.read_bytes())
+    write_clip(d / "portrait.mp4", face_frames(face_image, 20, size=(240, 360)))
+    (d / "noface.mp4").write_bytes(noface_clip.read_bytes())
+    write_clip(d / "short.mp4", face_frames(face_image, 10))
+    data = face_clip.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (d / "empty.mp4").touch()
+    (d / "notes.mp4").write_text("not a video\n" * 50)
+    os.symlink(d / "gone.mp4", d / "dangling.mp4")
+    return d
+
+
+HOSTILE = {
+    "with spaces/ünïcode/face clip.mp4": "ok",
+    "portrait.mp4": "ok",
+    "noface.mp4": "no_face",
+    "short.mp4": "too_short",
+    "truncated.mp4": "decode_error",
+    "empty.mp4": "not_video",
+    "notes.mp4": "not_video",
+    "dangling.mp4": "error",
+}
+
+
+def scan(inputs, weights, out, *more):
+    args = ["scan", *map(str, inputs), "--weights", str(weights), "--out", str(out)]
+    args += ["--details", str(out.with_suffix(".jsonl")), "--no-progress", *more]
+    return CliRunner().invoke(main, args)
+
+
+@pytest.fixture(scope="module")
+def local_hostile(hostile_dir, tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "local.csv"
+    res = scan([hostile_dir], tiny_checkpoint, out, "--batch-size", "3")
+    assert res.exit_code == 3, res.output
+    return out
+
+
+def test_ray_gives_the_local_rows_on_hostile_files(
+    ray_instance, hostile_dir, local_hostile, tiny_checkpoint, tmp_path
+):
+    out = tmp_path / "ray.csv"
+    res = scan([hostile_dir], tiny_checkpoint, out, "--batch-size", "3", "--engine", "ray")
+    assert res.exit_code == 3, res.output  # some inputs failed, as locally
+    rows = rows_of(out)
+    statuses = {Path(p).relative_to(hostile_dir).as_posix(): r["status"] for p, r in rows.items()}
+    assert statuses == HOSTILE
+    assert_same_rows(rows_of(local_hostile), rows)
+    assert_same_details(local_hostile.with_suffix(".jsonl"), out.with_suffix(".jsonl"))
+    crops = sorted(p.name for p in (tmp_path / "ray.crops").iterdir())
+    assert len(crops) == 2  # one strip per scored person: the two face clips
+
+
+def test_interrupted_ray_scan_resumes(
+    ray_instance, hostile_dir, local_hostile, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Ctrl-C after two rows: exit 130 with those rows kept; --resume on Ray finishes the
+    rest, each video once, the local rows."""
+    import scanner.report
+
+    out = tmp_path / "ray.csv"
+    real_write = scanner.report.ResultWriter.write
+    written = []
+
+    def write_then_interrupt(self, result):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write(self, result)
+        written.append(result.path)
+
+    monkeypatch.setattr(scanner.report.ResultWriter, "write", write_then_interrupt)
+    res = scan([hostile_dir], tiny_checkpoint, out, "--batch-size", "3", "--engine", "ray")
+    assert res.exit_code == 130, res.output
+    assert set(rows_of(out)) == set(written) and len(written) == 2
+    monkeypatch.setattr(scanner.report.ResultWriter, "write", real_write)
+
+    res = scan([hostile_dir], tiny_checkpoint, out, "--engine", "ray", "--resume")
+    assert res.exit_code == 3, res.output
+    assert "resuming: 2 of 8 videos" in res.output
+    with open(out, newline="", encoding="utf-8") as f:
+        paths = [r["path"] for r in csv.DictReader(f)]
+    assert len(paths) == len(set(paths)) == len(HOSTILE)
+    assert_same_rows(rows_of(local_hostile), rows_of(out))
+    assert_same_details(local_hostile.with_suffix(".jsonl"), out.with_suffix(".jsonl"))
+
+
+def test_a_crashing_scoring_actor_is_retried_then_an_error_row(
+    ray_instance, hostile_dir, local_hostile, face_clip, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The scoring actor's process exits on one video: Ray restarts it and runs the call
+    again, then runs the batch's videos one by one; the others get their local rows, the
+    crashing one an error row that says why."""
+    from scanner.api import load_backend
+    from scanner.ray_engine import CRASH_ON_ENV, ModelSpec, RayOptions, scan_ray
+    from scanner.scan import ScanOptions
+
+    crash = tmp_path / "crash_me.mp4"
+    crash.write_bytes(face_clip.read_bytes())
+    videos = [crash, hostile_dir / "portrait.mp4", hostile_dir / "noface.mp4"]
+    monkeypatch.setenv(CRASH_ON_ENV, "crash_me.mp4")
+    loaded = load_backend(tiny_checkpoint, "auto", "cpu")
+    results = list(
+        scan_ray(
+            videos,
+            ScanOptions(batch_size=3),  # all three in one scoring call
+            ModelSpec(tiny_checkpoint, "auto", "cpu"),
+            loaded,
+            RayOptions(task_retries=1),
+        )
+    )
+    by_path = {r.path: r for r in results}
+    assert len(results) == len(by_path) == 3
+    lost = by_path[str(crash)]
+    assert lost.status == "error" and lost.score is None
+    assert "died each time this video ran (2 times in a batch, then alone)" in lost.message
+    local = rows_of(local_hostile)
+    for video in videos[1:]:
+        got, want = by_path[str(video)], local[str(video)]
+        assert got.status == want["status"], video
+        if want["score"]:
+            assert abs(got.score - float(want["score"])) <= SCORE_TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not SHARED_VIDEOS.is_dir(),
+    reason=f"shared clips not found at {SHARED_VIDEOS} (set DFSCAN_SHARED_VIDEOS)",
+)
+def test_ray_gives_the_local_rows_on_the_shared_clips(ray_instance, tiny_checkpoint, tmp_path):
+    local, ray = tmp_path / "local.csv", tmp_path / "ray.csv"
+    assert scan([SHARED_VIDEOS], tiny_checkpoint, local).exit_code == 0
+    res = scan([SHARED_VIDEOS], tiny_checkpoint, ray, "--engine", "ray")
+    assert res.exit_code == 0, res.output
+    rows = rows_of(ray)
+    assert len(rows) == 29 and {r["status"] for r in rows.values()} == {"ok", "no_face"}
+    assert_same_rows(rows_of(local), rows)
+    assert_same_details(local.with_suffix(".jsonl"), ray.with_suffix(".jsonl"))
+
+
+def test_without_ray_the_engine_says_what_to_install(
+    hostile_dir, tiny_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    out = tmp_path / "r.csv"
+    res = scan([hostile_dir], tiny_checkpoint, out, "--engine", "ray")
+    assert res.exit_code == 1
+    assert 'pip install "dfscan[ray]"' in res.output
+    assert not out.exists()
+
+
+def test_ray_address_needs_the_ray_engine(hostile_dir, tiny_checkpoint, tmp_path):
+    res = scan([hostile_dir], tiny_checkpoint, tmp_path / "r.csv", "--ray-address", "auto")
+    assert res.exit_code == 2 and "--ray-address needs --engine ray" in res.output
+
+
+def test_scan_help_does_not_import_ray():
+    probe = (
+        "import sys\n"
+        "from scanner.cli import main\n"
+        "try:\n"
+        "    main(['scan', '--help'], prog_name='dfscan')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('ray imported:', 'ray' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert "--engine [local|ray]" in res.stdout
+    assert res.stdout.rstrip().endswith("ray imported: False"), res.stdout[-300:]
