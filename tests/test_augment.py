@@ -310,3 +310,24 @@ def test_jpeg_clip_compresses_every_frame_alike(clip) -> None:
     np.testing.assert_array_equal(out, jpeg_clip(crops, np.random.default_rng(0), (30, 30)))
     with pytest.raises(ValueError):
         jpeg_clip(crops, np.random.default_rng(0), (0, 120))
+
+
+def test_degrade_clip_treats_every_frame_alike() -> None:
+    from training.augment import DEGRADATIONS, degrade_clip
+
+    rng = np.random.default_rng(0)
+    frame = cv2.resize(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8), (224, 224))
+    clip = np.stack([frame, frame, frame])
+    seen = set()
+    for seed in range(24):
+        out = degrade_clip(clip, np.random.default_rng(seed))
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, clip)
+        np.testing.assert_array_equal(out, degrade_clip(clip, np.random.default_rng(seed)))
+        same = np.array_equal(out[0], out[1]) and np.array_equal(out[1], out[2])
+        noisy = np.abs(out.astype(int) - clip).mean(axis=(1, 2, 3))
+        # one draw for the clip: identical frames stay identical, except fresh noise per frame
+        # at one strength
+        assert same or (noisy.max() - noisy.min() < 0.5)
+        seen.add("noise" if not same else "other")
+    assert seen == {"noise", "other"} and len(DEGRADATIONS) == 4

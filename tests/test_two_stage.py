@@ -195,3 +195,24 @@ def test_frame_pairs_reenact_from_another_frame(cache) -> None:  # noqa: F811
         diff = np.abs(pair[1].astype(int) - pair[0].astype(int)).sum(-1)
         changed += diff.mean() > 0.5
     assert changed >= 3
+
+
+def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:  # noqa: F811
+    """degrade_prob 1: the real side of a pair is degraded as well as its pseudo-fake (the
+    same draws up to the degradation, so the plain pair is the degraded pair's original)."""
+    import numpy as np
+
+    from training.data import TrackStore
+    from training.preprocess import read_index
+    from training.selfblend import SBI
+    from training.two_stage import FramePairs
+
+    entries = [e for e in read_index(cache) if e.status == "ok"]
+    store = TrackStore(cache, dense=False)
+    plain = FramePairs(store, entries, SBI, 0.0, 0)
+    degraded = FramePairs(store, entries, SBI, 0.0, 0, degrade_prob=1.0)
+    for i in range(0, len(plain), max(1, len(plain) // 4)):
+        before, after = plain[i].numpy(), degraded[i].numpy()
+        for side in (0, 1):  # real, fake
+            assert not np.array_equal(before[side], after[side])
+            assert np.abs(before[side].astype(int) - after[side]).mean() < 40

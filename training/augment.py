@@ -369,6 +369,56 @@ def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, i
     return out
 
 
+DEGRADATIONS = ("rescale", "palette", "noise", "blur")
+
+
+def degrade_clip(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One whole-image degradation, with one draw of its strength for every frame.
+
+    ``rescale``: down by 1.5-4x and back up (a low-resolution source); ``palette``: 256
+    colours with Floyd-Steinberg dithering, one palette per clip (a GIF); ``noise``: Gaussian,
+    sigma 2-8 levels (sensor noise); ``blur``: Gaussian, sigma 0.5-1.5 (defocus, a soft
+    upscale). Applied alike to a real clip and its pseudo-fake, it teaches the model that the
+    quality of a whole video says nothing about manipulation; only a mismatch inside it does.
+    (T, H, W, 3) uint8 RGB -> same shape.
+    """
+    from PIL import Image
+
+    _check_clip(crops, np.zeros((len(crops), 5, 2), np.float32))
+    kind = DEGRADATIONS[int(rng.integers(len(DEGRADATIONS)))]
+    h, w = crops.shape[1:3]
+    if kind == "rescale":
+        f = rng.uniform(1.5, 4.0)
+        small = (max(8, round(w / f)), max(8, round(h / f)))
+        return np.stack(
+            [
+                cv2.resize(
+                    cv2.resize(x, small, interpolation=cv2.INTER_AREA),
+                    (w, h),
+                    interpolation=cv2.INTER_LINEAR,
+                )
+                for x in crops
+            ]
+        )
+    if kind == "palette":
+        dither = Image.Dither.FLOYDSTEINBERG
+        palette = Image.fromarray(crops[0]).quantize(256, dither=dither)
+        return np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(x).quantize(palette=palette, dither=dither).convert("RGB")
+                )
+                for x in crops
+            ]
+        )
+    if kind == "noise":
+        sigma = rng.uniform(2.0, 8.0)
+        noise = rng.normal(0.0, sigma, crops.shape).astype(np.float32)
+        return _to_uint8(crops.astype(np.float32) + noise)
+    sigma = rng.uniform(0.5, 1.5)
+    return np.stack([cv2.GaussianBlur(x, (0, 0), sigma) for x in crops])
+
+
 # --------------------------------------------------------------------------- face outline
 
 

@@ -43,7 +43,7 @@ from scanner.backends import resolve_device
 from scanner.checkpoint import CheckpointMeta, save_checkpoint
 from scanner.contract import normalise
 from scanner.model import Detector, build_detector
-from training.augment import jpeg_clip
+from training.augment import degrade_clip, jpeg_clip
 from training.cli import EXPECTED_ERRORS, report_error
 from training.data import TrackStore
 from training.datasets import VideoItem, load_dataset, split_items
@@ -74,6 +74,7 @@ class StageConfig:
     dense_landmarks: bool = True  # 68-point masks (dlib); False: MTCNN's five points
     rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
     reenact_prob: float = 0.0  # share of pseudo-fakes warp-reenacted from one frame (reenact)
+    degrade_prob: float = 0.0  # real and fake degraded alike (augment.degrade_clip)
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -98,6 +99,9 @@ STAGE_HELP: dict[str, str] = {
     "reenact_prob": "share of pseudo-fakes re-animated from one of the clip's own frames, "
     "warped to each frame's landmarks and pasted back (training.reenact: the one-shot "
     "talking-head look), drawn before the re-rendered ones",
+    "degrade_prob": "probability that a real clip and its pseudo-fake are degraded alike "
+    "(rescaled, GIF palette, noise or blur: training.augment.degrade_clip), so that the quality "
+    "of a video is no sign of manipulation",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -164,8 +168,10 @@ class FramePairs(Dataset):
         seed: int,
         rerender_prob: float = 0.0,
         reenact_prob: float = 0.0,
+        degrade_prob: float = 0.0,
     ) -> None:
         self.store = store
+        self.degrade_prob = degrade_prob
         self.rerender_prob = rerender_prob
         self.reenact_prob = reenact_prob
         self.index = [(e, j) for e in entries for j in range(e.frames)]
@@ -199,6 +205,8 @@ class FramePairs(Dataset):
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
             pair = pair[:, :, ::-1]
+        if self.degrade_prob and rng.random() < self.degrade_prob:
+            pair = degrade_clip(np.ascontiguousarray(pair), rng)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:
             pair = jpeg_clip(np.ascontiguousarray(pair), rng, (40, 100))
         return torch.from_numpy(np.ascontiguousarray(pair))
@@ -259,7 +267,14 @@ def frame_stage(
     opt = torch.optim.AdamW(params, lr=st.frame_lr, weight_decay=cfg.weight_decay)
     blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
     data = FramePairs(
-        store, train, blend, cfg.jpeg_prob, cfg.seed, st.rerender_prob, st.reenact_prob
+        store,
+        train,
+        blend,
+        cfg.jpeg_prob,
+        cfg.seed,
+        st.rerender_prob,
+        st.reenact_prob,
+        st.degrade_prob,
     )
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
@@ -406,16 +421,20 @@ def feature_cache(
             idx = np.unique(idx.astype(int))
             crops, five, dense = store.frames(e, idx)
             rng = np.random.default_rng([cfg.seed, 8, k, p])
+            real = crops
+            if st.degrade_prob and rng.random() < st.degrade_prob:  # as often as the fakes
+                real = degrade_clip(real, rng)
             if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:  # as often as the fakes below
-                real = _features(model, jpeg_clip(crops, rng, (40, 100)), cfg.contract, env)
-            else:
-                real = _features(model, crops, cfg.contract, env)
+                real = jpeg_clip(real, rng, (40, 100))
+            real = _features(model, real, cfg.contract, env)
             fakes = []
             for v in range(st.feature_variants):
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
                 _, fake, _ = pseudo_fake(
                     crops, five, rng, blend, dense, st.rerender_prob, reenact_prob=st.reenact_prob
                 )
+                if st.degrade_prob and rng.random() < st.degrade_prob:
+                    fake = degrade_clip(fake, rng)
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
                     fake = jpeg_clip(fake, rng, (40, 100))
                 fakes.append(_features(model, fake, cfg.contract, env))
