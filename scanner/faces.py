@@ -74,11 +74,164 @@ _EMPTY = FrameFaces(
 )
 
 
+def _area_windows(sizes: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of each of ``out`` windows over ``sizes`` (K,) pixels: torch's
+    adaptive average pooling, which is ``interpolate(mode="area")``. (K, out) each."""
+    i = np.arange(out)
+    n = sizes[:, None]
+    return (i * n) // out, -((-(i + 1) * n) // out)
+
+
+def area_crops(
+    image: np.ndarray, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray, size: int
+) -> np.ndarray:
+    """Rows y0..y1 and columns x0..x1 (exclusive ends, (K,) each) of ``image`` (H, W, 3) uint8,
+    each resized to size x size by area averaging -> (K, 3, size, size) float32.
+
+    The same numbers as torch's ``interpolate(crop, mode="area")`` on the float image, which
+    facenet-pytorch's MTCNN calls once per candidate box (most of its time on large faces):
+    window sums of whole numbers are exact, here from one summed-area table for all boxes,
+    and divided as torch divides (by the window's height, then its width).
+    """
+    h, w = image.shape[:2]
+    table = np.zeros((h + 1, w + 1, 3), np.int32 if 255 * h * w < 2**31 else np.int64)
+    np.cumsum(image, axis=0, dtype=table.dtype, out=table[1:, 1:])
+    np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+    rs, re = _area_windows(y1 - y0, size)
+    cs, ce = _area_windows(x1 - x0, size)
+    r0, r1 = (y0[:, None] + rs)[:, :, None], (y0[:, None] + re)[:, :, None]  # (K, S, 1)
+    c0, c1 = (x0[:, None] + cs)[:, None, :], (x0[:, None] + ce)[:, None, :]  # (K, 1, S)
+    sums = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]  # (K, S, S, 3)
+    kh = (re - rs).astype(np.float32)[:, :, None, None]
+    kw = (ce - cs).astype(np.float32)[:, None, :, None]
+    return np.ascontiguousarray((sums.astype(np.float32) / kh / kw).transpose(0, 3, 1, 2))
+
+
+def _stage_crops(
+    images: np.ndarray, boxes: torch.Tensor, image_inds: torch.Tensor, size: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """MTCNN's input for its next stage: each box's part inside its frame (facenet-pytorch's
+    ``pad``), area-resized to size x size and scaled to [-1, 1] -> (K', 3, S, S) and the (K,)
+    mask of boxes with a part inside the frame (K' of them)."""
+    from facenet_pytorch.models.utils.detect_face import pad
+
+    h, w = images.shape[1:3]
+    y, ey, x, ex = pad(boxes, w, h)
+    keep = (ey > y - 1) & (ex > x - 1)
+    inds = image_inds.numpy()
+    out = np.empty((len(y), 3, size, size), np.float32)
+    for n in np.unique(inds[keep]):
+        sel = np.flatnonzero(keep & (inds == n))
+        out[sel] = area_crops(images[n], y[sel] - 1, ey[sel], x[sel] - 1, ex[sel], size)
+    crops = torch.from_numpy(out[keep])
+    return (crops - 127.5) * 0.0078125, keep
+
+
+def mtcnn_detect(
+    mtcnn: torch.nn.Module, images: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """facenet-pytorch's ``MTCNN.detect(images, landmarks=True)`` on (N, H, W, 3) uint8 RGB
+    frames: per frame (boxes (K, 4), probs (K,), landmarks (K, 5, 2)), largest box first, or
+    None without a face.
+
+    Its ``detect_face`` step by step, with its networks, thresholds, pyramid and NMS, except
+    that the candidate boxes are cropped and resized for the refinement networks by
+    ``area_crops`` (the same numbers, without one torch call per box), and a box wholly
+    outside its frame is dropped (facenet-pytorch would misalign the boxes after it).
+    """
+    from facenet_pytorch.models.utils.detect_face import (
+        batched_nms_numpy,
+        bbreg,
+        fixed_batch_process,
+        generateBoundingBox,
+        imresample,
+        rerec,
+    )
+    from torchvision.ops.boxes import batched_nms
+
+    m = mtcnn
+    images = np.ascontiguousarray(images)
+    imgs = torch.as_tensor(images).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+    n, h, w = len(images), images.shape[1], images.shape[2]
+    scale, side = 12.0 / m.min_face_size, min(h, w) * 12.0 / m.min_face_size
+    scales = []
+    while side >= 12:
+        scales.append(scale)
+        scale, side = scale * m.factor, side * m.factor
+    # Stage 1: PNet over the image pyramid, NMS per scale and image, then per image.
+    found, found_inds, picks, offset = [], [], [], 0
+    for s in scales:
+        pyramid = imresample(imgs, (int(h * s + 1), int(w * s + 1)))
+        reg, probs = m.pnet((pyramid - 127.5) * 0.0078125)
+        boxes_s, inds_s = generateBoundingBox(reg, probs[:, 1], s, m.thresholds[0])
+        found.append(boxes_s)
+        found_inds.append(inds_s)
+        picks.append(batched_nms(boxes_s[:, :4], boxes_s[:, 4], inds_s, 0.5) + offset)
+        offset += boxes_s.shape[0]
+    pick = torch.cat(picks)
+    boxes, image_inds = torch.cat(found)[pick], torch.cat(found_inds)[pick]
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    boxes, image_inds = boxes[pick], image_inds[pick]
+    regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    boxes = torch.stack(
+        [
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ]
+    ).permute(1, 0)
+    boxes = rerec(boxes)
+    # Stage 2: RNet on 24x24 crops.
+    if len(boxes) > 0:
+        crops, keep = _stage_crops(images, boxes, image_inds, 24)
+        boxes, image_inds = boxes[torch.from_numpy(keep)], image_inds[torch.from_numpy(keep)]
+        reg, probs = fixed_batch_process(crops, m.rnet)
+        score = probs[:, 1]
+        ipass = score > m.thresholds[1]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds, reg = image_inds[ipass], reg[ipass]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+        boxes, image_inds, reg = boxes[pick], image_inds[pick], reg[pick]
+        boxes = rerec(bbreg(boxes, reg))
+    # Stage 3: ONet on 48x48 crops: boxes, scores and landmarks; NMS by the smaller box.
+    points = torch.zeros(0, 5, 2)
+    if len(boxes) > 0:
+        crops, keep = _stage_crops(images, boxes, image_inds, 48)
+        boxes, image_inds = boxes[torch.from_numpy(keep)], image_inds[torch.from_numpy(keep)]
+        reg, marks, probs = fixed_batch_process(crops, m.onet)
+        score = probs[:, 1]
+        ipass = score > m.thresholds[2]
+        marks = marks.permute(1, 0)[:, ipass]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds, reg = image_inds[ipass], reg[ipass]
+        w_i = boxes[:, 2] - boxes[:, 0] + 1
+        h_i = boxes[:, 3] - boxes[:, 1] + 1
+        points_x = w_i.repeat(5, 1) * marks[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+        points_y = h_i.repeat(5, 1) * marks[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+        boxes = bbreg(boxes, reg)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+        boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+    boxes_np, points_np, inds_np = boxes.numpy(), points.numpy(), image_inds.numpy()
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
+    for i in range(n):
+        sel = np.flatnonzero(inds_np == i)
+        if len(sel) == 0:
+            out.append(None)
+            continue
+        b = boxes_np[sel]
+        order = np.argsort((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[::-1]  # largest first
+        out.append((b[order, :4], b[order, 4], points_np[sel][order]))
+    return out
+
+
 class FaceDetector:
-    """facenet-pytorch MTCNN run on downscaled copies of the frames, boxes mapped back.
+    """facenet-pytorch's MTCNN run on downscaled copies of the frames, boxes mapped back.
 
     One instance per thread: it holds a module and is cheap to build (weights ship in the
-    facenet-pytorch wheel).
+    facenet-pytorch wheel). ``mtcnn_detect`` runs the networks, as MTCNN.detect would.
     """
 
     def __init__(self, contract: Preprocessing, device: torch.device | str = "cpu") -> None:
@@ -98,24 +251,21 @@ class FaceDetector:
             small = np.ascontiguousarray(images)
         try:
             with torch.inference_mode():
-                boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
+                found = mtcnn_detect(self.mtcnn, small)
         except (ValueError, RuntimeError) as e:
             # MTCNN's image pyramid is empty for images smaller than its 12-pixel window.
             log.debug("MTCNN failed on %dx%d frames: %s", w, h, e)
             return [_EMPTY] * len(images)
-        out = []
-        for b, p, pts in zip(boxes, probs, points):
-            if b is None or len(b) == 0:
-                out.append(_EMPTY)
-                continue
-            out.append(
-                FrameFaces(
-                    boxes=(np.asarray(b, np.float32) / scale),
-                    probs=np.asarray(p, np.float32),
-                    landmarks=(np.asarray(pts, np.float32) / scale),
-                )
+        return [
+            _EMPTY
+            if f is None
+            else FrameFaces(
+                boxes=np.asarray(f[0], np.float32) / scale,
+                probs=np.asarray(f[1], np.float32),
+                landmarks=np.asarray(f[2], np.float32) / scale,
             )
-        return out
+            for f in found
+        ]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -202,3 +202,54 @@ def test_descriptors_keep_a_track_one_person_when_faces_swap_places():
     assert len(link_tracks(jump, 0.9, None, [{0: None}] * 6)) == 2
     # Never across a shot cut, whatever the descriptors say.
     assert len(link_tracks(frames[:2] * 2, 0.9, np.array([0, 0, 1, 1]), [{0: a, 1: b}] * 4)) == 4
+
+
+def test_area_crops_are_torch_area_interpolation_exactly(face_image):
+    import torch
+    from torch.nn.functional import interpolate
+
+    from scanner.faces import area_crops
+
+    rng = np.random.default_rng(0)
+    image = face_image[:300, :400]
+    y0 = rng.integers(0, 250, 40)
+    x0 = rng.integers(0, 350, 40)
+    # boxes smaller and larger than the output, thin ones, and one the size of the frame
+    y1 = np.minimum(300, y0 + rng.integers(1, 200, 40))
+    x1 = np.minimum(400, x0 + rng.integers(1, 200, 40))
+    y0[0], y1[0], x0[0], x1[0] = 0, 300, 0, 400
+    chw = torch.as_tensor(image).permute(2, 0, 1).float()
+    for size in (24, 48):
+        got = area_crops(image, y0, y1, x0, x1, size)
+        want = torch.cat(
+            [
+                interpolate(chw[None, :, a:b, c:d], size=(size, size), mode="area")
+                for a, b, c, d in zip(y0, y1, x0, x1)
+            ]
+        ).numpy()
+        assert got.shape == (40, 3, size, size)
+        assert np.array_equal(got, want)
+
+
+def test_mtcnn_detect_is_facenet_mtcnn_detect(face_image):
+    """The scanner's MTCNN pass gives facenet-pytorch's boxes, scores and landmarks, bit for
+    bit, on frames with one face, two faces of different sizes and none."""
+    import cv2
+    import torch
+
+    from scanner.faces import mtcnn_detect
+
+    two = np.zeros((360, 640, 3), np.uint8)
+    two[40:296, 20:276] = cv2.resize(face_image, (256, 256))
+    two[200:328, 400:528] = cv2.resize(face_image, (128, 128))
+    frames = np.stack([cv2.resize(face_image, (640, 360)), two, np.zeros_like(two)])
+    detector = FaceDetector(CONTRACT)
+    with torch.inference_mode():
+        boxes, probs, points = detector.mtcnn.detect(frames, landmarks=True)
+        found = mtcnn_detect(detector.mtcnn, frames)
+    assert found[2] is None and boxes[2] is None
+    assert len(found[1][0]) >= 2
+    for i in range(2):
+        assert np.array_equal(found[i][0], boxes[i])
+        assert np.array_equal(found[i][1], probs[i])
+        assert np.array_equal(found[i][2], points[i])
