@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -151,7 +152,19 @@ def _stage_crops(
 class OnnxNets:
     """MTCNN's three networks (facenet-pytorch's weights) exported to ONNX in memory and run by
     onnxruntime on the CPU: about twice as fast there as PyTorch. Each call takes and returns
-    torch tensors like the modules. One thread per session: scan workers run in parallel."""
+    torch tensors like the modules. One thread per session: scan workers run in parallel,
+    and may share one instance (onnxruntime's sessions run concurrently); ``shared`` is
+    that instance, made once per process (torch's exporter is not thread-safe)."""
+
+    _lock = threading.Lock()
+    _shared: OnnxNets | None = None
+
+    @classmethod
+    def shared(cls, mtcnn: torch.nn.Module) -> OnnxNets:
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls(mtcnn)
+            return cls._shared
 
     def __init__(self, mtcnn: torch.nn.Module) -> None:
         import io
@@ -321,7 +334,7 @@ class FaceDetector:
         self.mtcnn = MTCNN(keep_all=True, device=torch.device(device))
         self.nets = None
         if onnx and torch.device(device).type == "cpu" and importlib.util.find_spec("onnxruntime"):
-            self.nets = OnnxNets(self.mtcnn)
+            self.nets = OnnxNets.shared(self.mtcnn)
 
     def detect(self, images: np.ndarray) -> list[FrameFaces]:
         """images: (T, H, W, 3) uint8 RGB -> one FrameFaces per frame."""

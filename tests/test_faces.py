@@ -280,3 +280,16 @@ def test_detector_runs_mtcnn_through_onnxruntime_on_the_cpu():
 
     assert isinstance(FaceDetector(CONTRACT).nets, OnnxNets)
     assert FaceDetector(CONTRACT, onnx=False).nets is None
+
+
+def test_detectors_made_and_run_in_threads_at_once_agree(face_image):
+    """Scan workers each make a detector at the same time; they share one set of onnxruntime
+    sessions and find the same face."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = np.stack([face_image] * 3)
+    with ThreadPoolExecutor(3) as pool:
+        found = list(pool.map(lambda _: FaceDetector(CONTRACT).detect(frames), range(3)))
+    for faces in found:
+        assert all(len(f.boxes) == 1 for f in faces)
+        np.testing.assert_array_equal(faces[0].boxes, found[0][0].boxes)
