@@ -91,6 +91,17 @@ class StageTimes:
     pipeline_s: float  # the same videos through the scanner's overlapped pipeline
     hardware: str
     versions: str
+    frames: int = 0  # sampled frames decoded and run through face detection
+
+    @property
+    def decode_fps(self) -> float:
+        """Sampled frames decoded per second of decoding (seeking and skipping included)."""
+        return self.frames / self.decode_s if self.decode_s > 0 else float("nan")
+
+    @property
+    def detect_fps(self) -> float:
+        """Frames through face detection per second."""
+        return self.frames / self.detect_s if self.detect_s > 0 else float("nan")
 
     @property
     def videos_per_s(self) -> float:
@@ -123,7 +134,13 @@ class BenchReport:
             "sizes": [asdict(r) for r in self.sizes],
             "latency": [asdict(r) for r in self.latency],
             "end_to_end": [
-                asdict(r) | {"videos_per_s": r.videos_per_s, "bottleneck": r.bottleneck}
+                asdict(r)
+                | {
+                    "videos_per_s": r.videos_per_s,
+                    "decode_fps": r.decode_fps,
+                    "detect_fps": r.detect_fps,
+                    "bottleneck": r.bottleneck,
+                }
                 for r in self.end_to_end
             ],
         }
@@ -274,6 +291,7 @@ def measure_end_to_end(
         pipeline,
         hardware(),
         versions(),
+        clock.frames,
     )
 
 
@@ -320,7 +338,8 @@ def format_report(report: BenchReport) -> str:
         for e in report.end_to_end:
             lines.append(
                 f"  {e.model} {e.backend} {e.device}: {e.videos} videos ({e.scored} scored), "
-                f"decode {e.decode_s:.2f} s, detect {e.detect_s:.2f} s, crop {e.crop_s:.2f} s, "
+                f"decode {e.decode_s:.2f} s ({e.decode_fps:.1f} frames/s), "
+                f"detect {e.detect_s:.2f} s ({e.detect_fps:.1f} frames/s), crop {e.crop_s:.2f} s, "
                 f"model {e.model_s:.2f} s; pipeline {e.videos_per_s:.2f} videos/s; "
                 f"bottleneck: {e.bottleneck}"
             )

@@ -53,6 +53,7 @@ class StageClock:
     decode: float = 0.0
     detect: float = 0.0
     crop: float = 0.0
+    frames: int = 0  # sampled frames decoded and run through face detection
 
 
 def _one_pass(
@@ -75,6 +76,7 @@ def _one_pass(
     t2 = time.perf_counter()
     clock.decode += t1 - t0
     clock.detect += t2 - t1
+    clock.frames += len(frames.indices)
     try:
         return frames, track_people(frames, faces, detector.contract, max_people, require, embedder)
     finally:

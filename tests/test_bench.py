@@ -51,6 +51,7 @@ def test_end_to_end_splits_time_by_stage(backend, face_clip, noface_clip):
     assert min(e.decode_s, e.detect_s, e.crop_s, e.model_s, e.pipeline_s) > 0
     assert e.bottleneck in ("decode", "detect", "crop", "model")
     assert math.isfinite(e.videos_per_s)
+    assert e.frames >= 15 * e.scored and e.decode_fps > 0 and e.detect_fps > 0
 
 
 def test_report_files_and_table(backend, tiny_checkpoint, tmp_path):

@@ -34,6 +34,7 @@ def test_a_sample_across_a_cut_is_taken_again_inside_the_face_shot(cut_clip, det
     assert [frame_mark(im) for im in clip.frames.images] == indices  # decoded what it says
     assert clip.track.in_shot.all() and clip.track.detected.all()
     assert clock.decode > 0 and clock.detect > 0 and clock.crop > 0
+    assert clock.frames == 30  # the first sample and the one inside the face's shot
 
 
 def test_the_first_sample_really_straddled_the_cut(cut_clip, detector):
