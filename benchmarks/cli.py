@@ -50,6 +50,13 @@ from scanner.backends import resolve_device
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Scan workers (decode and face detection) of the end-to-end pipeline run.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write OUT.json, OUT.csv (latency rows) and OUT.png (plot).",
@@ -63,6 +70,7 @@ def bench(
     warmup: int,
     backends: str,
     device: str,
+    workers: int,
     out: Path | None,
 ) -> None:
     """Model size, forward latency and end-to-end speed, beside the paper's Table 7."""
@@ -87,6 +95,7 @@ def bench(
         warmup=warmup,
         device=device,
         backends=kinds,
+        workers=workers,
     )
     report = run_bench(config)
     click.echo(format_report(report))
