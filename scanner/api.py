@@ -78,9 +78,10 @@ def scan_paths(
 
     ``engine="ray"`` runs the scan on a Ray cluster instead (``scanner.ray_engine``; needs
     ``dfscan[ray]``): ``ray_address``, else RAY_ADDRESS, else a Ray instance started here
-    (or the one this process is connected to). Its scoring actors load the model
-    themselves, so ``backend`` must then be a name, not a loaded Backend; results come in
-    the order they finish.
+    (or the one this process is connected to). It also takes URIs (``s3://bucket/prefix/``,
+    ``file:///...``), read through pyarrow's filesystems; the local engine does not. Its
+    scoring actors load the model themselves, so ``backend`` must then be a name, not a
+    loaded Backend; results come in the order they finish.
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -92,15 +93,28 @@ def scan_paths(
     runner = (
         load_backend(weights, backend, device, precision) if isinstance(backend, str) else backend
     )
-    videos = discover_videos(Path(p) for p in paths)
     if engine == "ray":
-        from scanner.ray_engine import ModelSpec, RayOptions, import_ray, scan_ray
+        from scanner.ray_engine import (
+            ModelSpec,
+            RayOptions,
+            discover_inputs,
+            import_ray,
+            scan_ray,
+        )
 
         import_ray()  # RayUnavailable now, not on the first result
+        videos = discover_inputs(paths)
         if weights is None:
             from scanner.models import default_weights
 
             weights = default_weights()
         model = ModelSpec(Path(weights), backend, str(device), precision)
         return scan_ray(videos, options or ScanOptions(), model, runner, RayOptions(ray_address))
+    from scanner.ray_engine import is_uri
+
+    paths = list(paths)
+    uri = next((p for p in paths if is_uri(p)), None)
+    if uri is not None:
+        raise ValueError(f"{uri}: URIs are read by engine='ray' only")
+    videos = discover_videos(Path(p) for p in paths)
     return Scanner(runner, options or ScanOptions()).results(videos)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -24,6 +25,24 @@ from scanner.contract import SAMPLING_METHODS
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
 FAILED_STATUSES = ("decode_error", "not_video", "error")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # as scanner.ray_engine.is_uri
+
+
+class PathOrURI(click.ParamType):
+    """A local path that exists (a ``Path``), or a URI (``scheme://...``, kept as a ``str``):
+    read by the Ray engine through pyarrow's filesystems."""
+
+    name = "path"
+
+    def __init__(self) -> None:
+        # Not click's readability check: a file the process may not read gets an error row
+        # that says so, and the run goes on, as for one found in a folder.
+        self.local = click.Path(exists=True, readable=False, path_type=Path)
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
+        if isinstance(value, str) and _URI.match(value):
+            return value
+        return self.local.convert(value, param, ctx)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -139,9 +158,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 @main.command()
-# Not click's readability check: a file the process may not read gets an error row that says
-# so, and the run goes on, as for one found in a folder.
-@click.argument("inputs", nargs=-1, type=click.Path(exists=True, readable=False, path_type=Path))
+@click.argument("inputs", nargs=-1, type=PathOrURI())
 @click.option(
     "--samples",
     is_flag=True,
@@ -237,7 +254,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.pass_context
 def scan(
     ctx: click.Context,
-    inputs: tuple[Path, ...],
+    inputs: tuple[Path | str, ...],
     samples: bool,
     out: Path,
     weights: Path | None,
@@ -304,6 +321,11 @@ def scan(
         )
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
+    uris = [i for i in inputs if isinstance(i, str)]
+    if uris and engine != "ray":
+        raise click.UsageError(
+            f"{uris[0]}: URIs are read by the Ray engine only: pass --engine ray (or a local path)"
+        )
     weights = weights_or_default(weights)
     if engine == "ray":
         from scanner.ray_engine import RayUnavailable, import_ray
@@ -322,7 +344,7 @@ def scan(
     from scanner.backends import BackendUnavailable, resolve_device
     from scanner.checkpoint import CheckpointError
     from scanner.discover import discover_videos
-    from scanner.report import ResultWriter, done_paths
+    from scanner.report import ResultWriter, resume_point
     from scanner.scan import ScanOptions
     from scanner.video import show_opencv_log
 
@@ -339,14 +361,29 @@ def scan(
     except (CheckpointError, BackendUnavailable) as e:
         raise click.ClickException(str(e)) from e
 
-    videos = discover_videos(inputs)
+    if engine == "ray":
+        from scanner.ray_engine import discover_inputs
+
+        try:
+            videos = discover_inputs(inputs)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+    else:
+        videos = discover_videos(inputs)
     if resume:
         try:
-            done = done_paths(out, details)
+            point = resume_point(out, details)
         except (ValueError, OSError) as e:
             raise click.ClickException(f"cannot resume from {out}: {e}") from e
         before = len(videos)
-        videos = [v for v in videos if os.path.realpath(v) not in done]
+        # a URI's row is done under the URI itself; a local path's under its real path
+        done = {os.path.realpath(p) for p in point.paths}
+        done_uris = {p for p in point.paths if _URI.match(p)}
+        videos = [
+            v
+            for v in videos
+            if (v not in done_uris if isinstance(v, str) else os.path.realpath(v) not in done)
+        ]
         log.info("resuming: %d of %d videos already in %s", before - len(videos), before, out)
     if not videos and not resume:
         raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))

@@ -20,6 +20,12 @@ restarts the actor and retries the call ``task_retries`` times; a block that sti
 dropped by Ray Data (``max_errored_blocks``), and its videos are run again one per block, so
 that one bad video does not take its batch with it; a video that fails that way too is an
 ``error`` row that says so. No video is left without a row.
+
+Videos are read where they are: local paths (one machine, or a filesystem every node
+mounts at the same place), or URIs (``s3://bucket/prefix/``, ``gs://...``, ``file:///...``)
+read through pyarrow's filesystems. The driver lists a URI's videos (``discover_inputs``)
+and passes each video's URI unchanged to the decode actors, which copy it to a local
+temporary file for OpenCV and report it under its URI.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ import dataclasses
 import logging
 import os
 import pickle
+import re
+import shutil
+import tempfile
 import time
+import urllib.parse
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,8 +49,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scanner.contract import Preprocessing
+from scanner.discover import discover_videos
 from scanner.report import VideoResult
 from scanner.scan import Prepared, ScanOptions
+from scanner.video import VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
     from scanner.backends import Backend
@@ -60,8 +72,67 @@ CRASH_ON_ENV = "DFSCAN_RAY_CRASH_ON"
 MAX_INPUT_BLOCKS = 20_000
 
 
+# "scheme://...": two characters at least, so that a Windows drive ("C:/...") is a path.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+_COPY_CHUNK = 8 * 2**20
+
+
 class RayUnavailable(RuntimeError):
     """Ray Data is not installed."""
+
+
+def is_uri(name: str | os.PathLike) -> bool:
+    """Whether ``name`` is a URI (``scheme://...``) rather than a local path."""
+    return isinstance(name, str) and bool(_URI.match(name))
+
+
+def list_uri_videos(uri: str) -> list[str]:
+    """The videos under ``uri`` as URIs, read through pyarrow's filesystems: a URI naming a
+    file is that file (whatever its extension, as a local file named directly); one naming
+    a folder (or prefix) is searched recursively for video extensions, hidden names
+    skipped, in name order. A URI that names nothing is kept as a file: its read fails in
+    the decode actor, an ``error`` row that says why. Raises ValueError when the URI cannot
+    be listed (an unknown scheme, no credentials, ...)."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    base, sep, query = uri.partition("?")
+    try:
+        fs, root = pafs.FileSystem.from_uri(uri)
+        info = fs.get_file_info(root)
+        if info.type != pafs.FileType.Directory:
+            return [uri]
+        found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except (OSError, ValueError, NotImplementedError, pa.ArrowException) as e:
+        raise ValueError(f"cannot list {uri}: {e}") from e
+    root = root.rstrip("/")
+    videos = []
+    for f in found:
+        rel = f.path[len(root) :].lstrip("/")
+        if f.type != pafs.FileType.File or not f.path.startswith(root):
+            continue
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue
+        if os.path.splitext(rel)[1].lower() in VIDEO_EXTENSIONS:
+            videos.append(base.rstrip("/") + "/" + urllib.parse.quote(rel) + sep + query)
+    return sorted(videos)
+
+
+def discover_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path | str]:
+    """``discover_videos`` for the Ray engine: local paths as ``discover_videos`` finds
+    them (first), then the videos under each URI (``list_uri_videos``), each once."""
+    inputs = list(inputs)
+    local = [Path(i) for i in inputs if not is_uri(i)]
+    uris = [str(i) for i in inputs if is_uri(i)]
+    found: list[Path | str] = list(discover_videos(local)) if local else []
+    seen: set[str] = set()
+    for uri in uris:
+        for video in list_uri_videos(uri):
+            if video not in seen:
+                seen.add(video)
+                found.append(video)
+    return found
 
 
 def import_ray() -> Any:
@@ -121,11 +192,44 @@ class _Decode:
             log.warning("%s: unexpected failure: %s", path, e)
             return Prepared(path, "error", f"{type(e).__name__}: {e}", time.perf_counter() - start)
 
+    def _prepare_uri(self, uri: str) -> Prepared:
+        """A video at a URI: copied to a local temporary file through pyarrow's filesystem,
+        prepared as a local one, the copy deleted; the result is under the URI (``path``
+        is then the URI string). A read that fails is an ``error`` row with the reason."""
+        import pyarrow.fs as pafs
+
+        start = time.perf_counter()
+        suffix = os.path.splitext(uri.partition("?")[0])[1][:16]
+        fd, tmp = tempfile.mkstemp(prefix="dfscan-", suffix=suffix)
+        try:
+            try:
+                fs, name = pafs.FileSystem.from_uri(uri)
+                with fs.open_input_stream(name) as src, os.fdopen(fd, "wb") as dst:
+                    fd = -1
+                    shutil.copyfileobj(src, dst, _COPY_CHUNK)
+            except Exception as e:  # noqa: BLE001 - an unreadable object is a row
+                log.warning("%s: cannot read: %s", uri, e)
+                message = f"cannot read {uri}: {type(e).__name__}: {e}"
+                return Prepared(uri, "error", message, time.perf_counter() - start)  # type: ignore[arg-type]
+            p = self._prepare(Path(tmp))
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return dataclasses.replace(
+            p,
+            path=uri,  # type: ignore[arg-type]
+            message=p.message.replace(tmp, uri),
+            seconds=time.perf_counter() - start,
+        )
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         c = self.contract
         indices, records, crops = [], [], []
         for index, path in zip(batch["index"], batch["path"]):
-            p = self._prepare(Path(str(path)))
+            path = str(path)
+            p = self._prepare_uri(path) if is_uri(path) else self._prepare(Path(path))
             # (people, T, S, S, 3) uint8; (0, T, S, S, 3) for a video without a clip
             empty = np.zeros((0, c.num_frames, c.crop_size, c.crop_size, 3), np.uint8)
             crops.append(np.stack([t.crops for t in p.people]) if p.people else empty)
@@ -225,7 +329,7 @@ def _data_context(ray: Any) -> Iterator[None]:
 
 def _run(
     ray: Any,
-    videos: Sequence[Path],
+    videos: Sequence[Path | str],
     indices: Sequence[int],
     stage_args: tuple[tuple, tuple],
     pools: tuple[int, int, float],
@@ -274,13 +378,17 @@ def _run(
 
 
 def scan_ray(
-    videos: Sequence[Path],
+    videos: Sequence[Path | str],
     options: ScanOptions,
     model: ModelSpec,
     loaded: Backend,
     ray_options: RayOptions = RayOptions(),
 ) -> Iterator[VideoResult]:
     """One ``VideoResult`` per video, in the order they finish on the Ray cluster.
+
+    ``videos``: local paths (readable on every node) and URIs (``is_uri``; read through
+    pyarrow's filesystems on the decode actors, their rows under the URI), as
+    ``discover_inputs`` lists them.
 
     ``loaded``: ``model`` loaded on the driver (which checks it before any video is read):
     the decode actors crop by its preprocessing contract; the scoring actors load ``model``

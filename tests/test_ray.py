@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,57 @@ def test_ray_gives_the_local_rows_on_the_shared_clips(ray_instance, tiny_checkpo
     assert len(rows) == 29 and {r["status"] for r in rows.values()} == {"ok", "no_face"}
     assert_same_rows(rows_of(local), rows)
     assert_same_details(local.with_suffix(".jsonl"), ray.with_suffix(".jsonl"))
+
+
+def local_path_of(uri: str) -> str:
+    """The local path a ``file://`` URI names."""
+    parsed = urllib.parse.urlparse(uri)
+    assert parsed.scheme == "file", uri
+    return urllib.parse.unquote(parsed.path)
+
+
+def test_a_file_uri_folder_gives_the_local_rows_under_its_uris(
+    ray_instance, hostile_dir, local_hostile, tiny_checkpoint, tmp_path
+):
+    """The hostile folder named as a file:// URI: listed through pyarrow, read by the decode
+    actors through a temporary copy; the local rows (but for the link to nothing, which
+    pyarrow does not list), each under its URI; --resume finds them all done."""
+    out = tmp_path / "uri.csv"
+    uri = hostile_dir.as_uri() + "/"
+    res = scan([uri], tiny_checkpoint, out, "--batch-size", "3", "--engine", "ray")
+    assert res.exit_code == 3, res.output
+    rows = rows_of(out)
+    assert all(p.startswith(uri) for p in rows), list(rows)
+    local = {p: r for p, r in rows_of(local_hostile).items() if not p.endswith("dangling.mp4")}
+    by_path = {}
+    for p, r in rows.items():
+        by_path[local_path_of(p)] = {**r, "path": local_path_of(r["path"])}
+    statuses = {
+        Path(p).relative_to(hostile_dir).as_posix(): r["status"] for p, r in by_path.items()
+    }
+    assert statuses == {k: v for k, v in HOSTILE.items() if k != "dangling.mp4"}
+    assert_same_rows(local, by_path)
+
+    res = scan([uri], tiny_checkpoint, out, "--engine", "ray", "--resume")
+    assert "resuming: 7 of 7 videos" in res.output, res.output
+    assert rows_of(out) == rows
+
+
+def test_a_missing_object_under_a_uri_is_an_error_row(ray_instance, tiny_checkpoint, tmp_path):
+    out = tmp_path / "missing.csv"
+    missing = "file:///nonexistent/dfscan/x.mp4"
+    res = scan([missing], tiny_checkpoint, out, "--engine", "ray")
+    assert res.exit_code == 3, res.output
+    (row,) = rows_of(out).values()
+    assert row["path"] == missing and row["status"] == "error"
+    assert row["message"].startswith(f"cannot read {missing}: "), row["message"]
+
+
+def test_a_uri_needs_the_ray_engine(tiny_checkpoint, tmp_path):
+    out = tmp_path / "r.csv"
+    res = scan(["s3://bucket/videos/"], tiny_checkpoint, out)
+    assert res.exit_code == 2 and "pass --engine ray" in res.output, res.output
+    assert not out.exists()
 
 
 def test_without_ray_the_engine_says_what_to_install(
