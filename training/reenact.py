@@ -32,12 +32,14 @@ import numpy as np
 
 from training.landmarks import plausible
 from training.selfblend import (
+    RERENDER,
+    RestoreDraw,
     _check_clip,
-    _restore,
     deform_mask,
-    five_point_mask,
-    landmark_mask,
+    face_mask,
+    low_resolution,
     lower_face_mask,
+    paste,
 )
 
 REGIONS = ("face", "lower", "full")
@@ -127,9 +129,7 @@ def reenact(
     render = rng.random() < c.render_prob
     scale = float(rng.uniform(*c.render_scale))
     restore = rng.random() < c.restore_prob
-    d = int(rng.integers(5, 10))
-    sigma_color = float(rng.uniform(20, 60))
-    amount = float(rng.uniform(0.2, 0.8))
+    restorer = RestoreDraw.draw(rng, RERENDER)  # the restoration look of selfblend.rerender
     ratio = float(rng.uniform(*c.ratio))
     rbf = float(rng.uniform(*c.rbf_width))
     fake = crops.copy()
@@ -147,23 +147,15 @@ def reenact(
         face_w = float(np.linalg.norm(five[1] - five[0])) * 2.2 + 1e-3
         source = warp_to(ref_img, src_pts, dst_pts, rbf * face_w)
         if render:
-            side = max(16, round(w * scale))
-            small = cv2.resize(source, (side, side), interpolation=cv2.INTER_AREA)
-            source = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+            source = low_resolution(source, max(16, round(w * scale)))
         if restore:
-            source = _restore(np.clip(source, 0, 255), d, sigma_color, amount)
+            source = restorer(np.clip(source, 0, 255))
         if region == "full":
             soft = np.ones((h, w), np.float32)
         else:
-            if region == "lower":
-                hard = lower_face_mask((h, w), five, tgt_dense)
-            elif tgt_dense is not None:
-                hard = landmark_mask((h, w), tgt_dense, "facehull")
-            else:
-                hard = five_point_mask((h, w), five)
+            region_mask = lower_face_mask if region == "lower" else face_mask
+            hard = region_mask((h, w), five, tgt_dense)
             soft = deform_mask(hard.astype(np.float32), rng)
-        weight = (soft * ratio)[..., None]
-        frame = crops[t].astype(np.float32)
-        fake[t] = np.clip(np.rint(weight * source + (1 - weight) * frame), 0, 255).astype(np.uint8)
-        masks[t] = weight[..., 0]
+        masks[t] = soft * ratio
+        fake[t] = paste(crops[t], source, masks[t])
     return crops.copy(), fake, masks

@@ -440,6 +440,49 @@ def lower_face_mask(
     return _hull(shape, np.stack([nose - side, nose + side, lm - side, rm + side, chin]))
 
 
+def face_mask(shape: tuple[int, int], five: np.ndarray, dense: np.ndarray | None) -> np.ndarray:
+    """(H, W) uint8 0/1: the hull of the 68 points, or the five-point polygon without them."""
+    return (
+        landmark_mask(shape, dense, "facehull")
+        if dense is not None
+        else five_point_mask(shape, five)
+    )
+
+
+def low_resolution(img: np.ndarray, side: int) -> np.ndarray:
+    """``img`` rendered at ``side`` x ``side`` and scaled back (area down, cubic up)."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def paste(frame: np.ndarray, source: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """uint8 ``weight * source + (1 - weight) * frame``; ``weight`` (H, W) in [0, 1]."""
+    wt = weight[..., None]
+    mixed = wt * source + (1 - wt) * frame.astype(np.float32)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class RestoreDraw:
+    """One clip's draw of the face-restoration look (``_restore``) from a RerenderConfig."""
+
+    diameter: int
+    sigma_color: float
+    amount: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, c: RerenderConfig) -> RestoreDraw:
+        return cls(
+            int(rng.integers(c.smooth_diameter[0], c.smooth_diameter[1] + 1)),
+            float(rng.uniform(*c.smooth_sigma_color)),
+            float(rng.uniform(*c.sharpen)),
+        )
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return _restore(img, self.diameter, self.sigma_color, self.amount)
+
+
 def rerender(
     crops: np.ndarray,
     landmarks5: np.ndarray,
@@ -456,9 +499,7 @@ def rerender(
     kind = c.kinds[int(rng.integers(len(c.kinds)))]
     scale = float(rng.uniform(*c.render_scale))
     restore = kind == "restore" or rng.random() < c.restore_prob
-    d = int(rng.integers(c.smooth_diameter[0], c.smooth_diameter[1] + 1))
-    sigma_color = float(rng.uniform(*c.smooth_sigma_color))
-    amount = float(rng.uniform(*c.sharpen))
+    restorer = RestoreDraw.draw(rng, c)
     ratio = float(rng.uniform(*c.ratio))
     fake = crops.copy()
     masks = np.zeros((n, h, w), np.float32)
@@ -469,23 +510,15 @@ def rerender(
         pts = dense[t] if dense is not None and plausible(dense[t], five) else None
         if kind == "mouth":
             hard = lower_face_mask((h, w), five, pts)
-            side = max(8, round(w * scale))
-            small = cv2.resize(crops[t], (side, side), interpolation=cv2.INTER_AREA)
-            source = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+            source = low_resolution(crops[t], max(8, round(w * scale))).astype(np.float32)
         else:
-            hard = (
-                landmark_mask((h, w), pts, "facehull")
-                if pts is not None
-                else (five_point_mask((h, w), five))
-            )
+            hard = face_mask((h, w), five, pts)
             source = crops[t].astype(np.float32)
         if restore:
-            source = _restore(source, d, sigma_color, amount)
+            source = restorer(source)
         soft = deform_mask(hard.astype(np.float32), rng)  # afresh each frame: the seam flickers
-        weight = (soft * ratio)[..., None]
-        frame = crops[t].astype(np.float32)
-        fake[t] = np.clip(np.rint(weight * source + (1 - weight) * frame), 0, 255).astype(np.uint8)
-        masks[t] = weight[..., 0]
+        masks[t] = soft * ratio
+        fake[t] = paste(crops[t], source, masks[t])
     return crops.copy(), fake, masks
 
 
