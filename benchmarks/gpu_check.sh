@@ -6,7 +6,10 @@
 # few summaries plus gpu_check.tar.gz (every log, CSV and bench file) into the folder given.
 # Overrides, for a dry run elsewhere: PYTHON, DEVICE (cuda), BATCHES (1,8,32,128), RUNS (20),
 # WARMUP (5), VIDEOS (.gpu/videos); for the end-to-end run on 1080p talking heads (step 4): SECONDS_PER_CLIP (10),
-# COPIES (4), WORKERS (12), E2E_BATCHES (32,128). SKIP (e.g. "1 2 3") skips those steps.
+# COPIES (4), WORKERS (12), E2E_BATCHES (32,128), HEADS (a folder of talking heads made
+# beforehand: step 4 then scans those instead of making them). SKIP (e.g. "1 2 3") skips those
+# steps. OUT_DIR receives at most eight files (the device tool's limit): the summaries and
+# gpu_check.tar.gz, which holds every log, CSV and bench result file.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
 py=${PYTHON:-python3}
@@ -49,7 +52,7 @@ step "environment: $(tail -1 "$work/env.txt")"
 #    paper configuration, ONNX/TensorRT where installed (they skip with the reason otherwise).
 if ! skip 1; then
 step "pytest -m gpu"
-timeout 300 "$py" -m pytest -q -rs -m gpu -p no:cacheprovider tests > "$work/pytest_gpu.txt" 2>&1
+timeout "${PYTEST_TIMEOUT:-300}" "$py" -m pytest -q -rs -m gpu -p no:cacheprovider tests > "$work/pytest_gpu.txt" 2>&1
 step "pytest -m gpu: $(tail -1 "$work/pytest_gpu.txt")"
 fi
 
@@ -57,7 +60,7 @@ fi
 #    CUDA graphs), end to end on the shared clips. onnxruntime there has only the CPU provider.
 if ! skip 2; then
 step "bench"
-timeout 300 "${dfscan[@]}" bench --device "$device" --backends torch --batches "${BATCHES:-1,8,32,128}" \
+timeout "${BENCH_TIMEOUT:-300}" "${dfscan[@]}" bench --device "$device" --backends torch --batches "${BATCHES:-1,8,32,128}" \
     --runs "${RUNS:-20}" --warmup "${WARMUP:-5}" --videos "$videos" --out "$work/bench" \
     > "$work/bench.txt" 2> "$work/bench.log"
 step "bench: exit $?"
@@ -101,32 +104,38 @@ fi
 # 4. End to end on 10-second 1080p talking heads (the shared talking-head clips upscaled and
 #    looped; COPIES files of each): videos/s through the scan pipeline with WORKERS workers,
 #    the stage split, and the model stage's clips/s at large batches. The result files are
-#    named after the GPU and land in OUT/benchmarks/results/, to be committed as they are.
+#    named after the GPU and land in benchmarks/results/ inside gpu_check.tar.gz, to be
+#    committed as they are.
+if ! skip 4; then
 gpu=$("$py" -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 stem=$(echo "${gpu:-unknown}" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/^_//; s/_$//')_e2e_1080p_$(date +%Y-%m-%d)
-heads=$work/talking_heads
-step "making 1080p talking heads (${SECONDS_PER_CLIP:-10} s, ${COPIES:-4} copies each)"
-timeout 300 "$py" -m benchmarks.talking_heads "$videos" "$heads" --seconds "${SECONDS_PER_CLIP:-10}" \
-    --copies "${COPIES:-4}" > "$work/talking_heads.log" 2>&1
-step "talking heads: exit $?, $(ls "$heads" 2>/dev/null | wc -l) clips"
-mkdir -p "$out/benchmarks/results"
-step "bench end to end on $gpu"
-timeout 420 "${dfscan[@]}" bench --device "$device" --no-paper --backends torch \
+heads=${HEADS:-$work/talking_heads}
+if [ -z "${HEADS:-}" ]; then
+    step "making 1080p talking heads (${SECONDS_PER_CLIP:-10} s, ${COPIES:-4} copies each)"
+    timeout 300 "$py" -m benchmarks.talking_heads "$videos" "$heads" --seconds "${SECONDS_PER_CLIP:-10}" \
+        --copies "${COPIES:-4}" > "$work/talking_heads.log" 2>&1
+    step "talking heads: exit $?, $(ls "$heads" 2>/dev/null | wc -l) clips"
+fi
+results=$work/benchmarks/results
+mkdir -p "$results"
+step "bench end to end on $gpu ($(ls "$heads" 2>/dev/null | wc -l) clips)"
+timeout "${E2E_TIMEOUT:-420}" "${dfscan[@]}" bench --device "$device" --no-paper --backends torch \
     --batches "${E2E_BATCHES:-32,128}" --runs "${RUNS:-20}" --warmup "${WARMUP:-5}" \
-    --workers "${WORKERS:-12}" --videos "$heads" --out "$out/benchmarks/results/$stem" \
-    > "$out/benchmarks/results/$stem.txt" 2> "$work/bench_e2e.log"
+    --workers "${WORKERS:-12}" --videos "$heads" --out "$results/$stem" \
+    > "$results/$stem.txt" 2> "$work/bench_e2e.log"
 step "bench end to end: exit $?"
 {
     echo "GPU: $gpu"
     echo "command: dfscan bench --device $device --no-paper --backends torch --batches ${E2E_BATCHES:-32,128} --workers ${WORKERS:-12} --videos <talking heads: $(ls "$heads" | wc -l) clips, ${SECONDS_PER_CLIP:-10} s, 1920x1080>"
-    grep -E "videos/s|clips/s|\] torch" "$out/benchmarks/results/$stem.txt"
+    grep -E "videos/s|clips/s|\] torch" "$results/$stem.txt"
 } > "$work/e2e_summary.txt" 2>&1
-cp "$work/e2e_summary.txt" "$out/"
+fi
 
-for f in env.txt pytest_gpu.txt bench.txt scan_compare.txt steps.txt; do
+for f in env.txt pytest_gpu.txt bench.txt scan_compare.txt e2e_summary.txt steps.txt; do
     [ -f "$work/$f" ] && cp "$work/$f" "$out/"
 done
 tar czf "$out/gpu_check.tar.gz" -C "$work" .
-cat "$out/env.txt" "$out/e2e_summary.txt"
+cat "$out/env.txt"
+[ -f "$out/e2e_summary.txt" ] && cat "$out/e2e_summary.txt"
 [ -f "$out/scan_compare.txt" ] && cat "$out/scan_compare.txt"
 [ -f "$out/pytest_gpu.txt" ] && tail -25 "$out/pytest_gpu.txt"
