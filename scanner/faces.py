@@ -210,6 +210,19 @@ class OnnxNets:
         return self._run(2, x)
 
 
+def _on_module_device(net: torch.nn.Module):
+    """``net`` called on CPU tensors: inputs go to its device, outputs come back to the CPU
+    (the pyramid and the boxes are built on the CPU; the modules may sit on a GPU)."""
+    device = next(net.parameters()).device
+    if device.type == "cpu":
+        return net
+
+    def call(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t.float().cpu() for t in net(x.to(device, non_blocking=True)))
+
+    return call
+
+
 def mtcnn_detect(
     mtcnn: torch.nn.Module, images: np.ndarray, nets: OnnxNets | None = None
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
@@ -234,7 +247,10 @@ def mtcnn_detect(
     from torchvision.ops.boxes import batched_nms
 
     m = mtcnn
-    pnet, rnet, onet = (nets.pnet, nets.rnet, nets.onet) if nets else (m.pnet, m.rnet, m.onet)
+    if nets:
+        pnet, rnet, onet = nets.pnet, nets.rnet, nets.onet
+    else:
+        pnet, rnet, onet = (_on_module_device(net) for net in (m.pnet, m.rnet, m.onet))
     n, h, w = images.shape[:3]
     tables = [summed_area(image) for image in images]
     scale, side = 12.0 / m.min_face_size, min(h, w) * 12.0 / m.min_face_size
@@ -348,7 +364,7 @@ class FaceDetector:
         try:
             with torch.inference_mode():
                 found = mtcnn_detect(self.mtcnn, small, self.nets)
-        except (ValueError, RuntimeError) as e:
+        except ValueError as e:
             # MTCNN's image pyramid is empty for images smaller than its 12-pixel window.
             log.debug("MTCNN failed on %dx%d frames: %s", w, h, e)
             return [_EMPTY] * len(images)

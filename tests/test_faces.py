@@ -293,3 +293,32 @@ def test_detectors_made_and_run_in_threads_at_once_agree(face_image):
     for faces in found:
         assert all(len(f.boxes) == 1 for f in faces)
         np.testing.assert_array_equal(faces[0].boxes, found[0][0].boxes)
+
+
+def test_detector_errors_other_than_a_tiny_frame_are_not_taken_for_no_face(face_image):
+    """Only MTCNN's empty pyramid (a frame under its 12-pixel window) means "no face"; any other
+    failure of the networks is raised, not turned into an empty result (on a GPU a device
+    mismatch once made every frame faceless)."""
+    detector = FaceDetector(CONTRACT, onnx=False)
+    assert detector.detect(np.zeros((1, 8, 8, 3), np.uint8))[0].boxes.shape[0] == 0
+
+    def broken(x):
+        raise RuntimeError("Expected all tensors to be on the same device")
+
+    detector.mtcnn.pnet.forward = broken
+    with pytest.raises(RuntimeError, match="same device"):
+        detector.detect(np.stack([face_image]))
+
+
+@pytest.mark.gpu
+def test_detector_on_cuda_finds_the_faces_found_on_the_cpu(face_image):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    frames = np.stack([face_image, np.zeros_like(face_image)])
+    cpu = FaceDetector(CONTRACT, onnx=False).detect(frames)
+    gpu = FaceDetector(CONTRACT, device="cuda").detect(frames)
+    assert len(gpu[0].boxes) == len(cpu[0].boxes) == 1 and len(gpu[1].boxes) == 0
+    np.testing.assert_allclose(gpu[0].boxes, cpu[0].boxes, atol=1.0)
+    np.testing.assert_allclose(gpu[0].landmarks, cpu[0].landmarks, atol=1.0)
