@@ -322,3 +322,75 @@ def test_detector_on_cuda_finds_the_faces_found_on_the_cpu(face_image):
     assert len(gpu[0].boxes) == len(cpu[0].boxes) == 1 and len(gpu[1].boxes) == 0
     np.testing.assert_allclose(gpu[0].boxes, cpu[0].boxes, atol=1.0)
     np.testing.assert_allclose(gpu[0].landmarks, cpu[0].landmarks, atol=1.0)
+
+
+def _faces_frame(face_image, big: bool, mid: bool, small: bool, shift: int = 0) -> np.ndarray:
+    """640x480 frame (detected at full size) with up to three portraits: faces of about 100
+    px (found by the coarse pass), 50 px (found by it, but under the detector's small_face)
+    and 20 px (found by the whole pyramid only)."""
+    import cv2
+
+    f = np.full((480, 640, 3), 90, np.uint8)
+    if big:
+        f[10 + shift : 460 + shift, 10:460] = cv2.resize(face_image, (450, 450))
+    if mid:
+        f[10:240, 10 + shift : 240 + shift] = cv2.resize(face_image, (230, 230))
+    if small:
+        f[200:300, 520 - shift : 620 - shift] = cv2.resize(face_image, (100, 100))
+    return f
+
+
+def _sides(found: FrameFaces) -> list[float]:
+    b = found.boxes[found.probs >= CONTRACT.min_face_prob]
+    return sorted(float(max(x[2] - x[0], x[3] - x[1])) for x in b)
+
+
+def test_coarse_detection_falls_back_to_the_whole_pyramid_where_faces_may_be_small(face_image):
+    """The coarse pass (the pyramid without its finest levels) is kept only where it found a
+    confident face of at least ``small_face``; the first frame always goes through the whole
+    pyramid, and small faces there send every frame through it. Where kept, the boxes are
+    the whole pyramid's exactly."""
+    coarse = FaceDetector(CONTRACT)
+    full = FaceDetector(CONTRACT, coarse=False)
+    assert 75 < coarse.small_face < 85  # twice the coarse pass's ~40 px smallest face
+
+    def both(spec):
+        frames = np.stack([_faces_frame(face_image, *s, shift=3 * i) for i, s in enumerate(spec)])
+        before = (coarse.frames_full, coarse.frames_coarse)
+        got, want = coarse.detect(frames), full.detect(frames)
+        used = (coarse.frames_full - before[0], coarse.frames_coarse - before[1])
+        return got, want, used
+
+    # Large faces only: the coarse pass for every frame but the first, the same boxes.
+    got, want, used = both([(True, False, False)] * 4)
+    assert used == (1, 3)
+    for g, w in zip(got, want):
+        assert len(_sides(g)) == 1 and _sides(g)[0] > 90
+        np.testing.assert_array_equal(g.boxes, w.boxes)
+        np.testing.assert_array_equal(g.probs, w.probs)
+
+    # A small face beside the large one in the first frame: every frame through the whole
+    # pyramid, the small face found in each.
+    got, want, used = both([(True, False, True)] * 4)
+    assert used == (4, 0)
+    for g, w in zip(got, want):
+        assert len(_sides(g)) == 2 and _sides(g)[0] < 30
+        np.testing.assert_array_equal(g.boxes, w.boxes)
+
+    # First frame without small faces; then a frame where the coarse pass finds no face (a
+    # small one only), one where it finds a face under small_face (beside a small one), and
+    # one where it finds the large face: the first two go through the whole pyramid again.
+    spec = [(True, False, False), (False, False, True), (False, True, True), (True, False, False)]
+    got, want, used = both(spec)
+    assert used == (3, 1)
+    assert len(_sides(got[1])) == 1 and _sides(got[1])[0] < 30
+    assert len(_sides(got[2])) == 2 and _sides(got[2])[0] < 30 < _sides(got[2])[1] < 80
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.boxes, w.boxes)
+        np.testing.assert_array_equal(g.probs, w.probs)
+
+    # What the coarse pass does not look for: a small face beside a large one in a later
+    # frame only (the first frame showed none) is not found.
+    got, want, used = both([(True, False, False), (True, False, True)])
+    assert used == (1, 1)
+    assert len(_sides(got[1])) == 1 and len(_sides(want[1])) == 2
