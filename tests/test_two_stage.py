@@ -216,3 +216,52 @@ def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:  # noqa: F811
         for side in (0, 1):  # real, fake
             assert not np.array_equal(before[side], after[side])
             assert np.abs(before[side].astype(int) - after[side]).mean() < 40
+
+
+def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_path) -> None:  # noqa: F811
+    """package_default ships a two-stage run: the weights copied, the card's sha256, the
+    development-set table computed from training.evaluate reports (flag counts at each
+    report's threshold), splits counted by person; a report of the shipped weights is
+    required."""
+    from scanner.files import file_sha256
+    from training.package_default import _model_id
+    from training.package_default import main as package
+
+    out, _ = run
+    weights = out / "model.safetensors"
+    recipe = tmp_path / "videos.csv"
+    lines = ["path,label,group,source"]
+    for k, video in enumerate(sorted((real_folder / "real").glob("*.mp4"))):
+        lines.append(f"{video},real,real,person{k // 2}")  # two clips per person
+    recipe.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def report(model: str, path: Path) -> str:
+        videos = [
+            {"path": "r1", "group": "real", "label": 0, "score": 0.2},
+            {"path": "r2", "group": "real", "label": 0, "score": 0.9},
+            {"path": "f1", "group": "faceswap", "label": 1, "score": 0.95},
+            {"path": "f2", "group": "lipsync", "label": 1, "score": 0.1},
+        ]
+        groups = [{"group": "all", "auc": 0.5}, {"group": "faceswap", "auc": 0.75}]
+        body = {"model": model, "threshold": 0.5, "groups": groups, "videos": videos}
+        path.write_text(json.dumps(body), encoding="utf-8")
+        return str(path)
+
+    dest = tmp_path / "models"
+    dest.mkdir()
+    args = ["--run", str(out), "--dest", str(dest), "--recipe", str(recipe)]
+    args += ["--manifest", str(tmp_path / "none.csv"), "--train-manifest", str(tmp_path / "no.csv")]
+    other = report("someone-else@000000000000", tmp_path / "other.json")
+    with pytest.raises(ValueError, match="no --dev-eval report is of"):
+        package([*args, "--dev-eval", f"old={other}"])
+    mine = report(_model_id(weights), tmp_path / "mine.json")
+    assert package([*args, "--dev-eval", f"new=model={mine}", "--dev-eval", f"old={other}"]) == 0
+    shipped = dest / "default.safetensors"
+    card = (dest / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert file_sha256(shipped) == file_sha256(weights) and f"`{file_sha256(shipped)}`" in card
+    assert "| new=model | 0.500 | 0.750 | n/a | n/a | n/a | 1 / 2 | 1 / 2 |" in card
+    summary = json.loads((out / "two_stage.json").read_text())
+    for part, paths in summary["splits"].items():
+        people = {int(Path(p).stem[-1]) // 2 for p in paths}
+        assert f"  - {part}: {len(paths)} videos of {len(people)} people" in card
+    assert "research and evaluation" in card and "Limits" in card

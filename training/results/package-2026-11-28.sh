@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The command that packaged the default model of 2026-11-28 (run folder as it came back from
+# the GPU machine; the development-set reports are training.evaluate --json outputs).
+set -euo pipefail
+run=${1:?usage: package-2026-11-28.sh RUN_DIR [DEST]}
+e=training/results/dev-eval
+python -m training.package_default --run "$run" ${2:+--dest "$2"} \
+    --notes training/results/gpu-2026-11-28.md \
+    --dev-eval "this model: two-stage, Lite0, GPU, degraded alike (ships)=$e/two-stage-lite0-gpu-degrade.json" \
+    --dev-eval "two-stage, Lite0, GPU, no degradation=$e/two-stage-lite0-gpu.json" \
+    --dev-eval "previous default: end to end, Lite2, 25 clips, five-point blends=$e/shipped-lite2-2026-11-27.json" \
+    --dev-eval "two-stage, Lite0, CPU (1.5 frame passes, last 3 stages)=$e/two-stage-lite0-cpu.json" \
+    --dev-eval "the same + re-rendered faces=$e/two-stage-lite0-cpu-rerender.json" \
+    --dev-eval "the same + warp-reenacted faces=$e/two-stage-lite0-cpu-reenact.json" \
+    --dev-eval "the same, degraded alike=$e/two-stage-lite0-cpu-degrade.json" \
+    --dev-eval "end to end, Lite0, CPU, 68-point blends=$e/end-to-end-lite0-cpu.json"
