@@ -1,22 +1,35 @@
-"""Scan pipeline: decode -> faces (worker threads) -> model (batched) -> one result per video.
+"""Scan pipeline: decode -> faces (workers) -> model (batched) -> one result per video.
 
 Workers decode and detect faces for upcoming videos while the model scores the current
-batch, so the model is not left waiting on MTCNN. Every face tracked in enough sampled frames
-is a person (up to ``max_people``, largest first) with a clip of its own; the clips of all
-people of all prepared videos go through the model together, and a video's score is that of
-its most suspicious person. Expected per-video outcomes (no face, too
-short, unreadable, not a video) become results with a status and no score; nothing here
-invents a score.
+batch, so the model is not left waiting on MTCNN. Where faces are detected on the CPU and the
+platform forks (Linux), the workers are processes forked from this one: dlib's face
+descriptor and much of MTCNN's bookkeeping hold Python's GIL, so worker threads left the
+second core mostly idle. With the detector on a GPU, or without fork, they are threads.
+
+Every face tracked in enough sampled frames is a person (up to ``max_people``, largest
+first) with a clip of its own; the clips of all people of all prepared videos go through the
+model together, and a video's score is that of its most suspicious person. Expected
+per-video outcomes (no face, too short, unreadable, not a video) become results with a
+status and no score; nothing here invents a score.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +54,9 @@ class ScanOptions:
     sampling: str | None = None  # None: the checkpoint's sampling method
     threshold: float | None = None  # None: the checkpoint's threshold
     batch_size: int = 8  # clips per model call
-    workers: int = 2  # decode + face detection threads
+    # decode + face detection workers: forked processes where faces are detected on the CPU
+    # and the platform forks, else threads (``Scanner.uses_processes``)
+    workers: int = 2
     detector_device: str | None = None  # None: the backend's device
     max_people: int = 4  # faces scored per video, largest first
     # Keep face tracks one person each with dlib's face descriptors where installed
@@ -128,8 +143,29 @@ def prepare_video(
     )
 
 
+# Scanners whose worker processes are being forked, by id: a forked worker finds its Scanner
+# here (a Scanner holds the model and does not pickle; the child has a copy of this process).
+_FORKED: dict[int, Scanner] = {}
+
+
+def _worker_start(key: int) -> None:
+    """In a freshly forked worker: one thread for torch's operators (OpenMP's pool does not
+    survive a fork), and this process's own detector and embedder."""
+    from scanner.faces import OnnxNets
+
+    torch.set_num_threads(1)
+    OnnxNets._shared = None  # sessions of this process, not copies of the parent's
+    _FORKED[key]._local = threading.local()
+
+
+def _worker_prepare(key: int, path: Path) -> Prepared:
+    return _FORKED[key]._prepare(path)
+
+
 class Scanner:
     """Scans videos with one backend; call ``run`` with paths and a result callback."""
+
+    AHEAD = 64  # results held back, at most, behind the first video not yet finished
 
     def __init__(self, backend: Backend, options: ScanOptions = ScanOptions()) -> None:
         self.backend = backend
@@ -285,50 +321,145 @@ class Scanner:
             on_result(r)
         return counts
 
-    def results(self, paths: Iterable[Path]) -> Iterator[VideoResult]:
-        """One result per path, in the order of ``paths``, each as soon as it exists.
+    @property
+    def uses_processes(self) -> bool:
+        """Whether the workers are forked processes: faces detected on the CPU, and fork
+        available (Linux). Otherwise threads."""
+        cpu = torch.device(self.detector_device).type == "cpu"
+        return cpu and "fork" in multiprocessing.get_all_start_methods()
 
-        Workers decode and detect ahead while the model scores; closing the iterator early
-        cancels the videos not yet started.
-        """
-        window = max(1, self.options.workers) * 2 + self.options.batch_size
-        todo = iter(paths)
-        pending: deque[Future[Prepared]] = deque()
+    def _pool(self, workers: int) -> Executor:
+        kind = "processes" if self.uses_processes else "threads"
+        log.debug("%d worker %s decode the videos and detect their faces", workers, kind)
+        if not self.uses_processes:
+            return ThreadPoolExecutor(workers, thread_name_prefix="dfscan-prep")
+        key = id(self)
+        _FORKED[key] = self
+        return ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_start,
+            initargs=(key,),
+        )
 
-        def logged(r: VideoResult) -> VideoResult:
-            if r.status != "ok":
-                log.warning("%s: %s (%s)", r.path, r.status, r.message)
-            return r
+    def _submit(self, pool: Executor, path: Path) -> Future[Prepared]:
+        if isinstance(pool, ProcessPoolExecutor):
+            return pool.submit(_worker_prepare, id(self), path)
+        return pool.submit(self._prepare, path)
 
-        workers = max(1, self.options.workers)
-        with ThreadPoolExecutor(workers, thread_name_prefix="dfscan-prep") as pool:
-
-            def refill() -> None:
-                while len(pending) < window:
-                    path = next(todo, None)
-                    if path is None:
-                        return
-                    pending.append(pool.submit(self._prepare, Path(path)))
-
+    def _prepare_alone(self, path: Path) -> Prepared:
+        """One video in a worker process of its own, after a worker died on a batch of
+        pending videos: its result, or an error row if its worker dies again."""
+        start = time.perf_counter()
+        with self._pool(1) as pool:
             try:
+                return self._submit(pool, path).result()
+            except BrokenProcessPool:
+                log.warning("%s: the worker process preparing it died", path)
+                message = "the worker process decoding this video died (crashed or killed)"
+                return Prepared(path, "error", message, time.perf_counter() - start)
+
+    def results(self, paths: Iterable[Path]) -> Iterator[VideoResult]:
+        """One result per path, in the order of ``paths``, each as soon as it and those
+        before it exist.
+
+        Workers decode and detect ahead while the model scores: videos are scored as they
+        are prepared, in any order (at most batch_size clips a call, one per person), so one
+        slow video does not leave the workers idle behind it; results wait in order, at most
+        ``AHEAD`` videos past the first unfinished one (their crops are dropped once scored).
+        Closing the iterator early cancels the videos not yet started. A worker process
+        that dies (a decoder crash, the OOM killer) fails the calls of the videos it had:
+        the first of them is run again alone in a new process, the others in a new pool,
+        so only a video whose worker dies again is an ``error`` row.
+        """
+        todo = iter(paths)
+        workers = max(1, self.options.workers)
+        window = workers * 2 + self.options.batch_size  # videos submitted, not yet prepared
+        queued: dict[int, Path] = {}  # submitted or prepared, not yet yielded
+        running: dict[Future[Prepared], int] = {}
+        prepared: list[tuple[int, Prepared]] = []  # ok videos waiting for the model
+        finished: dict[int, VideoResult] = {}
+        head = 0  # the next index to yield
+        pool = self._pool(workers)
+
+        def refill() -> None:
+            while len(running) < window and len(queued) < self.AHEAD:
+                path = next(todo, None)
+                if path is None:
+                    return
+                index = head + len(queued)
+                queued[index] = Path(path)
+                running[self._submit(pool, Path(path))] = index
+
+        def restart() -> None:
+            """After a worker process died: the first of its videos alone, the rest again."""
+            nonlocal pool
+            lost = sorted(running.values())
+            log.warning("a scan worker process died; running its %d videos again", len(lost))
+            running.clear()
+            pool.shutdown(wait=True, cancel_futures=True)
+            pool = self._pool(workers)
+            add(lost[0], self._prepare_alone(queued[lost[0]]))
+            for index in lost[1:]:
+                running[self._submit(pool, queued[index])] = index
+
+        def add(index: int, p: Prepared) -> None:
+            if p.status == "ok":
+                prepared.append((index, p))
+            else:
+                finished[index] = self._result(p)
+
+        def score(everything: bool) -> None:
+            """The prepared videos through the model, batch_size clips a call; ``everything``
+            False leaves a last part of less than batch_size clips for later."""
+            while prepared:
+                batch: list[tuple[int, Prepared]] = []
+                clips = 0
+                for item in prepared:
+                    if batch and clips + len(item[1].people) > self.options.batch_size:
+                        break
+                    batch.append(item)
+                    clips += len(item[1].people)
+                if (
+                    not everything
+                    and clips < self.options.batch_size
+                    and len(batch) == len(prepared)
+                ):
+                    return
+                del prepared[: len(batch)]
+                for (index, _), r in zip(batch, self._score([p for _, p in batch])):
+                    finished[index] = r
+
+        try:
+            refill()
+            while queued:
+                if running and head not in finished:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    broken = False
+                    for future in done:
+                        index = running.pop(future)
+                        try:
+                            add(index, future.result())
+                        except BrokenProcessPool:
+                            running[future] = index
+                            broken = True
+                    if broken:
+                        restart()
+                # Score when a batch is full, when the first unfinished video waits for the
+                # model, or when nothing is left to wait for.
+                waiting = any(index == head for index, _ in prepared)
+                score(everything=waiting or not running)
                 refill()
-                while pending:
-                    ready = [pending.popleft().result()]
-                    # Batch whatever else is already prepared, without waiting for more, up
-                    # to batch_size clips (one per person).
-                    while (
-                        pending
-                        and pending[0].done()
-                        and sum(len(r.people) for r in ready if r.status == "ok")
-                        + len(pending[0].result().people)
-                        <= self.options.batch_size
-                    ):
-                        ready.append(pending.popleft().result())
-                    refill()
-                    clips = [p for p in ready if p.status == "ok"]
-                    scored = iter(self._score(clips) if clips else [])
-                    for p in ready:
-                        yield logged(next(scored) if p.status == "ok" else self._result(p))
-            finally:
-                for f in pending:
-                    f.cancel()
+                while head in finished:
+                    queued.pop(head)
+                    r = finished.pop(head)
+                    head += 1
+                    if r.status != "ok":
+                        log.warning("%s: %s (%s)", r.path, r.status, r.message)
+                    yield r
+                refill()
+        finally:
+            for future in running:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            _FORKED.pop(id(self), None)
