@@ -43,11 +43,11 @@ from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import load_checkpoint
 from scanner.contract import Preprocessing
 from scanner.files import replacing
+from scanner.onnx_writer import MAX_BATCH, PARITY_BATCH
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "engine", "all")
-PARITY_BATCH = 3  # random clips per parity check: not the trace batch (2), so B must be dynamic
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def export_all(
     *,
     formats: str = "onnx",
     fp16: bool = False,
-    max_batch: int = 16,
+    max_batch: int = MAX_BATCH,
     face: np.ndarray | None = None,
     seed: int = 0,
     device: torch.device | None = None,

@@ -13,6 +13,16 @@ from scanner.faces import crop_square
 from helpers import face_frames, make_checkpoint, write_clip
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user cache (``--backend auto`` exports checkpoints' ONNX graphs there on the CPU)
+    lies in a temporary folder for the whole session, not in the user's home."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
 def face_image() -> np.ndarray:
     """(512, 512, 3) uint8 RGB portrait; the face lies around x 180..270, y 60..175."""

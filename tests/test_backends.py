@@ -21,6 +21,8 @@ from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import CheckpointError, load_checkpoint
 from scanner.cli import main
 
+from helpers import make_checkpoint
+
 NO_TENSORRT = tensorrt_missing()
 CPU = torch.device("cpu")
 
@@ -41,9 +43,53 @@ def rows_of(path):
 
 
 def test_checkpoint_runs_on_torch_on_cpu(tiny_checkpoint):
-    backend = make_backend(tiny_checkpoint, "auto", "cpu", "auto")
+    backend = make_backend(tiny_checkpoint, "torch", "cpu", "auto")
     assert isinstance(backend, TorchBackend)
     assert (backend.name, backend.device) == ("torch", "cpu")
+
+
+def test_auto_on_the_cpu_runs_a_checkpoint_as_its_onnx_graph_exported_once(
+    tmp_path, monkeypatch, crops
+):
+    """A checkpoint without an ONNX file beside it: ``auto`` exports its fp32 graph into the
+    user cache under the checkpoint's sha256 (checked against PyTorch, with its sidecar),
+    runs it through onnxruntime with the contract and label read from it, and reuses it."""
+    from scanner import onnx_writer
+    from scanner.files import file_sha256
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = make_checkpoint(tmp_path / "w.safetensors", seed=3)
+    backend = make_backend(weights, "auto", CPU, "auto")
+    assert isinstance(backend, OnnxBackend) and backend.precision == "fp32"
+    path = tmp_path / "cache" / "dfscan" / "onnx" / file_sha256(weights) / ONNX_FILE
+    assert path.is_file() and sidecar_path(path).is_file()
+    assert backend.info.parity["max_abs_probabilities"] <= TOLERANCE["fp32"]
+    reference = make_backend(weights, "torch", CPU, "auto")
+    assert backend.contract == reference.contract and backend.threshold == reference.threshold
+    assert backend.model_label == reference.model_label
+    p, a = backend(crops)
+    q, b = reference(crops)
+    assert np.abs(p - q).max() < TOLERANCE["fp32"] and np.abs(a - b).max() < TOLERANCE["fp32"]
+    # Found again, not exported again; other weights, another graph.
+    stamp = path.stat().st_mtime_ns
+    monkeypatch.setattr(onnx_writer, "export_onnx", lambda *a: pytest.fail("exported again"))
+    assert make_backend(weights, "auto", CPU, "auto").name == "onnx"
+    assert path.stat().st_mtime_ns == stamp
+    assert list((tmp_path / "cache" / "dfscan" / "onnx").iterdir()) == [path.parent]
+
+
+def test_auto_on_the_cpu_falls_back_to_torch_when_the_export_fails(tmp_path, monkeypatch):
+    from scanner import onnx_writer
+
+    def fail(checkpoint, path):  # noqa: ANN001, ANN202
+        raise onnx_writer.ExportError("no exporter")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(onnx_writer, "export_onnx", fail)
+    weights = make_checkpoint(tmp_path / "w.safetensors", seed=4)
+    backend = make_backend(weights, "auto", CPU, "auto")
+    assert backend.name == "torch"
+    assert not any((tmp_path / "cache" / "dfscan" / "onnx").iterdir())  # nothing half-written
 
 
 def test_export_dir_runs_on_the_faster_cpu_backend(export_dir, tiny_checkpoint):

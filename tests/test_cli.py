@@ -85,7 +85,8 @@ def test_scores_only_for_scored_videos(scanned):
             assert r["label"] == ("FAKE" if float(r["score"]) >= 0.5 else "REAL")
             assert r["frames_sampled"] == "15" and int(r["frames_with_face"]) >= 5
             assert r["model"].startswith("test-test_efficientnet@")
-            assert (r["backend"], r["device"]) == ("torch", "cpu")
+            # --backend auto on the CPU: the checkpoint's graph, exported once, on onnxruntime
+            assert (r["backend"], r["device"]) == ("onnx", "cpu")
         else:
             assert r["score"] == "" and r["label"] == "" and r["message"]
 

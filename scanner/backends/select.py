@@ -84,6 +84,20 @@ def _tensorrt(found: Artifacts, device: torch.device, precision: str) -> Backend
 _BUILDERS = {"torch": _torch, "onnx": _onnx, "tensorrt": _tensorrt}
 
 
+def _onnx_cached(found: Artifacts, device: torch.device, precision: str) -> Backend:
+    """``auto`` on the CPU for a checkpoint with no ONNX file beside it: its fp32 graph,
+    exported once into the user's cache (``scanner.onnx_writer.cached_onnx``)."""
+    if found.checkpoint is None or precision == "fp16":
+        raise BackendUnavailable(f"{found.source} has no checkpoint to export to ONNX")
+    from scanner.onnx_writer import ExportError, cached_onnx
+
+    try:
+        path = cached_onnx(found.checkpoint)
+    except (ExportError, OSError) as e:
+        raise BackendUnavailable(f"cannot export {found.checkpoint} to ONNX here: {e}") from e
+    return OnnxBackend(path, device)
+
+
 def make_backend(
     weights: Path,
     backend: str = "auto",
@@ -93,7 +107,9 @@ def make_backend(
     """The backend for ``weights`` (checkpoint, .onnx, .engine or export directory).
 
     backend "auto" takes the fastest that can run here (``AUTO_ORDER_CUDA`` /
-    ``AUTO_ORDER_CPU``); a named one that cannot run raises BackendUnavailable. A damaged
+    ``AUTO_ORDER_CPU``); on the CPU, a checkpoint without an ONNX file beside it runs as its
+    fp32 graph, exported once into the user's cache (``scanner.onnx_writer.cached_onnx``;
+    PyTorch if that fails). A named one that cannot run raises BackendUnavailable. A damaged
     checkpoint or artifact raises CheckpointError (ArtifactError) either way: it is never
     skipped in favour of another file.
     """
@@ -110,7 +126,13 @@ def make_backend(
     reasons = []
     for name in AUTO_ORDER_CUDA if dev.type == "cuda" else AUTO_ORDER_CPU:
         try:
-            chosen = _BUILDERS[name](found, dev, precision)
+            try:
+                chosen = _BUILDERS[name](found, dev, precision)
+            except BackendUnavailable:
+                # A checkpoint alone on the CPU: onnxruntime on its graph, exported once.
+                if name != "onnx" or dev.type != "cpu" or found.onnx or found.onnx_fp16:
+                    raise
+                chosen = _onnx_cached(found, dev, precision)
         except BackendUnavailable as e:
             log.debug("backend auto: not %s: %s", name, e)
             reasons.append(f"{name}: {e}")

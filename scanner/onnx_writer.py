@@ -1,0 +1,230 @@
+"""The plain fp32 ONNX writer: the detector traced to one graph with its metadata, and its
+parity check through onnxruntime. ``dfscan export`` (``export.pipeline``) writes its
+``model.onnx`` with it; the scanner uses it for ``cached_onnx``: on the CPU, ``--backend
+auto`` given a checkpoint with no ONNX file beside it exports the graph once into the user's
+cache, keyed by the checkpoint file's sha256, and runs that through onnxruntime (about twice
+as fast as PyTorch there). The contract, threshold and name then come from the artifact's own
+metadata and sidecar, as for any export.
+
+The detector as one ONNX graph: backbone per frame and the attention ConvLSTM head.
+
+One graph for the whole detector, not a backbone graph plus a head graph: a batch is one
+session (or TensorRT engine) call, the (B*T, C, h, w) feature maps never make a round trip
+through the host between backbone and head, and TensorRT can fuse and plan memory across the
+boundary. The recurrence in ``scanner/model.py`` is a Python loop over the fixed frame count,
+so tracing unrolls it into plain convolutions; only the batch axis is dynamic.
+
+Exporter: the classic TorchScript tracer, ``torch.onnx.export(..., dynamo=False)``. The dynamo
+exporter needs ``onnxscript``, which dfscan does not depend on, and tracing is exactly what a
+fixed-length unrolled loop wants. Opset and tensor names are in ``scanner.artifacts``.
+
+fp16 (``model.fp16.onnx``) is converted from this graph by ``export.onnx_export``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from scanner.artifact_writer import (
+    TOLERANCE,
+    ExportError,
+    RuntimeUnavailable,
+    make_info,
+    onnx_metadata,
+    write_sidecar,
+)
+from scanner.artifacts import BATCH_AXIS, INPUT_NAME, ONNX_FILE, OPSET, OUTPUT_NAMES
+from scanner.backends.onnx import onnx_session
+from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
+from scanner.files import file_sha256, replacing
+from scanner.model import Detector
+from scanner.parity import Parity, ParityCase, compare, parity_cases
+
+log = logging.getLogger(__name__)
+
+TRACE_BATCH = 2  # any batch traces the same graph; parity runs other sizes to prove it
+
+
+class ExportableDetector(nn.Module):
+    """The detector's own forward with a softmax on the logits, for export.
+
+    clips (B, T, 3, S, S) float32 -> (probabilities (B, 2), attention (B, T)). The model
+    reshapes by the input's batch, so the traced graph keeps B symbolic.
+    """
+
+    def __init__(self, detector: Detector) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, alpha = self.detector(clips)
+        return torch.softmax(logits, dim=-1), alpha
+
+
+def log_written(step: str, path: Path, start: float) -> None:
+    size_mb = path.stat().st_size / 1e6
+    log.info("%s: wrote %s (%.1f MB) in %.1f s", step, path, size_mb, time.perf_counter() - start)
+
+
+def save_onnx(model: onnx.ModelProto, path: Path, props: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    model.doc_string = "dfscan detector; metadata in metadata_props['dfscan']"
+    onnx.checker.check_model(model)
+    with replacing(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def export_onnx(checkpoint: LoadedCheckpoint, path: Path) -> Path:
+    """Trace the checkpoint's detector (fp32, CPU) to ``path`` with metadata_props."""
+    start = time.perf_counter()
+    c = checkpoint.meta.preprocessing
+    wrapper = ExportableDetector(checkpoint.model).eval()
+    example = torch.zeros(TRACE_BATCH, c.num_frames, 3, c.crop_size, c.crop_size)
+    buf = io.BytesIO()
+    axes = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in favour of dynamo (see module docstring).
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+            # Detector.forward checks the fixed frame count in Python; in the graph T is a
+            # constant by design (only the batch axis is dynamic).
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                buf,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as e:
+        raise ExportError(f"ONNX export of {checkpoint.meta.model.backbone} failed: {e}") from e
+    model = onnx.load_from_string(buf.getvalue())
+    save_onnx(model, path, onnx_metadata(checkpoint, "fp32"))
+    log_written("export_onnx", path, start)
+    return path
+
+
+def _run_cases(
+    path: Path, cases: tuple[ParityCase, ...], providers: list[str]
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    import onnxruntime as ort
+
+    session = onnx_session(path, providers)
+    runtime = f"onnxruntime {ort.__version__} {session.get_providers()[0]}"
+    outputs = [tuple(session.run(list(OUTPUT_NAMES), {INPUT_NAME: case.clips})) for case in cases]
+    return outputs, runtime
+
+
+def verify_onnx(path: Path, cases: tuple[ParityCase, ...], tolerance: float) -> Parity:
+    """Run ``path`` through onnxruntime on the cases; ExportError past ``tolerance``.
+
+    Tries the CPU provider first and, when onnxruntime cannot run the graph there (fp16
+    kernels are missing for some ops in some builds), the CUDA provider if installed.
+    Raises RuntimeUnavailable when no installed provider can run it.
+    """
+    try:
+        import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import (
+            Fail,
+            InvalidArgument,
+            InvalidGraph,
+            NotImplemented,
+        )
+    except ImportError as e:
+        raise RuntimeUnavailable(
+            f"onnxruntime is not installed, so {path.name} cannot be verified: "
+            "pip install onnxruntime"
+        ) from e
+    start = time.perf_counter()
+    ort_errors = (Fail, InvalidArgument, InvalidGraph, NotImplemented)
+    try:
+        outputs, runtime = _run_cases(path, cases, ["CPUExecutionProvider"])
+    except ort_errors as cpu_error:
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeUnavailable(
+                f"onnxruntime {ort.__version__} cannot run {path.name} on the CPU ({cpu_error}) "
+                "and has no CUDA provider to verify it on: pip install onnxruntime-gpu "
+                '(or "dfscan[gpu]") on a machine with an NVIDIA GPU'
+            ) from cpu_error
+        log.warning("onnxruntime CPU cannot run %s (%s); verifying on CUDA", path, cpu_error)
+        try:
+            outputs, runtime = _run_cases(path, cases, ["CUDAExecutionProvider"])
+        except ort_errors as e:
+            raise ExportError(f"onnxruntime cannot run {path}: {e}") from e
+    parity = compare(cases, outputs, runtime, tolerance, path.name)
+    log.info("verify_onnx: %s checked in %.1f s", path.name, time.perf_counter() - start)
+    return parity
+
+
+# What ``dfscan export`` records for an ONNX file (its default --max-batch) and checks: parity
+# on a batch of this many random clips, not the trace batch, so that B must be dynamic.
+MAX_BATCH = 16
+PARITY_BATCH = 3
+
+
+def cache_dir() -> Path:
+    """The user's cache of exported graphs: $XDG_CACHE_HOME/dfscan/onnx (~/.cache/...)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "dfscan" / "onnx"
+
+
+def cached_onnx(weights: Path) -> Path:
+    """The fp32 ``model.onnx`` (with its sidecar) of the checkpoint ``weights``, exported into
+    ``cache_dir()/<sha256 of the checkpoint file>/`` on first use and checked against PyTorch
+    as ``dfscan export`` checks it (random clips, the fp32 tolerance).
+
+    A folder in the cache is written whole under a temporary name and then renamed, so a
+    reader never sees half of one, and two processes exporting at once both end with one
+    good copy. Raises CheckpointError for a bad checkpoint, ExportError when the export or
+    its parity fails, OSError when the cache cannot be written.
+    """
+    weights = Path(weights)
+    folder = cache_dir() / file_sha256(weights)
+    path = folder / ONNX_FILE
+    if path.is_file():
+        return path  # the backend checks it against its sidecar before it loads
+    start = time.perf_counter()
+    checkpoint = load_checkpoint(weights)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    try:
+        written = export_onnx(checkpoint, scratch / ONNX_FILE)
+        contract = checkpoint.meta.preprocessing
+        cases = parity_cases(checkpoint.model, contract, None, PARITY_BATCH)
+        parity = verify_onnx(written, cases, TOLERANCE["fp32"])
+        info = make_info(written, "onnx", "fp32", checkpoint, MAX_BATCH, parity.to_dict())
+        write_sidecar(written, info)
+        if folder.exists():
+            shutil.rmtree(folder)  # a folder without its model.onnx: an earlier failure
+        try:
+            scratch.rename(folder)
+        except OSError:
+            if not path.is_file():  # not another process's export that got there first
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info(
+        "exported %s to %s for onnxruntime in %.1f s (once; cached)",
+        checkpoint.label,
+        path,
+        time.perf_counter() - start,
+    )
+    return path
