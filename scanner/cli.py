@@ -225,7 +225,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.IntRange(1),
     default=2,
     show_default=True,
-    help="Threads decoding videos and detecting faces ahead of the model.",
+    help="Workers decoding videos and detecting faces ahead of the model (processes where "
+    "faces are detected on the CPU and the platform forks, else threads).",
 )
 @click.option(
     "--sampling",
