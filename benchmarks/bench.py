@@ -92,6 +92,8 @@ class StageTimes:
     hardware: str
     versions: str
     frames: int = 0  # sampled frames decoded and run through face detection
+    identity_s: float = 0.0  # identity descriptors of the faces of videos with several tracks
+    clips: int = 0  # face clips through the model (every person scored, as the scan does)
 
     @property
     def decode_fps(self) -> float:
@@ -113,6 +115,7 @@ class StageTimes:
             "decode": self.decode_s,
             "detect": self.detect_s,
             "crop": self.crop_s,
+            "identity": self.identity_s,
             "model": self.model_s,
         }
         return max(stages, key=stages.get)
@@ -256,25 +259,40 @@ def measure_latency(
 def measure_end_to_end(
     model: str, backend: Backend, videos: Sequence[Path], workers: int = 2, seed: int = 0
 ) -> StageTimes:
-    """Time decode, face detection, cropping and the model per video, then the same videos
+    """Time decode, face detection, identity descriptors, cropping and the model per video,
+    one video at a time and with the scan's own settings (every person up to ``max_people``
+    scored, descriptors where a video holds several face tracks), then the same videos
     through the scanner's overlapped pipeline."""
+    from scanner.identity import FaceEmbedder
     from scanner.scan import Scanner, ScanOptions
 
     c = backend.contract
+    options = ScanOptions(seed=seed, workers=workers)
     detector = FaceDetector(c, getattr(backend, "torch_device", "cpu"))
+    embedder = FaceEmbedder.load()
     clock = StageClock()
     model_s = 0.0
-    scored = 0
+    scored = clips = 0
     for path in videos:
         try:
-            clip = read_face_clip(path, detector, c.num_frames, c.sampling, seed, clock)
+            clip = read_face_clip(
+                path,
+                detector,
+                c.num_frames,
+                c.sampling,
+                seed,
+                clock,
+                max_people=options.max_people,
+                embedder=embedder,
+            )
         except ClipError:
             continue
         t0 = time.perf_counter()
-        backend(clip.track.crops[None])
+        backend(np.stack([person.crops for person in clip.people]))
         model_s += time.perf_counter() - t0
         scored += 1
-    scanner = Scanner(backend, ScanOptions(seed=seed, workers=workers))
+        clips += len(clip.people)
+    scanner = Scanner(backend, options)
     t0 = time.perf_counter()
     scanner.run(list(videos), lambda r: None)
     pipeline = time.perf_counter() - t0
@@ -292,6 +310,8 @@ def measure_end_to_end(
         hardware(),
         versions(),
         clock.frames,
+        clock.identity,
+        clips,
     )
 
 
@@ -337,9 +357,10 @@ def format_report(report: BenchReport) -> str:
         ]
         for e in report.end_to_end:
             lines.append(
-                f"  {e.model} {e.backend} {e.device}: {e.videos} videos ({e.scored} scored), "
-                f"decode {e.decode_s:.2f} s ({e.decode_fps:.1f} frames/s), "
-                f"detect {e.detect_s:.2f} s ({e.detect_fps:.1f} frames/s), crop {e.crop_s:.2f} s, "
+                f"  {e.model} {e.backend} {e.device}: {e.videos} videos ({e.scored} scored, "
+                f"{e.clips} face clips), decode {e.decode_s:.2f} s ({e.decode_fps:.1f} frames/s), "
+                f"detect {e.detect_s:.2f} s ({e.detect_fps:.1f} frames/s), "
+                f"identity {e.identity_s:.2f} s, crop {e.crop_s:.2f} s, "
                 f"model {e.model_s:.2f} s; pipeline {e.videos_per_s:.2f} videos/s; "
                 f"bottleneck: {e.bottleneck}"
             )

@@ -47,13 +47,28 @@ class FaceClip:
 
 @dataclass
 class StageClock:
-    """Seconds spent decoding, detecting and tracking/cropping, summed over calls (failed
-    ones too)."""
+    """Seconds spent decoding, detecting, computing identity descriptors and tracking/cropping
+    (descriptors not included), summed over calls (failed ones too)."""
 
     decode: float = 0.0
     detect: float = 0.0
     crop: float = 0.0
+    identity: float = 0.0  # the embedder's descriptors, where tracks needed them
     frames: int = 0  # sampled frames decoded and run through face detection
+
+
+class _TimedEmbedder:
+    """An embedder whose calls add their seconds to ``clock.identity``."""
+
+    def __init__(self, embedder: FaceEmbedder, clock: StageClock) -> None:
+        self.embedder, self.clock = embedder, clock
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray | None]:
+        start = time.perf_counter()
+        try:
+            return self.embedder(image, boxes)
+        finally:
+            self.clock.identity += time.perf_counter() - start
 
 
 def _one_pass(
@@ -77,10 +92,12 @@ def _one_pass(
     clock.decode += t1 - t0
     clock.detect += t2 - t1
     clock.frames += len(frames.indices)
+    identity = clock.identity
+    timed = _TimedEmbedder(embedder, clock) if embedder is not None else None
     try:
-        return frames, track_people(frames, faces, detector.contract, max_people, require, embedder)
+        return frames, track_people(frames, faces, detector.contract, max_people, require, timed)
     finally:
-        clock.crop += time.perf_counter() - t2
+        clock.crop += time.perf_counter() - t2 - (clock.identity - identity)
 
 
 def read_face_clip(
