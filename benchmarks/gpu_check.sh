@@ -8,7 +8,7 @@
 # WARMUP (5), VIDEOS (.gpu/videos); for the end-to-end run on 1080p talking heads (step 4): SECONDS_PER_CLIP (10),
 # COPIES (4), WORKERS (12), E2E_BATCHES (32,128), HEADS (a folder of talking heads made
 # beforehand: step 4 then scans those instead of making them). SKIP (e.g. "1 2 3") skips those
-# steps. OUT_DIR receives at most eight files (the device tool's limit): the summaries and
+# steps. OUT_DIR receives at most eight files (all that the GPU machine returns): the summaries and
 # gpu_check.tar.gz, which holds every log, CSV and bench result file.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR}
