@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The checks a session with a lent GPU machine runs, in one go. Prepare here with
-# `bash benchmarks/gpu_prepare.sh`, then run through the device tool, with carry [".gpu"]:
+# `bash benchmarks/gpu_prepare.sh`, then on the GPU machine, with .gpu/ beside the checkout:
 #     bash benchmarks/gpu_check.sh "$OUT"
 # It runs the source tree as it is (no pip install: the machine has no network) and writes a
 # few summaries plus gpu_check.tar.gz (every log, CSV and bench file) into the folder given.

@@ -2,7 +2,7 @@
 # Stage, on the development machine, what benchmarks/gpu_check.sh needs on the lent GPU machine.
 # That machine has no network and does not see ../shared (see ../shared/docs/gpu-notes.md):
 # its image lacks facenet-pytorch and pywavelets, so their wheels travel in .gpu/wheels, and the
-# shared clips travel in .gpu/videos. Then run, through the device tool, with carry [".gpu"]:
+# shared clips travel in .gpu/videos. Then, on the GPU machine, with .gpu/ beside the checkout:
 #     bash benchmarks/gpu_check.sh "$OUT"
 set -euo pipefail
 shared=${DFSCAN_SHARED_VIDEOS:-../shared/data/videos}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the two-stage recipe (training/recipes/two_stage_real.yaml) on a lent GPU machine in
-# one run (prepare with training/gpu/prepare.sh; carry [".gpu-train"]):
+# one run (prepare with training/gpu/prepare.sh; copy .gpu-train/ beside the checkout there):
 #     bash training/gpu/train.sh OUT_DIR
 # The same two-stage recipe as on the CPU, with the GPU's room spent on the whole backbone and
 # a longer frame stage; it writes model.safetensors, two_stage.json, config.json and train.log
