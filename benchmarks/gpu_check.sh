@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The checks a session with a lent GPU machine runs, in one go. Prepare here with
+# The checks to run, in one go, whenever a GPU machine is available. Prepare here with
 # `bash benchmarks/gpu_prepare.sh`, then on the GPU machine, with .gpu/ beside the checkout:
-#     bash benchmarks/gpu_check.sh "$OUT"
+#     bash benchmarks/gpu_check.sh OUT_DIR
 # It runs the source tree as it is (no pip install: the machine has no network) and writes a
 # few summaries plus gpu_check.tar.gz (every log, CSV and bench file) into the folder given.
 # Overrides, for a dry run elsewhere: PYTHON, DEVICE (cuda), BATCHES (1,8,32,128), RUNS (20),
