@@ -3,7 +3,7 @@
 # That machine has no network and does not see ../shared (see ../shared/docs/gpu-notes.md):
 # its image lacks facenet-pytorch and pywavelets, so their wheels travel in .gpu/wheels, and the
 # shared clips travel in .gpu/videos. Then, on the GPU machine, with .gpu/ beside the checkout:
-#     bash benchmarks/gpu_check.sh "$OUT"
+#     bash benchmarks/gpu_check.sh OUT_DIR
 set -euo pipefail
 shared=${DFSCAN_SHARED_VIDEOS:-../shared/data/videos}
 rm -rf .gpu

@@ -9,7 +9,7 @@
 #   backbone.safetensors  ImageNet EfficientNet-Lite weights in timm's names (fp16, ~9 MB)
 #   wheels/         facenet-pytorch and pywavelets for the machine's CPython 3.12
 # Then, on the GPU machine, with .gpu-train/ beside the checkout:
-#     bash training/gpu/train.sh "$OUT"
+#     bash training/gpu/train.sh OUT_DIR
 # Overrides: PYTHON (the venv's python), RECIPE, CACHE (the preprocess cache of RECIPE),
 # FRAMES (crops kept per video, 20), QUALITY (JPEG, 85); train.sh must get the same FRAMES.
 set -euo pipefail
