@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from export.artifacts import ExportError
 from export.pipeline import check_formats, export_all, sample_face_crops
+from scanner.artifact_writer import ExportError
 from scanner.checkpoint import CheckpointError, read_meta
 from scanner.cli import weights_or_default
 

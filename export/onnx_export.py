@@ -3,7 +3,7 @@ inputs and outputs (``onnxruntime.transformers.float16`` with ``keep_io_types``)
 feed and read the same tensors whatever the precision.
 
 The fp32 graph and its parity check are ``scanner.onnx_writer`` (the scanner exports it for
-the CPU itself); their names are here too, for the export package and its callers.
+the CPU itself).
 """
 
 from __future__ import annotations
@@ -15,16 +15,7 @@ import onnx
 
 from scanner.artifact_writer import onnx_metadata
 from scanner.checkpoint import LoadedCheckpoint
-from scanner.onnx_writer import (
-    TRACE_BATCH,
-    ExportableDetector,
-    export_onnx,
-    log_written,
-    save_onnx,
-    verify_onnx,
-)
-
-__all__ = ["TRACE_BATCH", "ExportableDetector", "convert_fp16", "export_onnx", "verify_onnx"]
+from scanner.onnx_writer import log_written, save_onnx
 
 
 def convert_fp16(checkpoint: LoadedCheckpoint, fp32_path: Path, path: Path) -> Path:

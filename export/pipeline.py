@@ -27,10 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.artifacts import TOLERANCE, RuntimeUnavailable, make_info, write_sidecar
-from export.onnx_export import convert_fp16, export_onnx, verify_onnx
-from export.parity import parity_cases
+from export.onnx_export import convert_fp16
 from export.tensorrt_engine import build_engine, verify_engine
+from scanner.artifact_writer import TOLERANCE, RuntimeUnavailable, make_info, write_sidecar
 from scanner.artifacts import (
     CHECKPOINT_FILE,
     ENGINE_FILE,
@@ -43,7 +42,8 @@ from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import load_checkpoint
 from scanner.contract import Preprocessing
 from scanner.files import replacing
-from scanner.onnx_writer import MAX_BATCH, PARITY_BATCH
+from scanner.onnx_writer import MAX_BATCH, PARITY_BATCH, export_onnx, verify_onnx
+from scanner.parity import parity_cases
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from types import ModuleType
 
 import torch
 
-from export.artifacts import ExportError, RuntimeUnavailable
-from export.parity import Parity, ParityCase, compare
+from scanner.artifact_writer import ExportError, RuntimeUnavailable
 from scanner.artifacts import INPUT_NAME
 from scanner.backends.tensorrt import EngineRunner, gpu_identity, major_version, tensorrt_missing
 from scanner.contract import Preprocessing
 from scanner.files import replacing
+from scanner.parity import Parity, ParityCase, compare
 
 log = logging.getLogger(__name__)
 

@@ -221,3 +221,36 @@ def audio_only_webm(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
     segment = _ebml(0x18538067, info + _ebml(0x1654AE6B, track) + cluster)
     path.write_bytes(header + segment)
     return path
+
+
+# What the scan must say of each file ``write_hostile_files`` writes.
+HOSTILE_STATUSES = {
+    "with spaces/ünïcode/face clip.mp4": "ok",
+    "portrait.mp4": "ok",
+    "noface.mp4": "no_face",
+    "short.mp4": "too_short",
+    "truncated.mp4": "decode_error",
+    "empty.mp4": "not_video",
+    "notes.mp4": "not_video",
+    "dangling.mp4": "error",
+}
+
+
+def write_hostile_files(
+    d: Path, face_image: np.ndarray, face_clip: Path, noface_clip: Path
+) -> Path:
+    """Files the scan must give each its status (``HOSTILE_STATUSES``) in folder ``d``: a face
+    under a spaced non-ASCII path, a portrait-shaped face clip, no face, too short, truncated,
+    empty, text, a link to nothing."""
+    spaced = d / "with spaces" / "ünïcode"
+    spaced.mkdir(parents=True)
+    (spaced / "face clip.mp4").write_bytes(face_clip.read_bytes())
+    write_clip(d / "portrait.mp4", face_frames(face_image, 20, size=(240, 360)))
+    (d / "noface.mp4").write_bytes(noface_clip.read_bytes())
+    write_clip(d / "short.mp4", face_frames(face_image, 10))
+    data = face_clip.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (d / "empty.mp4").touch()
+    (d / "notes.mp4").write_text("not a video\n" * 50)
+    os.symlink(d / "gone.mp4", d / "dangling.mp4")
+    return d

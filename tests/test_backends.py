@@ -7,8 +7,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from export.artifacts import TOLERANCE
 from export.pipeline import export_all
+from scanner.artifact_writer import TOLERANCE
 from scanner.artifacts import ONNX_FILE, sidecar_path
 from scanner.backends import (
     AUTO_ORDER_CPU,

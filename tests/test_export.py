@@ -9,10 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from export.artifacts import TOLERANCE, ExportError, RuntimeUnavailable
-from export.onnx_export import verify_onnx
-from export.parity import ParityCase, parity_cases
 from export.pipeline import export_all, face_crops
+from scanner.artifact_writer import TOLERANCE, ExportError, RuntimeUnavailable
 from scanner.artifacts import (
     ENGINE_FILE,
     INPUT_NAME,
@@ -29,6 +27,8 @@ from scanner.checkpoint import load_checkpoint
 from scanner.cli import main
 from scanner.contract import normalise
 from scanner.files import file_sha256
+from scanner.onnx_writer import verify_onnx
+from scanner.parity import ParityCase, parity_cases
 
 NO_TENSORRT = tensorrt_missing()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import subprocess
 import sys
 import urllib.parse
@@ -18,7 +17,7 @@ from click.testing import CliRunner
 
 from scanner.cli import main
 
-from helpers import SHARED_VIDEOS, face_frames, write_clip
+from helpers import HOSTILE_STATUSES, SHARED_VIDEOS, write_hostile_files
 
 SCORE_TOLERANCE = 1e-4  # the same backend on the same CPU, at another thread count
 
@@ -97,33 +96,13 @@ def ray_instance():
 
 @pytest.fixture(scope="module")
 def hostile_dir(tmp_path_factory, face_image, face_clip, noface_clip):
-    """Files the scan must give each its status: a face, a second face clip, no face, too
-    short, truncated, empty, text, a link to nothing."""
-    d = tmp_path_factory.mktemp("hostile")
-    spaced = d / "with spaces" / "ünïcode"
-    spaced.mkdir(parents=True)
-    (spaced / "face clip.mp4").write_bytes(face_clip.read_bytes())
-    write_clip(d / "portrait.mp4", face_frames(face_image, 20, size=(240, 360)))
-    (d / "noface.mp4").write_bytes(noface_clip.read_bytes())
-    write_clip(d / "short.mp4", face_frames(face_image, 10))
-    data = face_clip.read_bytes()
-    (d / "truncated.mp4").write_bytes(data[: len(data) // 3])
-    (d / "empty.mp4").touch()
-    (d / "notes.mp4").write_text("not a video\n" * 50)
-    os.symlink(d / "gone.mp4", d / "dangling.mp4")
-    return d
+    """Files the scan must give each its status (``helpers.HOSTILE_STATUSES``)."""
+    return write_hostile_files(
+        tmp_path_factory.mktemp("hostile"), face_image, face_clip, noface_clip
+    )
 
 
-HOSTILE = {
-    "with spaces/ünïcode/face clip.mp4": "ok",
-    "portrait.mp4": "ok",
-    "noface.mp4": "no_face",
-    "short.mp4": "too_short",
-    "truncated.mp4": "decode_error",
-    "empty.mp4": "not_video",
-    "notes.mp4": "not_video",
-    "dangling.mp4": "error",
-}
+HOSTILE = HOSTILE_STATUSES
 
 
 def scan(inputs, weights, out, *more):

@@ -224,7 +224,6 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
     report's threshold), splits counted by person; a report of the shipped weights is
     required."""
     from scanner.files import file_sha256
-    from training.package_default import _model_id
     from training.package_default import main as package
 
     out, _ = run
@@ -254,7 +253,7 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
     other = report("someone-else@000000000000", tmp_path / "other.json")
     with pytest.raises(ValueError, match="no --dev-eval report is of"):
         package([*args, "--dev-eval", f"old={other}"])
-    mine = report(_model_id(weights), tmp_path / "mine.json")
+    mine = report(load_checkpoint(weights).label, tmp_path / "mine.json")
     assert package([*args, "--dev-eval", f"new=model={mine}", "--dev-eval", f"old={other}"]) == 0
     shipped = dest / "default.safetensors"
     card = (dest / "MODEL_CARD.md").read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scanner.checkpoint import load_checkpoint
+from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
 from scanner.files import file_sha256
 from scanner.machine import hardware
 from scanner.models import DEFAULT_WEIGHTS
@@ -97,9 +97,8 @@ def compare_runs(runs: Sequence[Path]) -> str:
     return "\n".join(lines)
 
 
-def file_table(weights: Path, half: bool, backbone_init: str) -> str:
+def file_table(ckpt: LoadedCheckpoint, weights: Path, half: bool, backbone_init: str) -> str:
     """The card's table of the shipped file: name, digest, size, architecture, contract."""
-    ckpt = load_checkpoint(weights)
     meta, c = ckpt.meta, ckpt.meta.preprocessing
     params = sum(p.numel() for p in ckpt.model.parameters())
     size_mb = weights.stat().st_size / 1e6
@@ -178,7 +177,7 @@ FaceForensics++-grade detector**: read the limits below before trusting a verdic
 
 ## The file
 
-{file_table(weights, bool(cfg.get("half_checkpoint")), meta.provenance.training_data.split("backbone init: ")[-1])}
+{file_table(ckpt, weights, bool(cfg.get("half_checkpoint")), meta.provenance.training_data.split("backbone init: ")[-1])}
 
 {choice}## Training data
 
@@ -276,11 +275,6 @@ def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def _model_id(weights: Path) -> str:
-    ckpt = load_checkpoint(weights)
-    return f"{ckpt.meta.name}@{ckpt.file_sha256[:12]}"
-
-
 def _training_videos(splits: dict[str, list[str]], recipe: Path, manifests: Sequence[Path]) -> str:
     """Per split: videos and people (the recipe's ``source`` column: one identity per
     person); then the licences of every clip used (manifest rows matched by resolved path)."""
@@ -317,7 +311,7 @@ def build_two_stage_card(
     meta = ckpt.meta
     record = json.loads((run / "two_stage.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
-    shipped = _model_id(weights)
+    shipped = ckpt.label
     if not any(report["model"] == shipped for _, report in evals):
         raise ValueError(f"no --dev-eval report is of {shipped}: run training.evaluate on it")
     test = {g["group"]: g for g in record["test"]["groups"]}
@@ -333,7 +327,7 @@ before trusting a verdict.
 
 ## The file
 
-{file_table(weights, bool(cfg.get("half_checkpoint")), BACKBONE_INIT)}
+{file_table(ckpt, weights, bool(cfg.get("half_checkpoint")), BACKBONE_INIT)}
 
 ## Development set (never trained on, never used for calibration)
 
