@@ -313,7 +313,7 @@ def test_jpeg_clip_compresses_every_frame_alike(clip) -> None:
 
 
 def test_degrade_clip_treats_every_frame_alike() -> None:
-    from training.augment import DEGRADATIONS, degrade_clip
+    from training.augment import DEFAULT_DEGRADATIONS, DEGRADATIONS, degrade_clip
 
     rng = np.random.default_rng(0)
     frame = cv2.resize(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8), (224, 224))
@@ -330,4 +330,31 @@ def test_degrade_clip_treats_every_frame_alike() -> None:
         # at one strength
         assert same or (noisy.max() - noisy.min() < 0.5)
         seen.add("noise" if not same else "other")
-    assert seen == {"noise", "other"} and len(DEGRADATIONS) == 4
+    assert seen == {"noise", "other"} and set(DEFAULT_DEGRADATIONS) < set(DEGRADATIONS)
+    noiseless = tuple(k for k in DEGRADATIONS if k != "noise")
+    for seed in range(4):
+        out = degrade_clip(clip, np.random.default_rng(seed), noiseless)
+        np.testing.assert_array_equal(out[0], out[1])
+    with pytest.raises(ValueError, match="degradations"):
+        degrade_clip(clip, rng, ("rescale", "sepia"))
+
+
+def test_lowres_codec_enlarges_the_codec_blocks() -> None:
+    """lowres_codec compresses at the small size, so its blocks come out enlarged: the clip
+    loses more fine detail than rescaling alone at the same draw, and stays one draw a clip."""
+    from training.augment import degrade_clip
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    clip = np.stack([frame, frame])
+    out = degrade_clip(clip, np.random.default_rng(3), ("lowres_codec",))
+    rescaled = degrade_clip(clip, np.random.default_rng(3), ("rescale",))
+    assert out.shape == clip.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0], out[1])
+
+    def fine(x: np.ndarray) -> float:  # energy of the finest detail
+        x = x.astype(np.float32)
+        return float(np.abs(x - cv2.GaussianBlur(x, (0, 0), 1.0)).mean())
+
+    assert fine(out[0]) < fine(frame) / 2
+    assert not np.array_equal(out, rescaled)

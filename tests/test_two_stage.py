@@ -104,6 +104,10 @@ def test_config_split_and_unknown_keys(tmp_path, real_folder, cache) -> None:  #
     assert st.max_per_identity == StageConfig().max_per_identity
     with pytest.raises(ValueError, match="unknown config keys"):
         read_configs(None, {"frame_lrr": 0.01})
+    _, st = read_configs(None, {"degrade_kinds": "rescale, lowres_codec,lowres_codec"})
+    assert st.kinds == ("rescale", "lowres_codec", "lowres_codec")
+    with pytest.raises(ValueError, match="degrade_kinds"):
+        read_configs(None, {"degrade_kinds": "rescale,sepia"})
 
 
 def test_every_stage_key_has_help_and_errors_are_one_line(tmp_path, capsys) -> None:

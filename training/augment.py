@@ -23,6 +23,7 @@ generator reproduces the output, and none modifies its inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -351,6 +352,13 @@ def augment_clip(
     return out
 
 
+def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+
+
 def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, int]) -> np.ndarray:
     """Re-encode every frame of a clip as JPEG at one quality drawn from ``quality``.
 
@@ -362,31 +370,51 @@ def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, i
     q = int(rng.integers(quality[0], quality[1] + 1))
     out = np.empty_like(crops)
     for t, frame in enumerate(crops):
-        ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        out[t] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        out[t] = _jpeg(frame, q)
     return out
 
 
-DEGRADATIONS = ("rescale", "palette", "noise", "blur")
+DEGRADATIONS = ("rescale", "palette", "noise", "blur", "lowres_codec")
+# What degrade_clip draws from unless told otherwise (the shipped default's recipe).
+DEFAULT_DEGRADATIONS = ("rescale", "palette", "noise", "blur")
 
 
-def degrade_clip(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One whole-image degradation, with one draw of its strength for every frame.
+def degrade_clip(
+    crops: np.ndarray, rng: np.random.Generator, kinds: Sequence[str] = DEFAULT_DEGRADATIONS
+) -> np.ndarray:
+    """One whole-image degradation of ``kinds``, with one draw of its strength for every frame.
 
     ``rescale``: down by 1.5-4x and back up (a low-resolution source); ``palette``: 256
     colours with Floyd-Steinberg dithering, one palette per clip (a GIF); ``noise``: Gaussian,
     sigma 2-8 levels (sensor noise); ``blur``: Gaussian, sigma 0.5-1.5 (defocus, a soft
-    upscale). Applied alike to a real clip and its pseudo-fake, it teaches the model that the
-    quality of a whole video says nothing about manipulation; only a mismatch inside it does.
-    (T, H, W, 3) uint8 RGB -> same shape.
+    upscale); ``lowres_codec``: down by 1.5-5x, JPEG quality 20-70 at that size, and back up
+    (a small, compressed video whose face the scanner enlarges to the crop size: the codec's
+    blocks come out enlarged too). Applied alike to a real clip and its pseudo-fake, it teaches
+    the model that the quality of a whole video says nothing about manipulation; only a
+    mismatch inside it does. (T, H, W, 3) uint8 RGB -> same shape.
     """
     from PIL import Image
 
     _check_clip(crops, np.zeros((len(crops), 5, 2), np.float32))
-    kind = DEGRADATIONS[int(rng.integers(len(DEGRADATIONS)))]
+    unknown = sorted(set(kinds) - set(DEGRADATIONS))
+    if not kinds or unknown:
+        raise ValueError(f"degradations must be some of {DEGRADATIONS}, got {list(kinds)}")
+    kind = kinds[int(rng.integers(len(kinds)))]
     h, w = crops.shape[1:3]
+    if kind == "lowres_codec":
+        f = rng.uniform(1.5, 5.0)
+        q = int(rng.integers(20, 71))
+        small = (max(8, round(w / f)), max(8, round(h / f)))
+        return np.stack(
+            [
+                cv2.resize(
+                    _jpeg(cv2.resize(x, small, interpolation=cv2.INTER_AREA), q),
+                    (w, h),
+                    interpolation=cv2.INTER_LINEAR,
+                )
+                for x in crops
+            ]
+        )
     if kind == "rescale":
         f = rng.uniform(1.5, 4.0)
         small = (max(8, round(w / f)), max(8, round(h / f)))

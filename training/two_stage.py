@@ -43,7 +43,7 @@ from scanner.backends import resolve_device
 from scanner.checkpoint import CheckpointMeta, save_checkpoint
 from scanner.contract import normalise
 from scanner.model import Detector, build_detector
-from training.augment import degrade_clip, jpeg_clip
+from training.augment import DEFAULT_DEGRADATIONS, DEGRADATIONS, degrade_clip, jpeg_clip
 from training.cli import EXPECTED_ERRORS, report_error
 from training.data import TrackStore
 from training.datasets import VideoItem, load_dataset, split_items
@@ -75,6 +75,7 @@ class StageConfig:
     rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
     reenact_prob: float = 0.0  # share of pseudo-fakes warp-reenacted from one frame (reenact)
     degrade_prob: float = 0.0  # real and fake degraded alike (augment.degrade_clip)
+    degrade_kinds: str = ",".join(DEFAULT_DEGRADATIONS)  # what degrade_clip draws from
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -82,6 +83,16 @@ class StageConfig:
     head_lr: float = 1e-3
     head_patience: int = 15
     val_clips: int = 4  # clips per validation/test video and variant
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - set(DEGRADATIONS))
+        if not self.kinds or unknown:
+            raise ValueError(f"degrade_kinds: {unknown or 'none'}; valid: {DEGRADATIONS}")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """``degrade_kinds`` as a tuple."""
+        return tuple(k.strip() for k in self.degrade_kinds.split(",") if k.strip())
 
 
 STAGE_HELP: dict[str, str] = {
@@ -102,6 +113,8 @@ STAGE_HELP: dict[str, str] = {
     "degrade_prob": "probability that a real clip and its pseudo-fake are degraded alike "
     "(rescaled, GIF palette, noise or blur: training.augment.degrade_clip), so that the quality "
     "of a video is no sign of manipulation",
+    "degrade_kinds": "comma-separated degradations degrade_prob draws from, some of "
+    f"{','.join(DEGRADATIONS)} (training.augment.degrade_clip)",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -169,9 +182,11 @@ class FramePairs(Dataset):
         rerender_prob: float = 0.0,
         reenact_prob: float = 0.0,
         degrade_prob: float = 0.0,
+        degrade_kinds: Sequence[str] = DEFAULT_DEGRADATIONS,
     ) -> None:
         self.store = store
         self.degrade_prob = degrade_prob
+        self.degrade_kinds = tuple(degrade_kinds)
         self.rerender_prob = rerender_prob
         self.reenact_prob = reenact_prob
         self.index = [(e, j) for e in entries for j in range(e.frames)]
@@ -206,7 +221,7 @@ class FramePairs(Dataset):
         if rng.random() < 0.5:
             pair = pair[:, :, ::-1]
         if self.degrade_prob and rng.random() < self.degrade_prob:
-            pair = degrade_clip(np.ascontiguousarray(pair), rng)
+            pair = degrade_clip(np.ascontiguousarray(pair), rng, self.degrade_kinds)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:
             pair = jpeg_clip(np.ascontiguousarray(pair), rng, (40, 100))
         return torch.from_numpy(np.ascontiguousarray(pair))
@@ -275,6 +290,7 @@ def frame_stage(
         st.rerender_prob,
         st.reenact_prob,
         st.degrade_prob,
+        st.kinds,
     )
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
@@ -423,7 +439,7 @@ def feature_cache(
             rng = np.random.default_rng([cfg.seed, 8, k, p])
             real = crops
             if st.degrade_prob and rng.random() < st.degrade_prob:  # as often as the fakes
-                real = degrade_clip(real, rng)
+                real = degrade_clip(real, rng, st.kinds)
             if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:  # as often as the fakes below
                 real = jpeg_clip(real, rng, (40, 100))
             real = _features(model, real, cfg.contract, env)
@@ -434,7 +450,7 @@ def feature_cache(
                     crops, five, rng, blend, dense, st.rerender_prob, reenact_prob=st.reenact_prob
                 )
                 if st.degrade_prob and rng.random() < st.degrade_prob:
-                    fake = degrade_clip(fake, rng)
+                    fake = degrade_clip(fake, rng, st.kinds)
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
                     fake = jpeg_clip(fake, rng, (40, 100))
                 fakes.append(_features(model, fake, cfg.contract, env))
