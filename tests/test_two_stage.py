@@ -268,3 +268,31 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
         people = {int(Path(p).stem[-1]) // 2 for p in paths}
         assert f"  - {part}: {len(paths)} videos of {len(people)} people" in card
     assert "research and evaluation" in card and "Limits" in card
+
+
+def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, caplog) -> None:  # noqa: F811
+    """generated_prob > 0: the run trains its autoencoder on the training frames and keeps
+    it; a resumed run reads it back (the same drawings); frame pairs then draw with it."""
+    import numpy as np
+
+    from training.data import TrackStore
+    from training.fingerprint import FINGERPRINT
+    from training.preprocess import read_index
+    from training.selfblend import SBI
+    from training.two_stage import FramePairs, fingerprint_generator
+
+    entries = [e for e in read_index(cache) if e.status == "ok"]
+    store = TrackStore(cache, dense=False)
+    cfg, st = read_configs(None, {"generated_prob": 1.0, "generator_steps": 3})
+    assert fingerprint_generator(cfg, StageConfig(), store, entries, tmp_path) is None
+    first = fingerprint_generator(cfg, st, store, entries, tmp_path)
+    assert (tmp_path / FINGERPRINT).is_file()
+    assert json.loads((tmp_path / "fingerprint.json").read_text())["steps"] == 3
+    with caplog.at_level("INFO", logger="training"):
+        again = fingerprint_generator(cfg, st, store, entries, tmp_path)
+    assert "read from" in caplog.text
+    crops = store.frames(entries[0], np.array([0]))[0]
+    np.testing.assert_array_equal(first(crops), again(crops))
+    pairs = FramePairs(store, entries, SBI, 0.0, 0, generated_prob=1.0, generator=first)
+    real, fake = pairs[0].numpy()
+    assert not np.array_equal(real, fake)

@@ -34,6 +34,7 @@ Images are uint8 RGB; ``crops`` (T, S, S, 3), ``landmarks5`` (T, 5, 2) MTCNN poi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -522,6 +523,41 @@ def rerender(
     return crops.copy(), fake, masks
 
 
+# A generated pseudo-fake replaces the whole crop with this probability (a fully generated
+# video), else it is pasted over the face (a generated face in a real frame).
+GENERATED_WHOLE = 0.3
+
+
+def generated(
+    crops: np.ndarray,
+    landmarks5: np.ndarray,
+    rng: np.random.Generator,
+    generator: Callable[[np.ndarray], np.ndarray],
+    dense: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A generated pseudo-fake of a real clip -> (real, fake, mask), as ``self_blend``: the
+    clip drawn by ``generator`` ((T, H, W, 3) uint8 -> same; ``training.fingerprint``),
+    replacing the whole crop with probability GENERATED_WHOLE, else pasted over the face with
+    a deformed face mask at a blend ratio of 0.75-1. ``real`` is the input unchanged."""
+    n, h, w = _check_clip(crops, landmarks5, dense)
+    drawn = generator(crops)
+    if rng.random() < GENERATED_WHOLE:
+        return crops.copy(), drawn, np.ones((n, h, w), np.float32)
+    ratio = float(rng.uniform(0.75, 1.0))
+    mask_seed = int(rng.integers(2**31))
+    fake = crops.copy()
+    masks = np.zeros((n, h, w), np.float32)
+    for t in range(n):
+        five = np.asarray(landmarks5[t], np.float64)
+        if not np.isfinite(five).all():
+            continue
+        pts = dense[t] if dense is not None and plausible(dense[t], five) else None
+        hard = face_mask((h, w), five, pts).astype(np.float32)
+        masks[t] = deform_mask(hard, np.random.default_rng(mask_seed)) * ratio
+        fake[t] = paste(crops[t], drawn[t].astype(np.float32), masks[t])
+    return crops.copy(), fake, masks
+
+
 def pseudo_fake(
     crops: np.ndarray,
     landmarks5: np.ndarray,
@@ -532,11 +568,18 @@ def pseudo_fake(
     rerender_config: RerenderConfig = RERENDER,
     reenact_prob: float = 0.0,
     reference: tuple | None = None,
+    generated_prob: float = 0.0,
+    generator: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A self-blend; with probability ``reenact_prob`` a warp-reenacted clip
+    """A self-blend; with probability ``generated_prob`` a face drawn by ``generator``
+    (``generated``), else with probability ``reenact_prob`` a warp-reenacted clip
     (``training.reenact``, from ``reference`` or a frame of the clip), else with probability
     ``rerender_prob`` a re-rendered face."""
     use = dense if blend.dense_landmarks else None
+    if generated_prob and rng.random() < generated_prob:
+        if generator is None:
+            raise ValueError("generated_prob > 0 needs a generator")
+        return generated(crops, landmarks5, rng, generator, use)
     if reenact_prob and rng.random() < reenact_prob:
         from training.reenact import REENACT, reenact
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class StageConfig:
     reenact_prob: float = 0.0  # share of pseudo-fakes warp-reenacted from one frame (reenact)
     degrade_prob: float = 0.0  # real and fake degraded alike (augment.degrade_clip)
     degrade_kinds: str = ",".join(DEFAULT_DEGRADATIONS)  # what degrade_clip draws from
+    generated_prob: float = 0.0  # share of pseudo-fakes drawn by an autoencoder (fingerprint)
+    generator_steps: int = 1500  # training steps of that autoencoder
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -115,6 +118,11 @@ STAGE_HELP: dict[str, str] = {
     "of a video is no sign of manipulation",
     "degrade_kinds": "comma-separated degradations degrade_prob draws from, some of "
     f"{','.join(DEGRADATIONS)} (training.augment.degrade_clip)",
+    "generated_prob": "share of pseudo-fakes whose face (or whole crop) is redrawn by a small "
+    "autoencoder trained on the real crops (training.fingerprint: what a generator's decoder "
+    "leaves in an image), drawn before the re-enacted and re-rendered ones",
+    "generator_steps": "training steps of that autoencoder (run once per run, kept in the run "
+    "folder)",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -183,8 +191,12 @@ class FramePairs(Dataset):
         reenact_prob: float = 0.0,
         degrade_prob: float = 0.0,
         degrade_kinds: Sequence[str] = DEFAULT_DEGRADATIONS,
+        generated_prob: float = 0.0,
+        generator: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.store = store
+        self.generated_prob = generated_prob
+        self.generator = generator
         self.degrade_prob = degrade_prob
         self.degrade_kinds = tuple(degrade_kinds)
         self.rerender_prob = rerender_prob
@@ -216,6 +228,8 @@ class FramePairs(Dataset):
             self.rerender_prob,
             reenact_prob=self.reenact_prob,
             reference=reference,
+            generated_prob=self.generated_prob,
+            generator=self.generator,
         )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
@@ -274,8 +288,10 @@ def frame_stage(
     out: Path,
     env: Env,
     resume: bool,
+    generator: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
-    """Fine-tune ``model.backbone`` on frame pairs; returns the stage's log."""
+    """Fine-tune ``model.backbone`` on frame pairs; returns the stage's log. ``generator``
+    draws the generated pseudo-fakes (``StageConfig.generated_prob``)."""
     contract = cfg.contract
     clf = FrameClassifier(model.backbone).to(env.device)
     params = trainable_parameters(clf.backbone, st.trainable_stages) + list(clf.fc.parameters())
@@ -291,6 +307,8 @@ def frame_stage(
         st.reenact_prob,
         st.degrade_prob,
         st.kinds,
+        st.generated_prob,
+        generator,
     )
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
@@ -317,7 +335,17 @@ def frame_stage(
         total,
         st.frame_pairs,
     )
-    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, st.rerender_prob, st.reenact_prob)
+    val_pairs = FramePairs(
+        store,
+        val,
+        blend,
+        0.0,
+        cfg.seed + 1,
+        st.rerender_prob,
+        st.reenact_prob,
+        generated_prob=st.generated_prob,
+        generator=generator,
+    )
     val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
 
     def save() -> None:
@@ -419,8 +447,10 @@ def feature_cache(
     splits: dict[str, list[CacheEntry]],
     out: Path,
     env: Env,
+    generator: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, list[VideoFeatures]]:
-    """Backbone feature maps of real and self-blended frames of every video (cached on disk)."""
+    """Backbone feature maps of real and pseudo-fake frames of every video (cached on disk);
+    ``generator`` as in ``frame_stage``."""
     path = out / FEATURES
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=False)
@@ -447,7 +477,15 @@ def feature_cache(
             for v in range(st.feature_variants):
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
                 _, fake, _ = pseudo_fake(
-                    crops, five, rng, blend, dense, st.rerender_prob, reenact_prob=st.reenact_prob
+                    crops,
+                    five,
+                    rng,
+                    blend,
+                    dense,
+                    st.rerender_prob,
+                    reenact_prob=st.reenact_prob,
+                    generated_prob=st.generated_prob,
+                    generator=generator,
                 )
                 if st.degrade_prob and rng.random() < st.degrade_prob:
                     fake = degrade_clip(fake, rng, st.kinds)
@@ -608,6 +646,34 @@ def dataset_items(cfg: TrainConfig) -> list[VideoItem]:
     return [VideoItem(Path(e.path), e.label, e.group, e.source, e.split) for e in entries]
 
 
+def fingerprint_generator(
+    cfg: TrainConfig, st: StageConfig, store: TrackStore, train: list[CacheEntry], out: Path
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The generator of generated pseudo-fakes (None without ``generated_prob``): the run's
+    autoencoder (``training.fingerprint``), trained on every fourth cached frame of the
+    training videos on the first call and read back from the run folder after."""
+    if not st.generated_prob:
+        return None
+    from training.fingerprint import (
+        FINGERPRINT,
+        load_autoencoder,
+        regenerate,
+        save_autoencoder,
+        train_autoencoder,
+    )
+
+    path = out / FINGERPRINT
+    if path.exists():
+        log.info("generated pseudo-fakes: autoencoder read from %s", path)
+        ae = load_autoencoder(path)
+    else:
+        images = [crop for e in train for crop in store.frames(e, np.arange(0, e.frames, 4))[0]]
+        ae, record = train_autoencoder(images, st.generator_steps, seed=cfg.seed)
+        save_autoencoder(ae, path)
+        (out / "fingerprint.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return functools.partial(regenerate, ae)
+
+
 def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -638,10 +704,13 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
     model.to(env.device)
     store = TrackStore(cfg.cache_dir, st.dense_landmarks)
 
+    generator = fingerprint_generator(cfg, st, store, parts["train"], out)
     t0 = time.perf_counter()
-    frame_log = frame_stage(cfg, st, model, store, parts["train"], parts["val"], out, env, resume)
+    frame_log = frame_stage(
+        cfg, st, model, store, parts["train"], parts["val"], out, env, resume, generator
+    )
     t1 = time.perf_counter()
-    feats = feature_cache(cfg, st, model, store, parts, out, env)
+    feats = feature_cache(cfg, st, model, store, parts, out, env, generator)
     t2 = time.perf_counter()
     head_log = head_stage(cfg, st, model, feats, out, env, resume)
     t3 = time.perf_counter()
