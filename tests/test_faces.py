@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,9 @@ from scanner.faces import (
     select_people,
     select_track,
     shot_ids,
+    track_people,
 )
+from scanner.identity import DESCRIPTOR
 from scanner.video import Frames, VideoInfo, read_frames
 
 from helpers import face_frames
@@ -202,6 +206,46 @@ def test_descriptors_keep_a_track_one_person_when_faces_swap_places():
     assert len(link_tracks(jump, 0.9, None, [{0: None}] * 6)) == 2
     # Never across a shot cut, whatever the descriptors say.
     assert len(link_tracks(frames[:2] * 2, 0.9, np.array([0, 0, 1, 1]), [{0: a, 1: b}] * 4)) == 4
+
+
+class PeopleEmbedder:
+    """A stand-in for dlib's embedder on synthetic frames: frame t's image holds t in its first
+    pixel, and ``who(t, box)`` is the descriptor of the person in that box. Records each box
+    it describes as (frame, x1)."""
+
+    def __init__(self, who: Callable[[int, np.ndarray], np.ndarray]) -> None:
+        self.who, self.described = who, []
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        t = int(image[0, 0, 0])
+        self.described += [(t, int(box[0])) for box in boxes]
+        return [self.who(t, box) for box in boxes]
+
+
+def test_descriptors_only_at_track_ends_unless_the_person_changes():
+    """Of each position track only the first and last face is described when they are one
+    person; a track whose ends are two people (someone took the place of another between two
+    sampled frames) has every face described, and is split into one track per person. A face
+    too small for a descriptor is never described."""
+    n, left, right, tiny = 15, [20, 20, 120, 120], [300, 20, 400, 120], [500, 20, 530, 50]
+    a, b, c = (np.full(128, v, np.float32) for v in (0.0, 0.1, -0.1))  # 1.13 or 2.26 apart
+    images = np.full((n, 140, 560, 3), 90, np.uint8)
+    images[:, 0, 0, 0] = np.arange(n)
+    frames = Frames(VideoInfo(560, 140, 25.0, n, n / 25), tuple(range(n)), images)
+    detected = [faces(left, right, tiny)] * n
+
+    def people_of(embedder: PeopleEmbedder) -> list[list[int]]:
+        people = track_people(frames, detected, CONTRACT, 4, True, embedder)
+        assert all(p.identity == DESCRIPTOR for p in people)
+        return [np.flatnonzero(p.detected).tolist() for p in people]
+
+    same = PeopleEmbedder(lambda t, box: a if box[0] == 20 else b)
+    assert people_of(same) == [list(range(n)), list(range(n)), list(range(n))]
+    assert sorted(same.described) == [(0, 20), (0, 300), (14, 20), (14, 300)]
+    # From frame 8 on, person c stands where b stood: by position, one track.
+    changed = PeopleEmbedder(lambda t, box: a if box[0] == 20 else b if t < 8 else c)
+    assert people_of(changed) == [list(range(n)), list(range(8)), list(range(8, n)), list(range(n))]
+    assert sorted(changed.described) == sorted([(0, 20), (14, 20)] + [(t, 300) for t in range(n)])
 
 
 def test_area_crops_are_torch_area_interpolation_exactly(face_image):
