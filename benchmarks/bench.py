@@ -94,6 +94,7 @@ class StageTimes:
     frames: int = 0  # sampled frames decoded and run through face detection
     identity_s: float = 0.0  # identity descriptors of the faces of videos with several tracks
     clips: int = 0  # face clips through the model (every person scored, as the scan does)
+    descriptors: int = 0  # identity descriptors computed (identity_s is their time)
 
     @property
     def decode_fps(self) -> float:
@@ -312,6 +313,7 @@ def measure_end_to_end(
         clock.frames,
         clock.identity,
         clips,
+        clock.descriptors,
     )
 
 
@@ -360,7 +362,8 @@ def format_report(report: BenchReport) -> str:
                 f"  {e.model} {e.backend} {e.device}: {e.videos} videos ({e.scored} scored, "
                 f"{e.clips} face clips), decode {e.decode_s:.2f} s ({e.decode_fps:.1f} frames/s), "
                 f"detect {e.detect_s:.2f} s ({e.detect_fps:.1f} frames/s), "
-                f"identity {e.identity_s:.2f} s, crop {e.crop_s:.2f} s, "
+                f"identity {e.identity_s:.2f} s ({e.descriptors} descriptors), "
+                f"crop {e.crop_s:.2f} s, "
                 f"model {e.model_s:.2f} s; pipeline {e.videos_per_s:.2f} videos/s; "
                 f"bottleneck: {e.bottleneck}"
             )

@@ -55,10 +55,12 @@ class StageClock:
     crop: float = 0.0
     identity: float = 0.0  # the embedder's descriptors, where tracks needed them
     frames: int = 0  # sampled frames decoded and run through face detection
+    descriptors: int = 0  # identity descriptors computed (a count that timing noise leaves alone)
 
 
 class _TimedEmbedder:
-    """An embedder whose calls add their seconds to ``clock.identity``."""
+    """An embedder whose calls add their seconds to ``clock.identity`` and the descriptors it
+    computed to ``clock.descriptors``."""
 
     def __init__(self, embedder: FaceEmbedder, clock: StageClock) -> None:
         self.embedder, self.clock = embedder, clock
@@ -66,9 +68,11 @@ class _TimedEmbedder:
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray | None]:
         start = time.perf_counter()
         try:
-            return self.embedder(image, boxes)
+            found = self.embedder(image, boxes)
         finally:
             self.clock.identity += time.perf_counter() - start
+        self.clock.descriptors += sum(d is not None for d in found)
+        return found
 
 
 def _one_pass(

@@ -51,7 +51,7 @@ def test_end_to_end_splits_time_by_stage(backend, face_clip, noface_clip):
     assert (e.videos, e.scored) == (2, 1)
     assert min(e.decode_s, e.detect_s, e.crop_s, e.model_s, e.pipeline_s) > 0
     assert e.bottleneck in ("decode", "detect", "identity", "crop", "model")
-    assert e.clips == 1 and e.identity_s == 0  # one face: no descriptor is computed
+    assert e.clips == 1 and e.identity_s == e.descriptors == 0  # one face: no descriptor
     assert math.isfinite(e.videos_per_s)
     assert e.frames >= 15 * e.scored and e.decode_fps > 0 and e.detect_fps > 0
 
@@ -123,11 +123,14 @@ def test_bench_command_rows_for_each_backend(tiny_checkpoint, face_clip, tmp_pat
 
 def test_end_to_end_scores_every_person_and_times_their_descriptors(backend, astronaut_pair):  # noqa: F811
     """As the scan does: both faces of a two-person video are clips for the model, and their
-    identity descriptors (where dlib is installed) are a stage of their own, not crop time."""
+    identity descriptors (where dlib is installed) are a stage of their own, not crop time:
+    the first and last face of each person's track, each one person."""
     from scanner.identity import FaceEmbedder
 
     e = measure_end_to_end("tiny", backend, [astronaut_pair], workers=1)
     assert (e.scored, e.clips) == (1, 2)
     assert e.crop_s > 0
-    assert (e.identity_s > 0) == (FaceEmbedder.load() is not None)
+    dlib = FaceEmbedder.load() is not None
+    assert (e.identity_s > 0) == dlib and e.descriptors == (4 if dlib else 0)
     assert "identity" in format_report(BenchReport(end_to_end=[e]))
+    assert f"({e.descriptors} descriptors)" in format_report(BenchReport(end_to_end=[e]))
