@@ -6,11 +6,15 @@ This module is the one face cropper of the project: training's preprocessing cal
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import shutil
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +22,7 @@ import torch
 
 from scanner.contract import Preprocessing
 from scanner.errors import ClipError
+from scanner.files import cache_root
 from scanner.identity import (
     DESCRIPTOR,
     JOIN,
@@ -174,12 +179,99 @@ def _stage_crops(
     return _scaled(out[keep]), torch.from_numpy(keep)
 
 
+# MTCNN's networks as OnnxNets exports them: attribute of facenet-pytorch's MTCNN, side of the
+# example input, dynamic axes of the input "x". With the opset and torch's and facenet-pytorch's
+# versions, they are part of the cache key of the exported graphs.
+MTCNN_NETS = (
+    ("pnet", 24, {0: "n", 2: "h", 3: "w"}),
+    ("rnet", 24, {0: "n"}),
+    ("onet", 48, {0: "n"}),
+)
+MTCNN_OPSET = 17
+
+
+def _export_net(net: torch.nn.Module, side: int, axes: dict[int, str]) -> bytes:
+    """One of MTCNN's networks as an ONNX graph (torch's TorchScript exporter), in memory."""
+    import io
+
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net.cpu().eval(),
+            (torch.zeros(2, 3, side, side),),
+            f,
+            input_names=["x"],
+            dynamic_axes={"x": axes},
+            opset_version=MTCNN_OPSET,
+            dynamo=False,
+        )
+    return f.getvalue()
+
+
+def _mtcnn_key(mtcnn: torch.nn.Module) -> str:
+    """sha256 of what the exported graphs depend on: the three networks' weights, the export
+    settings, and torch's (the exporter) and facenet-pytorch's (the modules) versions."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256()
+    settings = (torch.__version__, version("facenet-pytorch"), MTCNN_OPSET, MTCNN_NETS)
+    h.update(repr(settings).encode())
+    for name, _, _ in MTCNN_NETS:
+        for key, tensor in getattr(mtcnn, name).state_dict().items():
+            h.update(key.encode())
+            h.update(tensor.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def mtcnn_graphs(mtcnn: torch.nn.Module) -> list[bytes]:
+    """The ONNX graphs of MTCNN's networks (``MTCNN_NETS`` order), read from the user's cache
+    (``cache_root()/onnx/mtcnn-<_mtcnn_key>/``) or exported and written there.
+
+    Exporting costs a fresh process about 0.25 CPU-s (0.1 s in a scan worker), reading them
+    about 5 ms; every scan worker needs them. The folder is filled under a temporary name and
+    then renamed, so a reader never sees part of it and workers exporting at once end with one
+    copy. Where the cache cannot be read or written the graphs are exported in memory.
+    """
+    folder = cache_root() / "onnx" / f"mtcnn-{_mtcnn_key(mtcnn)}"
+    paths = [folder / f"{name}.onnx" for name, _, _ in MTCNN_NETS]
+    try:
+        if all(p.is_file() for p in paths):
+            return [p.read_bytes() for p in paths]
+    except OSError as e:
+        log.debug("cannot read MTCNN's cached ONNX graphs in %s: %s", folder, e)
+    graphs = [_export_net(getattr(mtcnn, name), side, axes) for name, side, axes in MTCNN_NETS]
+    try:
+        _write_folder(folder, dict(zip((p.name for p in paths), graphs)))
+    except OSError as e:
+        log.debug("cannot cache MTCNN's ONNX graphs in %s: %s", folder, e)
+    return graphs
+
+
+def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """``folder`` holding ``files`` (name -> bytes), written under a temporary name and renamed.
+    A folder that another process renamed into place first is kept."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        for name, data in files.items():
+            (scratch / name).write_bytes(data)
+        try:
+            scratch.rename(folder)
+        except OSError:
+            if not all((folder / name).is_file() for name in files):
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 class OnnxNets:
-    """MTCNN's three networks (facenet-pytorch's weights) exported to ONNX in memory and run by
-    onnxruntime on the CPU: about twice as fast there as PyTorch. Each call takes and returns
-    torch tensors like the modules. One thread per session: scan workers run in parallel,
-    and may share one instance (onnxruntime's sessions run concurrently); ``shared`` is
-    that instance, made once per process (torch's exporter is not thread-safe)."""
+    """MTCNN's three networks (facenet-pytorch's weights) as ONNX graphs (``mtcnn_graphs``: from
+    the user's cache after the first export) run by onnxruntime on the CPU: about twice as fast
+    there as PyTorch. Each call takes and returns torch tensors like the modules. One thread
+    per session: scan workers run in parallel, and may share one instance (onnxruntime's
+    sessions run concurrently); ``shared`` is that instance, made once per process (torch's
+    exporter is not thread-safe)."""
 
     _lock = threading.Lock()
     _shared: OnnxNets | None = None
@@ -192,34 +284,15 @@ class OnnxNets:
             return cls._shared
 
     def __init__(self, mtcnn: torch.nn.Module) -> None:
-        import io
-
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.sessions = []
-        for net, side, axes in (
-            (mtcnn.pnet, 24, {0: "n", 2: "h", 3: "w"}),
-            (mtcnn.rnet, 24, {0: "n"}),
-            (mtcnn.onet, 48, {0: "n"}),
-        ):
-            f = io.BytesIO()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    net.cpu().eval(),
-                    (torch.zeros(2, 3, side, side),),
-                    f,
-                    input_names=["x"],
-                    dynamic_axes={"x": axes},
-                    opset_version=17,
-                    dynamo=False,
-                )
-            self.sessions.append(
-                ort.InferenceSession(f.getvalue(), options, providers=["CPUExecutionProvider"])
-            )
+        self.sessions = [
+            ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            for graph in mtcnn_graphs(mtcnn)
+        ]
 
     def _run(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = np.ascontiguousarray(x.numpy())

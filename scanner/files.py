@@ -1,8 +1,10 @@
-"""File plumbing shared by every writer and reader: a file's sha256, and writing in one rename."""
+"""File plumbing shared by every writer and reader: a file's sha256, writing in one rename,
+and the user's cache folder."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,3 +35,10 @@ def replacing(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def cache_root() -> Path:
+    """dfscan's folder in the user's cache: $XDG_CACHE_HOME/dfscan (default ~/.cache/dfscan).
+    What is kept there (exported graphs, built engines) can be rebuilt, and is on a miss."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "dfscan"

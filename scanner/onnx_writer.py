@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -48,7 +47,7 @@ from scanner.artifact_writer import (
 from scanner.artifacts import BATCH_AXIS, INPUT_NAME, ONNX_FILE, OPSET, OUTPUT_NAMES
 from scanner.backends.onnx import onnx_session
 from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
-from scanner.files import file_sha256, replacing
+from scanner.files import cache_root, file_sha256, replacing
 from scanner.model import Detector
 from scanner.parity import Parity, ParityCase, compare, parity_cases
 
@@ -182,8 +181,7 @@ PARITY_BATCH = 3
 
 def cache_dir() -> Path:
     """The user's cache of exported graphs: $XDG_CACHE_HOME/dfscan/onnx (~/.cache/...)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "dfscan" / "onnx"
+    return cache_root() / "onnx"
 
 
 def cached_onnx(weights: Path) -> Path:

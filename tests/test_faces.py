@@ -326,6 +326,63 @@ def test_detector_runs_mtcnn_through_onnxruntime_on_the_cpu():
     assert FaceDetector(CONTRACT, onnx=False).nets is None
 
 
+def test_mtcnn_graphs_are_exported_once_into_the_user_cache(tmp_path, monkeypatch):
+    """The first OnnxNets exports MTCNN's networks into the user's cache; the next reads them
+    there without exporting, and its networks give PyTorch's outputs within 1e-5."""
+    pytest.importorskip("onnxruntime")
+    import torch
+    from facenet_pytorch import MTCNN
+
+    from scanner.faces import OnnxNets
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    mtcnn = MTCNN(keep_all=True)
+    OnnxNets(mtcnn)
+    (folder,) = (tmp_path / "dfscan" / "onnx").iterdir()
+    assert folder.name.startswith("mtcnn-")
+    assert sorted(p.name for p in folder.iterdir()) == ["onet.onnx", "pnet.onnx", "rnet.onnx"]
+    exports = []
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kw: exports.append(args))
+    nets = OnnxNets(mtcnn)
+    assert exports == []
+    torch.manual_seed(0)
+    for name, shape in (
+        ("pnet", (2, 3, 61, 83)),
+        ("rnet", (5, 3, 24, 24)),
+        ("onet", (5, 3, 48, 48)),
+    ):
+        x = torch.rand(shape) * 2 - 1
+        with torch.inference_mode():
+            want = getattr(mtcnn, name)(x)
+        got = getattr(nets, name)(x)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-5)
+
+
+def test_mtcnn_graphs_cache_key_and_unwritable_cache(tmp_path, monkeypatch):
+    """Other weights are other graphs (another cache folder); where the cache cannot be
+    written the graphs are exported in memory all the same."""
+    pytest.importorskip("onnxruntime")
+    import torch
+    from facenet_pytorch import MTCNN
+
+    from scanner.faces import _mtcnn_key, mtcnn_graphs
+
+    mtcnn = MTCNN(keep_all=True)
+    key = _mtcnn_key(mtcnn)
+    assert _mtcnn_key(MTCNN(keep_all=True)) == key
+    with torch.no_grad():
+        mtcnn.onet.dense6_3.bias[0] += 1e-3
+    assert _mtcnn_key(mtcnn) != key
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    graphs = mtcnn_graphs(mtcnn)
+    assert len(graphs) == 3 and all(graphs)
+    assert blocked.is_file()
+
+
 def test_detectors_made_and_run_in_threads_at_once_agree(face_image):
     """Scan workers each make a detector at the same time; they share one set of onnxruntime
     sessions and find the same face."""

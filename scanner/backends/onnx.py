@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +18,7 @@ from scanner.artifacts import (
 from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable
 from scanner.checkpoint import CheckpointMeta
 from scanner.contract import normalise
+from scanner.files import cache_root
 
 
 def onnx_session(path: Path, providers: list):  # noqa: ANN201 - onnxruntime is optional
@@ -39,8 +39,7 @@ def onnx_session(path: Path, providers: list):  # noqa: ANN201 - onnxruntime is 
 
 def _cache_dir() -> Path:
     """Where onnxruntime's TensorRT provider keeps built engines (never the working dir)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "dfscan" / "ort-tensorrt"
+    return cache_root() / "ort-tensorrt"
 
 
 class OnnxBackend:
