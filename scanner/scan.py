@@ -143,6 +143,9 @@ def prepare_video(
     )
 
 
+# torch's operator threads in a forked worker: the workers run side by side, one per core.
+WORKER_TORCH_THREADS = 1
+
 # Scanners whose worker processes are being forked, by id: a forked worker finds its Scanner
 # here (a Scanner holds the model and does not pickle; the child has a copy of this process).
 _FORKED: dict[int, Scanner] = {}
@@ -153,7 +156,7 @@ def _worker_start(key: int) -> None:
     survive a fork), and this process's own detector and embedder."""
     from scanner.faces import OnnxNets
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_TORCH_THREADS)
     OnnxNets._shared = None  # sessions of this process, not copies of the parent's
     _FORKED[key]._local = threading.local()
 

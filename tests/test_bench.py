@@ -56,6 +56,32 @@ def test_end_to_end_splits_time_by_stage(backend, face_clip, noface_clip):
     assert e.frames >= 15 * e.scored and e.decode_fps > 0 and e.detect_fps > 0
 
 
+def test_end_to_end_finds_faces_with_the_scan_workers_torch_threads(
+    backend, face_clip, monkeypatch
+):
+    """The stage pass detects faces with torch at one thread, as a forked scan worker does,
+    and gives this process its thread count back afterwards."""
+    import torch
+
+    import benchmarks.bench as bench
+
+    seen, real = [], bench.read_face_clip
+
+    def read_face_clip(*args, **kw):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(bench, "read_face_clip", read_face_clip)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        e = measure_end_to_end("tiny", backend, [face_clip], workers=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1] and e.scored == 1
+
+
 def test_report_files_and_table(backend, tiny_checkpoint, tmp_path):
     report = BenchReport(
         sizes=[
