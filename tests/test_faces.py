@@ -275,18 +275,22 @@ def test_area_crops_are_torch_area_interpolation_exactly(face_image):
         assert np.array_equal(got, want)
 
 
-def test_area_crops_resize_whole_frames_like_torch(face_image):
+def test_area_crops_and_area_resize_resize_whole_frames_like_torch(face_image):
+    """The pyramid's levels (``area_resize``, channels first) and a whole-frame crop are
+    torch's area interpolation of the frame, bit for bit."""
     import torch
     from torch.nn.functional import interpolate
 
-    from scanner.faces import area_crops, summed_area
+    from scanner.faces import area_crops, area_resize, summed_area
 
     image = face_image[:360]
+    table = summed_area(image)
     whole = (np.array([0]), np.array([360]), np.array([0]), np.array([512]))
     chw = torch.as_tensor(image).permute(2, 0, 1).float()[None]
     for size in [(217, 302), (27, 38), (400, 600)]:
         want = interpolate(chw, size=size, mode="area").numpy()
-        assert np.array_equal(area_crops(summed_area(image), *whole, size), want)
+        assert np.array_equal(area_crops(table, *whole, size), want)
+        assert np.array_equal(area_resize(table, size), want[0])
 
 
 def test_mtcnn_detect_is_facenet_mtcnn_detect(face_image):
