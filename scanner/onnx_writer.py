@@ -2,9 +2,9 @@
 parity check through onnxruntime. ``dfscan export`` (``export.pipeline``) writes its
 ``model.onnx`` with it; the scanner uses it for ``cached_onnx``: on the CPU, ``--backend
 auto`` given a checkpoint with no ONNX file beside it exports the graph once into the user's
-cache, keyed by the checkpoint file's sha256, and runs that through onnxruntime (about twice
-as fast as PyTorch there). The contract, threshold and name then come from the artifact's own
-metadata and sidecar, as for any export.
+cache, keyed by the checkpoint file's sha256 and the graph's version, and runs that through
+onnxruntime (about twice as fast as PyTorch there). The contract, threshold and name then
+come from the artifact's own metadata and sidecar, as for any export.
 
 The detector as one ONNX graph: backbone per frame and the attention ConvLSTM head.
 
@@ -23,17 +23,21 @@ fp16 (``model.fp16.onnx``) is converted from this graph by ``export.onnx_export`
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
+from timm.layers import Conv2dSame, get_same_padding
 from torch import nn
 
 from scanner.artifact_writer import (
@@ -72,6 +76,68 @@ class ExportableDetector(nn.Module):
         return torch.softmax(logits, dim=-1), alpha
 
 
+class FixedPadConv(nn.Module):
+    """A timm ``Conv2dSame`` (TensorFlow's "same" padding, computed from the input's size at
+    every call) for one input size: the padding is a constant. Traced, the dynamic version
+    is a Shape -> arithmetic -> Pad chain that onnxruntime can neither fold into the
+    convolution nor keep in its blocked (NCHWc) layout, so every one cost a pad and two
+    layout reorders of the whole activation."""
+
+    def __init__(self, conv: Conv2dSame, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.conv = conv
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        ph = get_same_padding(size[0], kh, sh, dh)
+        pw = get_same_padding(size[1], kw, sw, dw)
+        self.pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # timm's pad_same
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        return F.conv2d(F.pad(x, self.pads), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+
+def fixed_padding(detector: Detector, crop_size: int) -> Detector:
+    """A copy of ``detector`` whose backbone's ``Conv2dSame`` layers pad by constants for
+    ``crop_size`` frames (``FixedPadConv``): the same outputs at that size, a graph that
+    onnxruntime fuses. The detector itself is left as it is."""
+    detector = copy.deepcopy(detector)
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def record(name: str) -> Callable[[nn.Module, tuple[torch.Tensor]], None]:
+        def hook(_: nn.Module, args: tuple[torch.Tensor]) -> None:
+            sizes[name] = (args[0].shape[-2], args[0].shape[-1])
+
+        return hook
+
+    hooks = [
+        m.register_forward_pre_hook(record(name))
+        for name, m in detector.backbone.named_modules()
+        if isinstance(m, Conv2dSame)
+    ]
+    try:
+        with torch.no_grad():
+            detector.backbone.forward_features(torch.zeros(1, 3, crop_size, crop_size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, size in sizes.items():
+        parent, _, leaf = name.rpartition(".")
+        owner = detector.backbone.get_submodule(parent) if parent else detector.backbone
+        setattr(owner, leaf, FixedPadConv(getattr(owner, leaf), size))
+    return detector
+
+
+def drop_absent_pad_values(model: onnx.ModelProto) -> None:
+    """Remove the empty trailing input ("" for no ``constant_value``) that the tracer gives
+    every Pad. onnxruntime folds a zero Pad into the convolution after it only when each
+    input it has is a constant, and counts "" as one that is not; without it the
+    ``FixedPadConv`` pads are folded and the backbone stays in the blocked layout."""
+    for node in model.graph.node:
+        if node.op_type == "Pad":
+            while node.input and not node.input[-1]:
+                node.input.pop()
+
+
 def log_written(step: str, path: Path, start: float) -> None:
     size_mb = path.stat().st_size / 1e6
     log.info("%s: wrote %s (%.1f MB) in %.1f s", step, path, size_mb, time.perf_counter() - start)
@@ -86,12 +152,12 @@ def save_onnx(model: onnx.ModelProto, path: Path, props: dict[str, str]) -> None
         onnx.save(model, str(tmp))
 
 
-def export_onnx(checkpoint: LoadedCheckpoint, path: Path) -> Path:
-    """Trace the checkpoint's detector (fp32, CPU) to ``path`` with metadata_props."""
-    start = time.perf_counter()
-    c = checkpoint.meta.preprocessing
-    wrapper = ExportableDetector(checkpoint.model).eval()
-    example = torch.zeros(TRACE_BATCH, c.num_frames, 3, c.crop_size, c.crop_size)
+def trace_onnx(detector: Detector, num_frames: int, crop_size: int) -> onnx.ModelProto:
+    """The detector (fp32, CPU) traced to one graph for ``num_frames`` frames of ``crop_size``
+    pixels, batch dynamic, with constant padding (``fixed_padding``, ``drop_absent_pad_values``).
+    Raises ExportError when the tracer fails."""
+    wrapper = ExportableDetector(fixed_padding(detector, crop_size)).eval()
+    example = torch.zeros(TRACE_BATCH, num_frames, 3, crop_size, crop_size)
     buf = io.BytesIO()
     axes = {name: {0: BATCH_AXIS} for name in (INPUT_NAME, *OUTPUT_NAMES)}
     try:
@@ -114,8 +180,17 @@ def export_onnx(checkpoint: LoadedCheckpoint, path: Path) -> Path:
                 dynamo=False,
             )
     except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as e:
-        raise ExportError(f"ONNX export of {checkpoint.meta.model.backbone} failed: {e}") from e
+        raise ExportError(f"ONNX export of {detector.config.backbone} failed: {e}") from e
     model = onnx.load_from_string(buf.getvalue())
+    drop_absent_pad_values(model)
+    return model
+
+
+def export_onnx(checkpoint: LoadedCheckpoint, path: Path) -> Path:
+    """Trace the checkpoint's detector (``trace_onnx``) to ``path`` with metadata_props."""
+    start = time.perf_counter()
+    c = checkpoint.meta.preprocessing
+    model = trace_onnx(checkpoint.model, c.num_frames, c.crop_size)
     save_onnx(model, path, onnx_metadata(checkpoint, "fp32"))
     log_written("export_onnx", path, start)
     return path
@@ -179,6 +254,11 @@ MAX_BATCH = 16
 PARITY_BATCH = 3
 
 
+# Part of a cached graph's key: raised whenever export_onnx writes a different graph for the
+# same checkpoint, so that caches written before are not used. 2: constant "same" padding.
+GRAPH_VERSION = 2
+
+
 def cache_dir() -> Path:
     """The user's cache of exported graphs: $XDG_CACHE_HOME/dfscan/onnx (~/.cache/...)."""
     return cache_root() / "onnx"
@@ -186,8 +266,8 @@ def cache_dir() -> Path:
 
 def cached_onnx(weights: Path) -> Path:
     """The fp32 ``model.onnx`` (with its sidecar) of the checkpoint ``weights``, exported into
-    ``cache_dir()/<sha256 of the checkpoint file>/`` on first use and checked against PyTorch
-    as ``dfscan export`` checks it (random clips, the fp32 tolerance).
+    ``cache_dir()/<sha256 of the checkpoint file>-g<GRAPH_VERSION>/`` on first use and checked
+    against PyTorch as ``dfscan export`` checks it (random clips, the fp32 tolerance).
 
     A folder in the cache is written whole under a temporary name and then renamed, so a
     reader never sees half of one, and two processes exporting at once both end with one
@@ -195,7 +275,7 @@ def cached_onnx(weights: Path) -> Path:
     its parity fails, OSError when the cache cannot be written.
     """
     weights = Path(weights)
-    folder = cache_dir() / file_sha256(weights)
+    folder = cache_dir() / f"{file_sha256(weights)}-g{GRAPH_VERSION}"
     path = folder / ONNX_FILE
     if path.is_file():
         return path  # the backend checks it against its sidecar before it loads

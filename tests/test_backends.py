@@ -52,8 +52,9 @@ def test_auto_on_the_cpu_runs_a_checkpoint_as_its_onnx_graph_exported_once(
     tmp_path, monkeypatch, crops
 ):
     """A checkpoint without an ONNX file beside it: ``auto`` exports its fp32 graph into the
-    user cache under the checkpoint's sha256 (checked against PyTorch, with its sidecar),
-    runs it through onnxruntime with the contract and label read from it, and reuses it."""
+    user cache under the checkpoint's sha256 and the graph's version (checked against PyTorch,
+    with its sidecar), runs it through onnxruntime with the contract and label read from it,
+    and reuses it."""
     from scanner import onnx_writer
     from scanner.files import file_sha256
 
@@ -61,7 +62,8 @@ def test_auto_on_the_cpu_runs_a_checkpoint_as_its_onnx_graph_exported_once(
     weights = make_checkpoint(tmp_path / "w.safetensors", seed=3)
     backend = make_backend(weights, "auto", CPU, "auto")
     assert isinstance(backend, OnnxBackend) and backend.precision == "fp32"
-    path = tmp_path / "cache" / "dfscan" / "onnx" / file_sha256(weights) / ONNX_FILE
+    key = f"{file_sha256(weights)}-g{onnx_writer.GRAPH_VERSION}"
+    path = tmp_path / "cache" / "dfscan" / "onnx" / key / ONNX_FILE
     assert path.is_file() and sidecar_path(path).is_file()
     assert backend.info.parity["max_abs_probabilities"] <= TOLERANCE["fp32"]
     reference = make_backend(weights, "torch", CPU, "auto")

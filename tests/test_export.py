@@ -27,8 +27,11 @@ from scanner.checkpoint import load_checkpoint
 from scanner.cli import main
 from scanner.contract import normalise
 from scanner.files import file_sha256
-from scanner.onnx_writer import verify_onnx
+from scanner.model import build_detector
+from scanner.onnx_writer import trace_onnx, verify_onnx
 from scanner.parity import ParityCase, parity_cases
+
+from helpers import TINY_CONFIG
 
 NO_TENSORRT = tensorrt_missing()
 
@@ -398,3 +401,34 @@ def test_fp16_engine_is_built_from_the_verified_fp16_onnx(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [ENGINE_FILE, ENGINE_FILE + ".json", "model.safetensors"]
     )
+
+
+def test_same_padding_is_constant_in_the_graph_and_folds_into_the_convolutions(tmp_path):
+    """A backbone with TensorFlow's "same" padding (timm's Conv2dSame, as the shipped
+    tf_efficientnet_lite0 has) traces to constant Pads that onnxruntime folds into the
+    convolutions: no Pad is left in its optimised graph, whose outputs are PyTorch's; the
+    detector it was traced from keeps its own layers."""
+    import timm
+    from timm.layers import Conv2dSame
+
+    backbone = timm.create_model(
+        TINY_CONFIG.backbone, pretrained=False, num_classes=0, global_pool="", pad_type="same"
+    )
+    detector = build_detector(TINY_CONFIG, backbone).eval()
+    same = [m for m in detector.modules() if isinstance(m, Conv2dSame)]
+    assert same
+    model = trace_onnx(detector, TINY_CONFIG.num_frames, 64)
+    assert [m for m in detector.modules() if isinstance(m, Conv2dSame)] == same
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    optimised = onnx.load(str(tmp_path / "optimised.onnx"))
+    assert "Pad" not in {node.op_type for node in optimised.graph.node}
+    clips = torch.randn(2, TINY_CONFIG.num_frames, 3, 64, 64)
+    probabilities, attention = session.run(list(OUTPUT_NAMES), {INPUT_NAME: clips.numpy()})
+    with torch.no_grad():
+        logits, alpha = detector(clips)
+    assert np.abs(probabilities - torch.softmax(logits, -1).numpy()).max() < 1e-5
+    assert np.abs(attention - alpha.numpy()).max() < 1e-5
