@@ -20,6 +20,7 @@ from scanner.backends import (
 from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import CheckpointError, load_checkpoint
 from scanner.cli import main
+from scanner.contract import Preprocessing, normalise, normalise_lookup, normalise_table
 
 from helpers import make_checkpoint
 
@@ -241,3 +242,14 @@ def test_fp16_cuda_graphs_match_cpu_fp32(model, face_clip, tmp_path):
         assert np.abs(p - q).max() <= TOLERANCE["fp16"]
         assert np.abs(a - b).max() <= TOLERANCE["fp16"]
     assert gpu.use_graphs and sorted(gpu._graphs) == [1, 4]  # batch 3 padded into 4
+
+
+def test_the_onnx_backends_lookup_normalises_as_the_contract_does():
+    """Every 8-bit value of every channel: the lookup gives ``normalise``'s float32 bits."""
+    contract = Preprocessing.for_backbone("tf_efficientnet_lite0")
+    crops = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16, 3), dtype=np.uint8)
+    crops[0, 0, :, :, :] = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    want = normalise(torch.from_numpy(crops), contract).numpy()
+    got = normalise_lookup(crops, normalise_table(contract))
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -17,7 +17,7 @@ from scanner.artifacts import (
 )
 from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable
 from scanner.checkpoint import CheckpointMeta
-from scanner.contract import normalise
+from scanner.contract import normalise_lookup, normalise_table
 from scanner.files import cache_root
 
 
@@ -82,6 +82,7 @@ class OnnxBackend:
         self.meta: CheckpointMeta = embedded.checkpoint
         self.source_sha256 = embedded.source_sha256
         self.contract = self.meta.preprocessing
+        self._table = normalise_table(self.contract)
         self.threshold = self.meta.threshold
         self.model_label = f"{self.meta.name}@{self.source_sha256[:12]}"
         self.provider = self.session.get_providers()[0]
@@ -133,7 +134,7 @@ class OnnxBackend:
         return [*providers, "CPUExecutionProvider"]  # CPU takes what a GPU provider will not
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = normalise(torch.from_numpy(np.ascontiguousarray(crops)), self.contract).numpy()
+        x = normalise_lookup(crops, self._table)
         pieces = np.split(x, range(self._chunk, len(x), self._chunk)) if self._chunk else [x]
         probs, attention = [], []
         for piece in pieces:
