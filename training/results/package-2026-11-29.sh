@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The command that packaged the default model of 2026-11-29 (run folder of
+# training/results/finetune-2026-11-29.sh; the development-set reports are
+# training.evaluate --json outputs).
+set -euo pipefail
+run=${1:?usage: package-2026-11-29.sh RUN_DIR [DEST]}
+e=training/results/dev-eval
+python -m training.package_default --run "$run" ${2:+--dest "$2"} \
+    --notes training/results/finetune-2026-11-29.md \
+    --dev-eval "this model: the previous default fine-tuned, low-resolution codec + generated faces (ships)=$e/two-stage-lite0-finetune-lowres-generated.json" \
+    --dev-eval "the same without generated faces=$e/two-stage-lite0-gpu-degrade-cpu-finetune-lowres.json" \
+    --dev-eval "previous default: two-stage, Lite0, GPU, degraded alike=$e/two-stage-lite0-gpu-degrade.json" \
+    --dev-eval "previous default fine-tuned with degrade_prob 0.8=$e/two-stage-lite0-gpu-degrade-cpu-finetune.json" \
+    --dev-eval "two-stage, Lite0, GPU, no degradation=$e/two-stage-lite0-gpu.json" \
+    --dev-eval "default of 2026-11-27: end to end, Lite2, 25 clips, five-point blends=$e/shipped-lite2-2026-11-27.json" \
+    --dev-eval "two-stage, Lite0, CPU (1.5 frame passes, last 3 stages)=$e/two-stage-lite0-cpu.json" \
+    --dev-eval "the same + re-rendered faces=$e/two-stage-lite0-cpu-rerender.json" \
+    --dev-eval "the same + warp-reenacted faces=$e/two-stage-lite0-cpu-reenact.json" \
+    --dev-eval "the same, degraded alike=$e/two-stage-lite0-cpu-degrade.json" \
+    --dev-eval "end to end, Lite0, CPU, 68-point blends=$e/end-to-end-lite0-cpu.json"
