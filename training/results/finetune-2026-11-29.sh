@@ -16,4 +16,4 @@ python -m training.two_stage --config training/recipes/two_stage_real.yaml --out
     --set backbone_weights "$previous" --set frame_epochs 0.5 --set frame_lr 0.0001 \
     --set degrade_prob 0.6 --set degrade_kinds rescale,palette,noise,blur,lowres_codec,lowres_codec \
     --set feature_variants 2 --set feature_frames 16 --set head_patience 8 \
-    --set generated_prob 0.3 --set generator_steps 1500
+    --set generated_prob 0.6 --set generator_steps 1500

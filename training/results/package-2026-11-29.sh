@@ -7,7 +7,8 @@ run=${1:?usage: package-2026-11-29.sh RUN_DIR [DEST]}
 e=training/results/dev-eval
 python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --notes training/results/finetune-2026-11-29.md \
-    --dev-eval "this model: the previous default fine-tuned, low-resolution codec + generated faces (ships)=$e/two-stage-lite0-finetune-lowres-generated.json" \
+    --dev-eval "this model: the previous default fine-tuned, low-resolution codec + generated faces 0.6 (ships)=$e/two-stage-lite0-finetune-lowres-generated06.json" \
+    --dev-eval "the same with generated faces 0.3=$e/two-stage-lite0-finetune-lowres-generated.json" \
     --dev-eval "the same without generated faces=$e/two-stage-lite0-gpu-degrade-cpu-finetune-lowres.json" \
     --dev-eval "previous default: two-stage, Lite0, GPU, degraded alike=$e/two-stage-lite0-gpu-degrade.json" \
     --dev-eval "previous default fine-tuned with degrade_prob 0.8=$e/two-stage-lite0-gpu-degrade-cpu-finetune.json" \
