@@ -9,12 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import shutil
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +19,7 @@ import torch
 
 from scanner.contract import Preprocessing
 from scanner.errors import ClipError
-from scanner.files import cache_root
+from scanner.files import cache_root, replacing_folder
 from scanner.identity import (
     DESCRIPTOR,
     JOIN,
@@ -254,27 +251,12 @@ def mtcnn_graphs(mtcnn: torch.nn.Module) -> list[bytes]:
         log.debug("cannot read MTCNN's cached ONNX graphs in %s: %s", folder, e)
     graphs = [_export_net(getattr(mtcnn, name), side, axes) for name, side, axes in MTCNN_NETS]
     try:
-        _write_folder(folder, dict(zip((p.name for p in paths), graphs)))
+        with replacing_folder(folder, lambda: all(p.is_file() for p in paths)) as scratch:
+            for path, graph in zip(paths, graphs):
+                (scratch / path.name).write_bytes(graph)
     except OSError as e:
         log.debug("cannot cache MTCNN's ONNX graphs in %s: %s", folder, e)
     return graphs
-
-
-def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
-    """``folder`` holding ``files`` (name -> bytes), written under a temporary name and renamed.
-    A folder that another process renamed into place first is kept."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        for name, data in files.items():
-            (scratch / name).write_bytes(data)
-        try:
-            scratch.rename(folder)
-        except OSError:
-            if not all((folder / name).is_file() for name in files):
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class OnnxNets:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +37,31 @@ def replacing(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def replacing_folder(folder: Path, whole: Callable[[], bool]) -> Iterator[Path]:
+    """A scratch folder beside ``folder`` to fill; it becomes ``folder`` when the block ends.
+
+    The rename is atomic, so a reader never sees part of the folder, and processes filling it
+    at once end with one copy: where another got there first and ``whole()`` says its copy is
+    complete, that copy is kept; an incomplete one (an earlier failure) is replaced. When the
+    block raises, the scratch folder is removed and ``folder`` left as it was.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        yield scratch
+        if folder.exists() and not whole():
+            shutil.rmtree(folder)
+        try:
+            scratch.rename(folder)
+        except OSError:
+            if not whole():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cache_root() -> Path:

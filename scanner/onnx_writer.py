@@ -26,8 +26,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -51,7 +49,7 @@ from scanner.artifact_writer import (
 from scanner.artifacts import BATCH_AXIS, INPUT_NAME, ONNX_FILE, OPSET, OUTPUT_NAMES
 from scanner.backends.onnx import onnx_session
 from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
-from scanner.files import cache_root, file_sha256, replacing
+from scanner.files import cache_root, file_sha256, replacing, replacing_folder
 from scanner.model import Detector
 from scanner.parity import Parity, ParityCase, compare, parity_cases
 
@@ -281,24 +279,13 @@ def cached_onnx(weights: Path) -> Path:
         return path  # the backend checks it against its sidecar before it loads
     start = time.perf_counter()
     checkpoint = load_checkpoint(weights)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
-    try:
+    with replacing_folder(folder, path.is_file) as scratch:
         written = export_onnx(checkpoint, scratch / ONNX_FILE)
         contract = checkpoint.meta.preprocessing
         cases = parity_cases(checkpoint.model, contract, None, PARITY_BATCH)
         parity = verify_onnx(written, cases, TOLERANCE["fp32"])
         info = make_info(written, "onnx", "fp32", checkpoint, MAX_BATCH, parity.to_dict())
         write_sidecar(written, info)
-        if folder.exists():
-            shutil.rmtree(folder)  # a folder without its model.onnx: an earlier failure
-        try:
-            scratch.rename(folder)
-        except OSError:
-            if not path.is_file():  # not another process's export that got there first
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     log.info(
         "exported %s to %s for onnxruntime in %.1f s (once; cached)",
         checkpoint.label,
