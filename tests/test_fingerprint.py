@@ -1,6 +1,7 @@
 """Generated pseudo-fakes: the autoencoder trains, reproduces a face, and its drawing is pasted
 over the face (or the whole crop) while the real clip is left as it was."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -18,8 +19,6 @@ def _clip(n: int = 3, side: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Smooth synthetic frames and five landmarks around their centre."""
     rng = np.random.default_rng(0)
     base = rng.integers(40, 220, (8, 8, 3)).astype(np.uint8)
-    import cv2
-
     frame = cv2.resize(base, (side, side), interpolation=cv2.INTER_CUBIC)
     five = np.array([[22, 26], [42, 26], [32, 36], [24, 46], [40, 46]], np.float32) * side / 64
     return np.stack([frame] * n), np.stack([five] * n)

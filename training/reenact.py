@@ -37,6 +37,7 @@ from training.selfblend import (
     _check_clip,
     deform_mask,
     face_mask,
+    frame_landmarks,
     low_resolution,
     lower_face_mask,
     paste,
@@ -135,10 +136,10 @@ def reenact(
     fake = crops.copy()
     masks = np.zeros((n, h, w), np.float32)
     for t in range(n):
-        five = np.asarray(landmarks5[t], np.float64)
-        if not np.isfinite(five).all() or not np.isfinite(ref_five).all():
+        found = frame_landmarks(landmarks5, dense, t)
+        if found is None or not np.isfinite(ref_five).all():
             continue
-        tgt_dense = dense[t] if dense is not None and plausible(dense[t], five) else None
+        five, tgt_dense = found
         use_dense = (
             tgt_dense is not None and ref_dense is not None and plausible(ref_dense, ref_five)
         )

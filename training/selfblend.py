@@ -484,6 +484,18 @@ class RestoreDraw:
         return _restore(img, self.diameter, self.sigma_color, self.amount)
 
 
+def frame_landmarks(
+    landmarks5: np.ndarray, dense: np.ndarray | None, t: int
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Frame ``t``'s five points (float64) and its 68 points where given and in agreement with
+    the five (``landmarks.plausible``), else None for them; None for a frame whose five points
+    are not all finite (no face to paint over)."""
+    five = np.asarray(landmarks5[t], np.float64)
+    if not np.isfinite(five).all():
+        return None
+    return five, dense[t] if dense is not None and plausible(dense[t], five) else None
+
+
 def rerender(
     crops: np.ndarray,
     landmarks5: np.ndarray,
@@ -505,10 +517,9 @@ def rerender(
     fake = crops.copy()
     masks = np.zeros((n, h, w), np.float32)
     for t in range(n):
-        five = np.asarray(landmarks5[t], np.float64)
-        if not np.isfinite(five).all():
+        if (found := frame_landmarks(landmarks5, dense, t)) is None:
             continue
-        pts = dense[t] if dense is not None and plausible(dense[t], five) else None
+        five, pts = found
         if kind == "mouth":
             hard = lower_face_mask((h, w), five, pts)
             source = low_resolution(crops[t], max(8, round(w * scale))).astype(np.float32)
@@ -548,11 +559,9 @@ def generated(
     fake = crops.copy()
     masks = np.zeros((n, h, w), np.float32)
     for t in range(n):
-        five = np.asarray(landmarks5[t], np.float64)
-        if not np.isfinite(five).all():
+        if (found := frame_landmarks(landmarks5, dense, t)) is None:
             continue
-        pts = dense[t] if dense is not None and plausible(dense[t], five) else None
-        hard = face_mask((h, w), five, pts).astype(np.float32)
+        hard = face_mask((h, w), *found).astype(np.float32)
         masks[t] = deform_mask(hard, np.random.default_rng(mask_seed)) * ratio
         fake[t] = paste(crops[t], drawn[t].astype(np.float32), masks[t])
     return crops.copy(), fake, masks
