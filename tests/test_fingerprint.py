@@ -4,10 +4,15 @@ over the face (or the whole crop) while the real clip is left as it was."""
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from training.fingerprint import (
+    UPSAMPLINGS,
+    Generators,
     UpsamplingAutoencoder,
+    file_name,
     load_autoencoder,
+    parse_kinds,
     regenerate,
     save_autoencoder,
     train_autoencoder,
@@ -46,7 +51,7 @@ def test_autoencoder_learns_to_reproduce_and_round_trips(tmp_path) -> None:
 def test_generated_pseudo_fake_pastes_the_drawing_over_the_face() -> None:
     crops, five = _clip()
 
-    def invert(x: np.ndarray) -> np.ndarray:
+    def invert(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return 255 - x
 
     seen_whole = seen_face = False
@@ -56,7 +61,7 @@ def test_generated_pseudo_fake_pastes_the_drawing_over_the_face() -> None:
         assert mask.shape == crops.shape[:3] and 0 <= mask.min() and mask.max() <= 1
         if mask.min() == 1:
             seen_whole = True
-            np.testing.assert_array_equal(fake, invert(crops))
+            np.testing.assert_array_equal(fake, 255 - crops)
         else:
             seen_face = True
             outside = mask == 0
@@ -70,7 +75,7 @@ def test_pseudo_fake_draws_generated_only_when_asked() -> None:
     crops, five = _clip()
     calls = []
 
-    def generator(x: np.ndarray) -> np.ndarray:
+    def generator(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         calls.append(len(x))
         return x
 
@@ -80,3 +85,66 @@ def test_pseudo_fake_draws_generated_only_when_asked() -> None:
     assert calls == [3]
     with pytest.raises(ValueError, match="needs a generator"):
         pseudo_fake(crops, five, np.random.default_rng(0), generated_prob=1.0)
+
+
+@pytest.mark.parametrize("kind", ["nearest", "shuffle", "restore-bilinear"])
+def test_each_generator_kind_learns_and_keeps_its_kind(tmp_path, kind) -> None:
+    """Every upsampling, and a restoring network, learns to reproduce the face; its file
+    says what it is, so that a run reads back the generator it trained."""
+    crops, _ = _clip(side=64)
+    ((upsampling, restore),) = parse_kinds(kind)
+    untrained = UpsamplingAutoencoder(upsampling=upsampling, restore=restore).eval()
+    before = np.abs(regenerate(untrained, crops).astype(int) - crops).mean()
+    ae, record = train_autoencoder(
+        list(crops), steps=150, patch=32, batch=4, lr=5e-3, upsampling=upsampling, restore=restore
+    )
+    assert record["kind"] == ae.kind == kind
+    out = regenerate(ae, crops)
+    assert np.abs(out.astype(int) - crops).mean() < before / 2
+    save_autoencoder(ae, tmp_path / file_name(kind))
+    again = load_autoencoder(tmp_path / file_name(kind))
+    assert again.kind == kind
+    np.testing.assert_array_equal(regenerate(again, crops), out)
+
+
+def test_a_restoring_generator_sees_only_a_reduced_copy() -> None:
+    """restore: two inputs that differ only in detail finer than the reduction are drawn
+    alike; a plain autoencoder sees the difference."""
+    smooth, _ = _clip(n=1, side=64)
+    rng = np.random.default_rng(1)
+    detail = np.clip(smooth + rng.choice([-12, 12], smooth.shape), 0, 255).astype(np.uint8)
+    a, b = (torch.from_numpy(x).permute(0, 3, 1, 2).float() for x in (smooth, detail))
+    restorer = UpsamplingAutoencoder(restore=3.0)
+    assert (restorer.degrade(a) - restorer.degrade(b)).abs().mean() < 2
+    plain = UpsamplingAutoencoder()
+    assert (plain.degrade(a) - plain.degrade(b)).abs().mean() > 10
+
+
+def test_generator_kinds_parse_and_reject() -> None:
+    assert parse_kinds("transposed, restore-nearest") == [("transposed", 0.0), ("nearest", 3.0)]
+    assert [k for k, _ in parse_kinds(",".join(UPSAMPLINGS))] == list(UPSAMPLINGS)
+    for bad in ("", "bicubic", "restore-"):
+        with pytest.raises(ValueError):
+            parse_kinds(bad)
+    with pytest.raises(ValueError, match="upsampling"):
+        UpsamplingAutoencoder(upsampling="bicubic")
+    with pytest.raises(ValueError, match="reduction factor"):
+        UpsamplingAutoencoder(restore=0.5)
+
+
+def test_generators_draw_each_clip_with_one_autoencoder_picked_by_the_rng() -> None:
+    crops, _ = _clip(side=32)
+    aes = [UpsamplingAutoencoder(upsampling=u).eval() for u in ("transposed", "nearest")]
+    drawings = [regenerate(ae, crops) for ae in aes]
+    both = Generators(aes)
+    seen = set()
+    for seed in range(10):
+        out = both(crops, np.random.default_rng(seed))
+        seen |= {i for i, d in enumerate(drawings) if np.array_equal(out, d)}
+    assert seen == {0, 1}
+    # one autoencoder takes nothing from the rng: a one-generator run draws as it always did
+    rng = np.random.default_rng(3)
+    Generators(aes[:1])(crops, rng)
+    assert rng.random() == np.random.default_rng(3).random()
+    with pytest.raises(ValueError):
+        Generators([])

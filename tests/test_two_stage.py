@@ -271,28 +271,38 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
 
 
 def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, caplog) -> None:  # noqa: F811
-    """generated_prob > 0: the run trains its autoencoder on the training frames and keeps
-    it; a resumed run reads it back (the same drawings); frame pairs then draw with it."""
+    """generated_prob > 0: the run trains one autoencoder per generator kind on the training
+    frames and keeps them; a resumed run reads them back (the same drawings); frame pairs then
+    draw with them."""
     import numpy as np
 
     from training.data import TrackStore
-    from training.fingerprint import FINGERPRINT
+    from training.fingerprint import FINGERPRINT, file_name
     from training.preprocess import read_index
     from training.selfblend import SBI
     from training.two_stage import FramePairs, fingerprint_generator
 
     entries = [e for e in read_index(cache) if e.status == "ok"]
     store = TrackStore(cache, dense=False)
-    cfg, st = read_configs(None, {"generated_prob": 1.0, "generator_steps": 3})
+    kinds = "transposed,restore-shuffle"
+    cfg, st = read_configs(
+        None, {"generated_prob": 1.0, "generator_steps": 3, "generator_kinds": kinds}
+    )
     assert fingerprint_generator(cfg, StageConfig(), store, entries, tmp_path) is None
     first = fingerprint_generator(cfg, st, store, entries, tmp_path)
     assert (tmp_path / FINGERPRINT).is_file()
-    assert json.loads((tmp_path / "fingerprint.json").read_text())["steps"] == 3
+    assert (tmp_path / file_name("restore-shuffle")).is_file()
+    record = json.loads((tmp_path / "fingerprint.json").read_text())
+    assert sorted(record) == ["restore-shuffle", "transposed"]
+    assert record["restore-shuffle"]["steps"] == 3
     with caplog.at_level("INFO", logger="training"):
         again = fingerprint_generator(cfg, st, store, entries, tmp_path)
-    assert "read from" in caplog.text
+    assert caplog.text.count("read from") == 2
     crops = store.frames(entries[0], np.array([0]))[0]
-    np.testing.assert_array_equal(first(crops), again(crops))
+    for seed in range(4):  # the same generator drawn by the same rng, the same drawing
+        np.testing.assert_array_equal(
+            first(crops, np.random.default_rng(seed)), again(crops, np.random.default_rng(seed))
+        )
     pairs = FramePairs(store, entries, SBI, 0.0, 0, generated_prob=1.0, generator=first)
     real, fake = pairs[0].numpy()
     assert not np.array_equal(real, fake)

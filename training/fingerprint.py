@@ -12,7 +12,11 @@ difference from its real frame is that it was generated.
 
 The autoencoder is small (about 80 k parameters, 4x downsampling with an overcomplete
 bottleneck so that reconstructions stay sharp), trains in minutes on the CPU on random patches
-of the cached real crops, and is stored with the training run (``FINGERPRINT``).
+of the cached real crops, and is stored with the training run (``file_name``). A run can train
+several that differ as generators do (``UPSAMPLINGS``: transposed convolution, interpolation
+then convolution, pixel shuffle; a ``restore-`` kind redraws the face from a reduced copy, as a
+face-restoration or super-resolution step does), and ``Generators`` draws each clip with one of
+them: what the detector learns is then what decoders share, not one decoder's own traces.
 """
 
 from __future__ import annotations
@@ -29,14 +33,38 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "fingerprint.safetensors"  # the autoencoder, in a training run's folder
+RESTORE_FACTOR = 3.0  # how much a restoring generator's input is reduced first
+
+
+UPSAMPLINGS = ("transposed", "nearest", "bilinear", "shuffle")
+
+
+def _up(cin: int, cout: int, upsampling: str) -> list[nn.Module]:
+    """One learnt 2x upsampling, as generators draw it: a transposed convolution (periodic
+    checkerboard traces), interpolation then a convolution (smoother), or sub-pixel
+    convolution (pixel shuffle)."""
+    if upsampling == "transposed":
+        return [nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
+    if upsampling == "shuffle":
+        return [nn.Conv2d(cin, 4 * cout, 3, padding=1), nn.PixelShuffle(2)]
+    return [nn.Upsample(scale_factor=2, mode=upsampling), nn.Conv2d(cin, cout, 3, padding=1)]
 
 
 class UpsamplingAutoencoder(nn.Module):
-    """Image -> image through a 4x smaller feature map and two learnt 2x upsamplings
-    (transposed convolutions: the upsampling most generators use). Pixels in [-1, 1]."""
+    """Image -> image through a 4x smaller feature map and two learnt 2x upsamplings of one
+    kind (``UPSAMPLINGS``). Pixels in [-1, 1].
 
-    def __init__(self, width: int = 16) -> None:
+    ``restore`` > 1 makes it a face-restoration network instead (as GFPGAN or a face
+    super-resolution step after a talking-head generator): its input is first reduced
+    ``restore`` times and enlarged back, and it learns to draw the sharp face from that."""
+
+    def __init__(self, width: int = 16, upsampling: str = "transposed", restore: float = 0.0):
         super().__init__()
+        if upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {upsampling!r}")
+        if restore and restore <= 1:
+            raise ValueError(f"restore is a reduction factor > 1 (or 0: none), got {restore}")
+        self.upsampling, self.restore = upsampling, float(restore)
         w = width
         self.encoder = nn.Sequential(
             nn.Conv2d(3, w, 3, padding=1),
@@ -47,16 +75,30 @@ class UpsamplingAutoencoder(nn.Module):
             nn.LeakyReLU(0.2),
         )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1),
+            *_up(4 * w, 2 * w, upsampling),
             nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),
+            *_up(2 * w, w, upsampling),
             nn.LeakyReLU(0.2),
             nn.Conv2d(w, 3, 3, padding=1),
             nn.Tanh(),
         )
 
+    @property
+    def kind(self) -> str:
+        """Its name in a run's folder and log: the upsampling, ``restore`` when it restores."""
+        return f"restore-{self.upsampling}" if self.restore else self.upsampling
+
+    def degrade(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network is given: ``x`` itself, or reduced ``restore`` times and back."""
+        if not self.restore:
+            return x
+        h, w = x.shape[-2:]
+        small = (max(1, round(h / self.restore)), max(1, round(w / self.restore)))
+        low = nn.functional.interpolate(x, size=small, mode="area")
+        return nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder(self.degrade(x)))
 
 
 def _to_unit(images: np.ndarray) -> torch.Tensor:
@@ -88,6 +130,8 @@ def train_autoencoder(
     patch: int = 96,
     batch: int = 16,
     lr: float = 2e-3,
+    upsampling: str = "transposed",
+    restore: float = 0.0,
 ) -> tuple[UpsamplingAutoencoder, dict]:
     """Train an autoencoder to reproduce random ``patch`` x ``patch`` squares of ``images``
     ((H, W, 3) uint8 RGB, each at least ``patch`` on a side), L1 loss, Adam with a cosine
@@ -97,7 +141,7 @@ def train_autoencoder(
         raise ValueError("need images and at least one step to train the autoencoder")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    ae = UpsamplingAutoencoder()
+    ae = UpsamplingAutoencoder(upsampling=upsampling, restore=restore)
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     t0, losses = time.perf_counter(), []
@@ -117,31 +161,79 @@ def train_autoencoder(
         sched.step()
         losses.append(float(loss.detach()))
         if (step + 1) % 200 == 0 or step + 1 == steps:
-            log.info("autoencoder step %d/%d: L1 %.4f", step + 1, steps, np.mean(losses[-50:]))
+            l1 = np.mean(losses[-50:])
+            log.info("autoencoder %s step %d/%d: L1 %.4f", ae.kind, step + 1, steps, l1)
     ae.eval()
     with torch.inference_mode():
         mse = float(((ae(x) - x) / 2).pow(2).mean())
     record = {
+        "kind": ae.kind,
         "steps": steps,
         "l1": round(float(np.mean(losses[-50:])), 5),
         "psnr_db": round(float(10 * np.log10(1 / max(mse, 1e-12))), 2),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    log.info("autoencoder: %s", record)
+    log.info("autoencoder %s: %s", ae.kind, record)
     return ae, record
 
 
 def save_autoencoder(ae: UpsamplingAutoencoder, path: Path) -> None:
+    """Weights, with the upsampling and restore factor in the file's metadata."""
     from safetensors.torch import save_file
 
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp))
+    meta = {"upsampling": ae.upsampling, "restore": repr(ae.restore)}
+    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp), metadata=meta)
     tmp.replace(path)
 
 
 def load_autoencoder(path: Path) -> UpsamplingAutoencoder:
+    """An autoencoder saved by ``save_autoencoder`` (a file without metadata: transposed)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    ae = UpsamplingAutoencoder()
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    ae = UpsamplingAutoencoder(
+        upsampling=meta.get("upsampling", "transposed"), restore=float(meta.get("restore", 0))
+    )
     ae.load_state_dict(load_file(str(path)))
     return ae.eval()
+
+
+def parse_kinds(text: str) -> list[tuple[str, float]]:
+    """``"transposed,nearest,restore-shuffle"`` -> [(upsampling, restore factor), ...]: the
+    generators of one run. A ``restore-`` kind reduces its input RESTORE_FACTOR times."""
+    kinds = []
+    for name in (k.strip() for k in text.split(",")):
+        if not name:
+            continue
+        up = name.removeprefix("restore-")
+        if up not in UPSAMPLINGS:
+            raise ValueError(
+                f"generator kind {name!r}: one of {UPSAMPLINGS}, optionally as restore-KIND"
+            )
+        kinds.append((up, RESTORE_FACTOR if name != up else 0.0))
+    if not kinds:
+        raise ValueError("no generator kind given")
+    return kinds
+
+
+def file_name(kind: str) -> str:
+    """A generator's file in a run folder; the first kind, transposed, keeps the old name."""
+    return FINGERPRINT if kind == "transposed" else f"fingerprint-{kind}.safetensors"
+
+
+class Generators:
+    """Several autoencoders; each clip is drawn by one of them, chosen by the caller's rng:
+    ``Generators(aes)(crops, rng)``. A detector that sees many decoders' traces learns what
+    they share rather than one decoder's own."""
+
+    def __init__(self, autoencoders: Sequence[UpsamplingAutoencoder]) -> None:
+        if not autoencoders:
+            raise ValueError("need at least one autoencoder")
+        self.autoencoders = list(autoencoders)
+
+    def __call__(self, crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pick = int(rng.integers(len(self.autoencoders))) if len(self.autoencoders) > 1 else 0
+        return regenerate(self.autoencoders[pick], crops)

@@ -537,21 +537,24 @@ def rerender(
 # A generated pseudo-fake replaces the whole crop with this probability (a fully generated
 # video), else it is pasted over the face (a generated face in a real frame).
 GENERATED_WHOLE = 0.3
+# A generator of generated pseudo-fakes: (T, H, W, 3) uint8 clip, rng -> the clip redrawn.
+Draw = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def generated(
     crops: np.ndarray,
     landmarks5: np.ndarray,
     rng: np.random.Generator,
-    generator: Callable[[np.ndarray], np.ndarray],
+    generator: Draw,
     dense: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A generated pseudo-fake of a real clip -> (real, fake, mask), as ``self_blend``: the
-    clip drawn by ``generator`` ((T, H, W, 3) uint8 -> same; ``training.fingerprint``),
+    clip drawn by ``generator`` ((T, H, W, 3) uint8 and ``rng`` -> the same clip redrawn;
+    ``training.fingerprint.Generators``),
     replacing the whole crop with probability GENERATED_WHOLE, else pasted over the face with
     a deformed face mask at a blend ratio of 0.75-1. ``real`` is the input unchanged."""
     n, h, w = _check_clip(crops, landmarks5, dense)
-    drawn = generator(crops)
+    drawn = generator(crops, rng)
     if rng.random() < GENERATED_WHOLE:
         return crops.copy(), drawn, np.ones((n, h, w), np.float32)
     ratio = float(rng.uniform(0.75, 1.0))
@@ -578,7 +581,7 @@ def pseudo_fake(
     reenact_prob: float = 0.0,
     reference: tuple | None = None,
     generated_prob: float = 0.0,
-    generator: Callable[[np.ndarray], np.ndarray] | None = None,
+    generator: Draw | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A self-blend; with probability ``generated_prob`` a face drawn by ``generator``
     (``generated``), else with probability ``reenact_prob`` a warp-reenacted clip

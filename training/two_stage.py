@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from training.datasets import VideoItem, load_dataset, split_items
 from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import load_backbone_weights
-from training.selfblend import SBI, SelfBlendConfig, pseudo_fake
+from training.selfblend import SBI, Draw, SelfBlendConfig, pseudo_fake
 from training.train import Env, TrainConfig, cached_entries, run_provenance
 
 log = logging.getLogger("training.two_stage")
@@ -79,6 +78,7 @@ class StageConfig:
     degrade_kinds: str = ",".join(DEFAULT_DEGRADATIONS)  # what degrade_clip draws from
     generated_prob: float = 0.0  # share of pseudo-fakes drawn by an autoencoder (fingerprint)
     generator_steps: int = 1500  # training steps of that autoencoder
+    generator_kinds: str = "transposed"  # autoencoders drawing them (fingerprint.parse_kinds)
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -121,8 +121,11 @@ STAGE_HELP: dict[str, str] = {
     "generated_prob": "share of pseudo-fakes whose face (or whole crop) is redrawn by a small "
     "autoencoder trained on the real crops (training.fingerprint: what a generator's decoder "
     "leaves in an image), drawn before the re-enacted and re-rendered ones",
-    "generator_steps": "training steps of that autoencoder (run once per run, kept in the run "
+    "generator_steps": "training steps of each autoencoder (run once per run, kept in the run "
     "folder)",
+    "generator_kinds": "comma-separated autoencoders, each clip drawn by one: upsampling by "
+    "transposed convolution, nearest or bilinear interpolation, or pixel shuffle; restore-KIND "
+    "draws the face from a 3x smaller copy, as a face-restoration step does",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -192,7 +195,7 @@ class FramePairs(Dataset):
         degrade_prob: float = 0.0,
         degrade_kinds: Sequence[str] = DEFAULT_DEGRADATIONS,
         generated_prob: float = 0.0,
-        generator: Callable[[np.ndarray], np.ndarray] | None = None,
+        generator: Draw | None = None,
     ) -> None:
         self.store = store
         self.generated_prob = generated_prob
@@ -288,7 +291,7 @@ def frame_stage(
     out: Path,
     env: Env,
     resume: bool,
-    generator: Callable[[np.ndarray], np.ndarray] | None = None,
+    generator: Draw | None = None,
 ) -> dict:
     """Fine-tune ``model.backbone`` on frame pairs; returns the stage's log. ``generator``
     draws the generated pseudo-fakes (``StageConfig.generated_prob``)."""
@@ -447,7 +450,7 @@ def feature_cache(
     splits: dict[str, list[CacheEntry]],
     out: Path,
     env: Env,
-    generator: Callable[[np.ndarray], np.ndarray] | None = None,
+    generator: Draw | None = None,
 ) -> dict[str, list[VideoFeatures]]:
     """Backbone feature maps of real and pseudo-fake frames of every video (cached on disk);
     ``generator`` as in ``frame_stage``."""
@@ -648,30 +651,46 @@ def dataset_items(cfg: TrainConfig) -> list[VideoItem]:
 
 def fingerprint_generator(
     cfg: TrainConfig, st: StageConfig, store: TrackStore, train: list[CacheEntry], out: Path
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The generator of generated pseudo-fakes (None without ``generated_prob``): the run's
-    autoencoder (``training.fingerprint``), trained on every fourth cached frame of the
-    training videos on the first call and read back from the run folder after."""
+) -> Draw | None:
+    """The generators of generated pseudo-fakes (None without ``generated_prob``): one
+    autoencoder per ``generator_kinds`` (``training.fingerprint``), each trained on every
+    fourth cached frame of the training videos on the first call and read back from the run
+    folder after."""
     if not st.generated_prob:
         return None
     from training.fingerprint import (
-        FINGERPRINT,
+        Generators,
+        UpsamplingAutoencoder,
+        file_name,
         load_autoencoder,
-        regenerate,
+        parse_kinds,
         save_autoencoder,
         train_autoencoder,
     )
 
-    path = out / FINGERPRINT
-    if path.exists():
-        log.info("generated pseudo-fakes: autoencoder read from %s", path)
-        ae = load_autoencoder(path)
-    else:
-        images = [crop for e in train for crop in store.frames(e, np.arange(0, e.frames, 4))[0]]
-        ae, record = train_autoencoder(images, st.generator_steps, seed=cfg.seed)
+    images: list[np.ndarray] = []
+    autoencoders = []
+    records = {}
+    for upsampling, restore in parse_kinds(st.generator_kinds):
+        kind = UpsamplingAutoencoder(upsampling=upsampling, restore=restore).kind
+        path = out / file_name(kind)
+        if path.exists():
+            log.info("generated pseudo-fakes: autoencoder %s read from %s", kind, path)
+            autoencoders.append(load_autoencoder(path))
+            continue
+        if not images:
+            images = [c for e in train for c in store.frames(e, np.arange(0, e.frames, 4))[0]]
+        ae, records[kind] = train_autoencoder(
+            images, st.generator_steps, seed=cfg.seed, upsampling=upsampling, restore=restore
+        )
         save_autoencoder(ae, path)
-        (out / "fingerprint.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-    return functools.partial(regenerate, ae)
+        autoencoders.append(ae)
+    if records:
+        log_path = out / "fingerprint.json"
+        done = json.loads(log_path.read_text(encoding="utf-8")) if log_path.exists() else {}
+        done = {"transposed": done} if "steps" in done else done  # a one-generator run's log
+        log_path.write_text(json.dumps(done | records, indent=2), encoding="utf-8")
+    return Generators(autoencoders)
 
 
 def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
