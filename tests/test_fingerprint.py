@@ -71,6 +71,31 @@ def test_generated_pseudo_fake_pastes_the_drawing_over_the_face() -> None:
     assert seen_whole and seen_face
 
 
+def test_generated_lower_face_covers_the_mouth_not_the_eyes() -> None:
+    """lower_face 1: every pasted drawing covers the mouth and leaves the eyes real; 0 draws
+    exactly as before the option existed (the face mask, the same rng stream)."""
+    crops, five = _clip()
+
+    def invert(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return 255 - x
+
+    pasted = 0
+    for seed in range(12):
+        _, fake, mask = generated(crops, five, np.random.default_rng(seed), invert, lower_face=1.0)
+        if mask.min() == 1:
+            continue  # the whole crop
+        pasted += 1
+        assert (mask[:, 46, 32] > 0.5).all()  # between the mouth corners
+        assert (mask[:, 26, 22] == 0).all() and (mask[:, 26, 42] == 0).all()  # the eyes
+        assert (mask[:, 28, 32] == 0).all()  # between the eyes
+        np.testing.assert_array_equal(fake[:, 26, 22], crops[:, 26, 22])
+        face = generated(crops, five, np.random.default_rng(seed), invert)[2]
+        assert (face[:, 28, 32] > 0).all()  # the face mask does cover it
+        same = generated(crops, five, np.random.default_rng(seed), invert, lower_face=0.0)[2]
+        np.testing.assert_array_equal(same, face)
+    assert pasted
+
+
 def test_pseudo_fake_draws_generated_only_when_asked() -> None:
     crops, five = _clip()
     calls = []

@@ -306,3 +306,20 @@ def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, ca
     pairs = FramePairs(store, entries, SBI, 0.0, 0, generated_prob=1.0, generator=first)
     real, fake = pairs[0].numpy()
     assert not np.array_equal(real, fake)
+    # generated_lower confines the pasted drawings to the lower face: the top rows stay real
+    _, lower = read_configs(None, {"generated_prob": 1.0, "generated_lower": 1.0})
+    pairs = FramePairs(
+        store,
+        entries,
+        SBI,
+        0.0,
+        0,
+        generated_prob=1.0,
+        generator=first,
+        generated_lower=lower.generated_lower,
+    )
+    pasted = [p.numpy() for p in (pairs[i] for i in range(len(pairs)))]
+    pasted = [(r, f) for r, f in pasted if not np.array_equal(r, f) and np.array_equal(r[0], f[0])]
+    assert pasted and all(
+        np.array_equal(r[: r.shape[0] // 3], f[: f.shape[0] // 3]) for r, f in pasted
+    )

@@ -547,16 +547,20 @@ def generated(
     rng: np.random.Generator,
     generator: Draw,
     dense: np.ndarray | None = None,
+    lower_face: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A generated pseudo-fake of a real clip -> (real, fake, mask), as ``self_blend``: the
     clip drawn by ``generator`` ((T, H, W, 3) uint8 and ``rng`` -> the same clip redrawn;
     ``training.fingerprint.Generators``),
-    replacing the whole crop with probability GENERATED_WHOLE, else pasted over the face with
-    a deformed face mask at a blend ratio of 0.75-1. ``real`` is the input unchanged."""
+    replacing the whole crop with probability GENERATED_WHOLE, else pasted with a deformed
+    mask at a blend ratio of 0.75-1: over the lower face (jaw to nose, as lip-sync generators
+    paste their mouth) with probability ``lower_face``, else over the face. ``real`` is the
+    input unchanged; ``lower_face`` 0 draws nothing for it."""
     n, h, w = _check_clip(crops, landmarks5, dense)
     drawn = generator(crops, rng)
     if rng.random() < GENERATED_WHOLE:
         return crops.copy(), drawn, np.ones((n, h, w), np.float32)
+    region = lower_face_mask if lower_face and rng.random() < lower_face else face_mask
     ratio = float(rng.uniform(0.75, 1.0))
     mask_seed = int(rng.integers(2**31))
     fake = crops.copy()
@@ -564,7 +568,7 @@ def generated(
     for t in range(n):
         if (found := frame_landmarks(landmarks5, dense, t)) is None:
             continue
-        hard = face_mask((h, w), *found).astype(np.float32)
+        hard = region((h, w), *found).astype(np.float32)
         masks[t] = deform_mask(hard, np.random.default_rng(mask_seed)) * ratio
         fake[t] = paste(crops[t], drawn[t].astype(np.float32), masks[t])
     return crops.copy(), fake, masks
@@ -582,16 +586,18 @@ def pseudo_fake(
     reference: tuple | None = None,
     generated_prob: float = 0.0,
     generator: Draw | None = None,
+    generated_lower: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A self-blend; with probability ``generated_prob`` a face drawn by ``generator``
-    (``generated``), else with probability ``reenact_prob`` a warp-reenacted clip
-    (``training.reenact``, from ``reference`` or a frame of the clip), else with probability
-    ``rerender_prob`` a re-rendered face."""
+    (``generated``, its lower face only with probability ``generated_lower``), else with
+    probability ``reenact_prob`` a warp-reenacted clip (``training.reenact``, from
+    ``reference`` or a frame of the clip), else with probability ``rerender_prob`` a
+    re-rendered face."""
     use = dense if blend.dense_landmarks else None
     if generated_prob and rng.random() < generated_prob:
         if generator is None:
             raise ValueError("generated_prob > 0 needs a generator")
-        return generated(crops, landmarks5, rng, generator, use)
+        return generated(crops, landmarks5, rng, generator, use, generated_lower)
     if reenact_prob and rng.random() < reenact_prob:
         from training.reenact import REENACT, reenact
 

@@ -79,6 +79,7 @@ class StageConfig:
     generated_prob: float = 0.0  # share of pseudo-fakes drawn by an autoencoder (fingerprint)
     generator_steps: int = 1500  # training steps of that autoencoder
     generator_kinds: str = "transposed"  # autoencoders drawing them (fingerprint.parse_kinds)
+    generated_lower: float = 0.0  # share of pasted generated faces confined to the lower face
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -126,6 +127,8 @@ STAGE_HELP: dict[str, str] = {
     "generator_kinds": "comma-separated autoencoders, each clip drawn by one: upsampling by "
     "transposed convolution, nearest or bilinear interpolation, or pixel shuffle; restore-KIND "
     "draws the face from a 3x smaller copy, as a face-restoration step does",
+    "generated_lower": "share of the generated faces pasted into a real frame that cover only "
+    "the lower face (jaw to nose), as lip-sync generators paste their mouth",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -196,10 +199,12 @@ class FramePairs(Dataset):
         degrade_kinds: Sequence[str] = DEFAULT_DEGRADATIONS,
         generated_prob: float = 0.0,
         generator: Draw | None = None,
+        generated_lower: float = 0.0,
     ) -> None:
         self.store = store
         self.generated_prob = generated_prob
         self.generator = generator
+        self.generated_lower = generated_lower
         self.degrade_prob = degrade_prob
         self.degrade_kinds = tuple(degrade_kinds)
         self.rerender_prob = rerender_prob
@@ -233,6 +238,7 @@ class FramePairs(Dataset):
             reference=reference,
             generated_prob=self.generated_prob,
             generator=self.generator,
+            generated_lower=self.generated_lower,
         )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
@@ -312,6 +318,7 @@ def frame_stage(
         st.kinds,
         st.generated_prob,
         generator,
+        st.generated_lower,
     )
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
@@ -348,6 +355,7 @@ def frame_stage(
         st.reenact_prob,
         generated_prob=st.generated_prob,
         generator=generator,
+        generated_lower=st.generated_lower,
     )
     val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
 
@@ -489,6 +497,7 @@ def feature_cache(
                     reenact_prob=st.reenact_prob,
                     generated_prob=st.generated_prob,
                     generator=generator,
+                    generated_lower=st.generated_lower,
                 )
                 if st.degrade_prob and rng.random() < st.degrade_prob:
                     fake = degrade_clip(fake, rng, st.kinds)
