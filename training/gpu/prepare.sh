@@ -8,10 +8,14 @@
 #                   check's clips it stays under the 64 MiB a device run carries)
 #   backbone.safetensors  ImageNet EfficientNet-Lite weights in timm's names (fp16, ~9 MB)
 #   wheels/         facenet-pytorch and pywavelets for the machine's CPython 3.12
+#   generators/     with GENERATORS=RUN_DIR, that run's generated-pseudo-fake autoencoders
+#                   (fingerprint*.safetensors, 0.3 MB each), so that train.sh draws with them
+#                   instead of training its own on the machine's CPU
 # Then, on the GPU machine, with .gpu-train/ beside the checkout:
 #     bash training/gpu/train.sh OUT_DIR
 # Overrides: PYTHON (the venv's python), RECIPE, CACHE (the preprocess cache of RECIPE),
-# FRAMES (crops kept per video, 20), QUALITY (JPEG, 85); train.sh must get the same FRAMES.
+# FRAMES (crops kept per video, 20), QUALITY (JPEG, 85), GENERATORS (a two_stage run folder);
+# train.sh must get the same FRAMES.
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 recipe=${RECIPE:-training/recipes/two_stage_real.yaml}
@@ -39,4 +43,8 @@ PY
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .gpu-train/wheels "facenet-pytorch==2.5.3" "pywavelets>=1.4"
 cp "$recipe" .gpu-train/recipe.yaml
+if [ -n "${GENERATORS:-}" ]; then
+    mkdir -p .gpu-train/generators
+    cp "$GENERATORS"/fingerprint*.safetensors .gpu-train/generators/
+fi
 du -sh .gpu-train .gpu-train/*
