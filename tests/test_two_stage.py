@@ -323,3 +323,21 @@ def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, ca
     assert pasted and all(
         np.array_equal(r[: r.shape[0] // 3], f[: f.shape[0] // 3]) for r, f in pasted
     )
+
+
+def test_card_settings_name_the_generated_pseudo_fakes() -> None:
+    """The card's recipe line says how many autoencoders drew the generated pseudo-fakes and
+    where they were pasted; a run without them says nothing of them."""
+    from training.package_default import _stage_settings
+
+    record = {"head_stage": {"history": [0.7, 0.8]}}
+    base = {"frame_epochs": 0.5, "frame_pairs": 8, "feature_frames": 16, "feature_variants": 2}
+    plain = _stage_settings(base, record)
+    assert "autoencoder" not in plain and "best of 2 epochs" in plain
+    one = _stage_settings(base | {"generated_prob": 0.6}, record)
+    assert "redrawn by an autoencoder (transposed) in 0.6 of them" in one
+    assert "lower face" not in one
+    cfg = {"generated_prob": 0.6, "generator_kinds": "transposed,shuffle", "generated_lower": 0.5}
+    four = _stage_settings(base | cfg, record)
+    assert "redrawn by 2 autoencoders (transposed, shuffle) in 0.6 of them" in four
+    assert "0.5 of those pasted into a frame: lower face only" in four

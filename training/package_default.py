@@ -257,7 +257,12 @@ def _stage_settings(cfg: dict, record: dict) -> str:
         "68-point self-blending" if cfg.get("dense_landmarks", True) else "five-point self-blending"
     )
     if cfg.get("generated_prob"):
-        fakes += f", faces redrawn by an autoencoder in {cfg['generated_prob']:g} of them"
+        kinds = cfg.get("generator_kinds", "transposed").split(",")
+        drawn = "an autoencoder" if len(kinds) == 1 else f"{len(kinds)} autoencoders"
+        fakes += f", faces redrawn by {drawn} ({', '.join(kinds)}) in {cfg['generated_prob']:g}"
+        fakes += " of them"
+        if cfg.get("generated_lower"):
+            fakes += f" ({cfg['generated_lower']:g} of those pasted into a frame: lower face only)"
     if cfg.get("degrade_prob"):
         kinds = cfg.get("degrade_kinds", "rescale,palette,noise,blur").replace(",", ", ")
         fakes += (
