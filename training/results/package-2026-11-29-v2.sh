@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The command that packaged the second default model of 2026-11-29 (run folder of
+# training/results/finetune-2026-11-29-v2.sh; the development-set reports are
+# training.evaluate --json outputs).
+set -euo pipefail
+run=${1:?usage: package-2026-11-29-v2.sh RUN_DIR [DEST]}
+e=training/results/dev-eval
+python -m training.package_default --run "$run" ${2:+--dest "$2"} \
+    --notes training/results/finetune-2026-11-29-v2.md \
+    --dev-eval "this model: four decoders, half of the pasted generated faces over the lower face (ships)=$e/two-stage-lite0-finetune-four-generators-lower.json" \
+    --dev-eval "the same, 0.8 of them over the lower face=$e/two-stage-lite0-finetune-four-generators-lower08.json" \
+    --dev-eval "the same, 0.8 of all pseudo-fakes generated=$e/two-stage-lite0-finetune-four-generators-lower-generated08.json" \
+    --dev-eval "four decoders alone=$e/two-stage-lite0-finetune-four-generators.json" \
+    --dev-eval "this recipe from the ImageNet backbone=$e/two-stage-lite0-imagenet-four-generators-lower.json" \
+    --dev-eval "previous default: one decoder, generated faces 0.6=$e/two-stage-lite0-finetune-lowres-generated06.json" \
+    --dev-eval "the same with generated faces 0.3=$e/two-stage-lite0-finetune-lowres-generated.json" \
+    --dev-eval "the same without generated faces=$e/two-stage-lite0-gpu-degrade-cpu-finetune-lowres.json" \
+    --dev-eval "default of 2026-11-28: two-stage, Lite0, GPU, degraded alike=$e/two-stage-lite0-gpu-degrade.json" \
+    --dev-eval "two-stage, Lite0, GPU, no degradation=$e/two-stage-lite0-gpu.json" \
+    --dev-eval "default of 2026-11-27: end to end, Lite2, 25 clips, five-point blends=$e/shipped-lite2-2026-11-27.json" \
+    --dev-eval "two-stage, Lite0, CPU (1.5 frame passes, last 3 stages)=$e/two-stage-lite0-cpu.json" \
+    --dev-eval "the same + re-rendered faces=$e/two-stage-lite0-cpu-rerender.json" \
+    --dev-eval "the same + warp-reenacted faces=$e/two-stage-lite0-cpu-reenact.json" \
+    --dev-eval "the same, degraded alike=$e/two-stage-lite0-cpu-degrade.json" \
+    --dev-eval "end to end, Lite0, CPU, 68-point blends=$e/end-to-end-lite0-cpu.json"
