@@ -11,6 +11,7 @@ python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --dev-eval "the same, 0.8 of them over the lower face=$e/two-stage-lite0-finetune-four-generators-lower08.json" \
     --dev-eval "the same, 0.8 of all pseudo-fakes generated=$e/two-stage-lite0-finetune-four-generators-lower-generated08.json" \
     --dev-eval "the same, frame stage twice as long=$e/two-stage-lite0-finetune-four-generators-lower-frame1.json" \
+    --dev-eval "the same, frame stage half as long=$e/two-stage-lite0-finetune-four-generators-lower-frame025.json" \
     --dev-eval "four decoders alone=$e/two-stage-lite0-finetune-four-generators.json" \
     --dev-eval "this recipe from the ImageNet backbone=$e/two-stage-lite0-imagenet-four-generators-lower.json" \
     --dev-eval "previous default: one decoder, generated faces 0.6=$e/two-stage-lite0-finetune-lowres-generated06.json" \
