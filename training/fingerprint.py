@@ -39,6 +39,12 @@ RESTORE_FACTOR = 3.0  # how much a restoring generator's input is reduced first
 UPSAMPLINGS = ("transposed", "nearest", "bilinear", "shuffle")
 
 
+def kind_name(upsampling: str, restore: float) -> str:
+    """A generator's name in a run's folder and log: the upsampling, ``restore-`` when it
+    restores (the inverse of ``parse_kinds``)."""
+    return f"restore-{upsampling}" if restore else upsampling
+
+
 def _up(cin: int, cout: int, upsampling: str) -> list[nn.Module]:
     """One learnt 2x upsampling, as generators draw it: a transposed convolution (periodic
     checkerboard traces), interpolation then a convolution (smoother), or sub-pixel
@@ -85,8 +91,8 @@ class UpsamplingAutoencoder(nn.Module):
 
     @property
     def kind(self) -> str:
-        """Its name in a run's folder and log: the upsampling, ``restore`` when it restores."""
-        return f"restore-{self.upsampling}" if self.restore else self.upsampling
+        """Its name in a run's folder and log (``kind_name``)."""
+        return kind_name(self.upsampling, self.restore)
 
     def degrade(self, x: torch.Tensor) -> torch.Tensor:
         """What the network is given: ``x`` itself, or reduced ``restore`` times and back."""

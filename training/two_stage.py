@@ -669,8 +669,8 @@ def fingerprint_generator(
         return None
     from training.fingerprint import (
         Generators,
-        UpsamplingAutoencoder,
         file_name,
+        kind_name,
         load_autoencoder,
         parse_kinds,
         save_autoencoder,
@@ -681,7 +681,7 @@ def fingerprint_generator(
     autoencoders = []
     records = {}
     for upsampling, restore in parse_kinds(st.generator_kinds):
-        kind = UpsamplingAutoencoder(upsampling=upsampling, restore=restore).kind
+        kind = kind_name(upsampling, restore)
         path = out / file_name(kind)
         if path.exists():
             log.info("generated pseudo-fakes: autoencoder %s read from %s", kind, path)
