@@ -8,6 +8,8 @@ import torch
 
 from training.fingerprint import (
     UPSAMPLINGS,
+    FeatureDistance,
+    GeneratorKind,
     Generators,
     UpsamplingAutoencoder,
     file_name,
@@ -117,7 +119,7 @@ def test_each_generator_kind_learns_and_keeps_its_kind(tmp_path, kind) -> None:
     """Every upsampling, and a restoring network, learns to reproduce the face; its file
     says what it is, so that a run reads back the generator it trained."""
     crops, _ = _clip(side=64)
-    ((upsampling, restore),) = parse_kinds(kind)
+    ((upsampling, restore, _),) = parse_kinds(kind)
     untrained = UpsamplingAutoencoder(upsampling=upsampling, restore=restore).eval()
     before = np.abs(regenerate(untrained, crops).astype(int) - crops).mean()
     ae, record = train_autoencoder(
@@ -146,9 +148,14 @@ def test_a_restoring_generator_sees_only_a_reduced_copy() -> None:
 
 
 def test_generator_kinds_parse_and_reject() -> None:
-    assert parse_kinds("transposed, restore-nearest") == [("transposed", 0.0), ("nearest", 3.0)]
-    assert [k for k, _ in parse_kinds(",".join(UPSAMPLINGS))] == list(UPSAMPLINGS)
-    for bad in ("", "bicubic", "restore-"):
+    assert parse_kinds("transposed, restore-nearest, latent-shuffle, restore-latent-bilinear") == [
+        GeneratorKind("transposed", 0.0, False),
+        GeneratorKind("nearest", 3.0, False),
+        GeneratorKind("shuffle", 0.0, True),
+        GeneratorKind("bilinear", 3.0, True),
+    ]
+    assert [k.upsampling for k in parse_kinds(",".join(UPSAMPLINGS))] == list(UPSAMPLINGS)
+    for bad in ("", "bicubic", "restore-", "latent-", "latent-restore-nearest"):
         with pytest.raises(ValueError):
             parse_kinds(bad)
     with pytest.raises(ValueError, match="upsampling"):
@@ -173,3 +180,92 @@ def test_generators_draw_each_clip_with_one_autoencoder_picked_by_the_rng() -> N
     assert rng.random() == np.random.default_rng(3).random()
     with pytest.raises(ValueError):
         Generators([])
+
+
+def _feature_distance() -> FeatureDistance:
+    """The perceptual distance on an untrained Lite0: the tests need its behaviour, not
+    ImageNet's weights."""
+    import timm
+
+    torch.manual_seed(0)
+    return FeatureDistance(timm.create_model("tf_efficientnet_lite0", num_classes=0))
+
+
+def test_feature_distance_is_zero_for_the_same_image_and_stays_frozen() -> None:
+    dist = _feature_distance()
+    a = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert float(dist(a, a)) == 0.0
+    assert float(dist(a, a.flip(-1))) > 0
+    dist.train()
+    assert not dist.training and not any(p.requires_grad for p in dist.parameters())
+
+
+def test_a_latent_generator_draws_through_an_8x_smaller_latent_and_round_trips(tmp_path) -> None:
+    """latent-KIND: a 4-channel latent 8x smaller than the image, trained with the perceptual
+    distance besides L1; it learns to reproduce the face and its file keeps its kind."""
+    crops, _ = _clip(side=64)
+    ae = UpsamplingAutoencoder(upsampling="nearest", latent=True).eval()
+    assert ae.kind == "latent-nearest" and ae.multiple == 8
+    with torch.inference_mode():
+        assert ae.encoder(torch.zeros(1, 3, 64, 64)).shape == (1, 4, 8, 8)
+    before = np.abs(regenerate(ae, crops).astype(int) - crops).mean()
+    with pytest.raises(ValueError, match="perceptual"):
+        train_autoencoder(list(crops), steps=2, upsampling="nearest", latent=True)
+    trained, record = train_autoencoder(
+        list(crops),
+        steps=150,
+        patch=32,
+        batch=4,
+        lr=1e-3,
+        upsampling="nearest",
+        latent=True,
+        perceptual=_feature_distance(),
+    )
+    assert record["kind"] == "latent-nearest" and record["psnr_db"] > 18
+    out = regenerate(trained, crops)
+    assert np.abs(out.astype(int) - crops).mean() < 0.7 * before
+    save_autoencoder(trained, tmp_path / file_name(trained.kind))
+    again = load_autoencoder(tmp_path / file_name("latent-nearest"))
+    assert again.latent and again.kind == "latent-nearest"
+    np.testing.assert_array_equal(regenerate(again, crops), out)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        regenerate(trained, crops[:, :60, :60])
+
+
+def test_generators_can_draw_larger_than_the_crop_and_reduce_back() -> None:
+    """max_scale: the clip is enlarged, drawn and reduced back to its own size; the drawing
+    differs from one at the crop's size, and the same rng draws the same clip."""
+    crops, _ = _clip(side=32)
+    ae = UpsamplingAutoencoder(upsampling="transposed").eval()
+    at_size = regenerate(ae, crops)
+    larger = Generators([ae], max_scale=2.0)
+    out = larger(crops, np.random.default_rng(0))
+    assert out.shape == crops.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, at_size)
+    np.testing.assert_array_equal(larger(crops, np.random.default_rng(0)), out)
+    with pytest.raises(ValueError, match="enlargement"):
+        Generators([ae], max_scale=0.5)
+
+
+def test_flicker_draws_the_frames_of_a_clip_with_different_generators() -> None:
+    """flicker 1: each frame is drawn by an autoencoder of its own, so one clip mixes the
+    drawings of both; 0 keeps one autoencoder for the whole clip."""
+    crops, _ = _clip(n=8, side=32)
+    aes = [UpsamplingAutoencoder(upsampling=u).eval() for u in ("transposed", "nearest")]
+    drawings = [regenerate(ae, crops) for ae in aes]
+
+    def sources(out: np.ndarray) -> set[int]:
+        return {
+            i for t in range(len(out)) for i, d in enumerate(drawings) if (out[t] == d[t]).all()
+        }
+
+    mixed = set()
+    for seed in range(4):
+        out = Generators(aes, flicker=1.0)(crops, np.random.default_rng(seed))
+        assert all(any((out[t] == d[t]).all() for d in drawings) for t in range(len(out)))
+        mixed |= {seed} if sources(out) == {0, 1} else set()
+    assert mixed
+    for seed in range(4):
+        assert len(sources(Generators(aes)(crops, np.random.default_rng(seed)))) == 1
+    with pytest.raises(ValueError, match="flicker"):
+        Generators(aes, flicker=1.5)
