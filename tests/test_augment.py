@@ -358,3 +358,54 @@ def test_lowres_codec_enlarges_the_codec_blocks() -> None:
 
     assert fine(out[0]) < fine(frame) / 2
     assert not np.array_equal(out, rescaled)
+
+
+def test_smooth_flattens_skin_texture_and_keeps_edges() -> None:
+    """smooth (a beauty filter): fine texture inside a flat region is smoothed away while an
+    edge between two regions stays as sharp as it was; one draw for the whole clip."""
+    from training.augment import degrade_clip
+
+    rng = np.random.default_rng(2)
+    frame = np.full((224, 224, 3), 80, np.float32)
+    frame[:, 112:] = 200  # an edge down the middle
+    frame += rng.normal(0, 4, frame.shape)  # skin-like fine texture
+    frame = np.clip(frame, 0, 255).astype(np.uint8)
+    clip = np.stack([frame, frame])
+    out = degrade_clip(clip, np.random.default_rng(0), ("smooth",))
+    assert out.shape == clip.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0], out[1])
+    flat = (slice(20, 200), slice(10, 100))
+    assert out[0][flat].std() < frame[flat].std() / 2
+    step = out[0][:, 114].astype(int).mean() - out[0][:, 109].astype(int).mean()
+    assert step > 0.9 * (200 - 80)
+
+
+def test_h264_smears_fine_detail_and_keeps_the_clip_shape() -> None:
+    """h264: the clip goes through a real H.264 encoder at a low rate and back: the same
+    shape and type, far less fine detail, one draw for the clip, every frame coded alike
+    wherever it stands (a real frame and its pseudo-fake are coded together), and not the
+    same as JPEG's lowres_codec."""
+    pytest.importorskip("av", reason="PyAV (the train extra) encodes H.264")
+    from training.augment import degrade_clip, h264_clip
+
+    rng = np.random.default_rng(4)
+    base = cv2.resize(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8), (224, 224))
+    frame = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    clip = np.stack([frame] * 4)
+    out = degrade_clip(clip, np.random.default_rng(0), ("h264",))
+    assert out.shape == clip.shape and out.dtype == np.uint8
+
+    def fine(x: np.ndarray) -> float:
+        x = x.astype(np.float32)
+        return float(np.abs(x - cv2.GaussianBlur(x, (0, 0), 1.0)).mean())
+
+    assert fine(out[0]) < 0.7 * fine(frame)
+    np.testing.assert_array_equal(out[0], out[-1])
+    other = np.ascontiguousarray(frame[::-1])
+    pair = h264_clip(np.stack([frame, other]), 35, (224, 224))
+    swapped = h264_clip(np.stack([other, frame]), 35, (224, 224))
+    np.testing.assert_array_equal(pair, swapped[::-1])
+    assert not np.array_equal(out, degrade_clip(clip, np.random.default_rng(0), ("lowres_codec",)))
+    # a higher quantiser keeps less
+    kept = [np.abs(h264_clip(clip, qp, (224, 224)).astype(int) - clip).mean() for qp in (18, 45)]
+    assert kept[0] < kept[1]

@@ -359,6 +359,38 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
 
 
+def h264_clip(crops: np.ndarray, qp: int, size: tuple[int, int]) -> np.ndarray:
+    """Every frame of the clip encoded by H.264 (libx264 through PyAV, in memory) at the
+    quantiser ``qp`` (higher is smaller and worse) at ``size`` (width, height, even), and
+    decoded back at the clip's own size. Unlike JPEG, H.264 deblocks: at low rates it smears
+    skin texture into flat, waxy patches rather than blocks. Every frame is a key frame, coded
+    on its own at the same fixed quantiser: the frames given together are not always a video
+    (a real frame and its pseudo-fake), and neither may be coded differently for its place
+    (rate control would treat the first frame apart)."""
+    import io
+
+    import av
+
+    h, w = crops.shape[1:3]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"qp": str(qp), "preset": "veryfast", "x264-params": "keyint=1"}
+        for x in crops:
+            small = cv2.resize(x, size, interpolation=cv2.INTER_AREA)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(small, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as video:
+        frames = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
+    if len(frames) != len(crops):
+        raise RuntimeError(f"H.264 round trip gave {len(frames)} frames for {len(crops)}")
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
+
+
 def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, int]) -> np.ndarray:
     """Re-encode every frame of a clip as JPEG at one quality drawn from ``quality``.
 
@@ -374,7 +406,7 @@ def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, i
     return out
 
 
-DEGRADATIONS = ("rescale", "palette", "noise", "blur", "lowres_codec")
+DEGRADATIONS = ("rescale", "palette", "noise", "blur", "lowres_codec", "smooth", "h264")
 # What degrade_clip draws from unless told otherwise (the shipped default's recipe).
 DEFAULT_DEGRADATIONS = ("rescale", "palette", "noise", "blur")
 
@@ -389,9 +421,14 @@ def degrade_clip(
     sigma 2-8 levels (sensor noise); ``blur``: Gaussian, sigma 0.5-1.5 (defocus, a soft
     upscale); ``lowres_codec``: down by 1.5-5x, JPEG quality 20-70 at that size, and back up
     (a small, compressed video whose face the scanner enlarges to the crop size: the codec's
-    blocks come out enlarged too). Applied alike to a real clip and its pseudo-fake, it teaches
-    the model that the quality of a whole video says nothing about manipulation; only a
-    mismatch inside it does. (T, H, W, 3) uint8 RGB -> same shape.
+    blocks come out enlarged too); ``smooth``: an edge-preserving (bilateral) filter, colour
+    sigma 20-60 levels, space sigma 3-9 px (a beauty filter: skin smoothed, edges kept, as
+    much real video on social media is); ``h264``: every frame encoded by H.264 at quantiser
+    28-45 at 1/3 to 1.4 times its size and decoded back (``h264_clip``: a low-rate video, its
+    skin smeared flat by the codec; needs PyAV, in the ``train`` extra). Applied alike to a
+    real clip and its pseudo-fake, it teaches the model that the quality of a whole video says
+    nothing about manipulation; only a mismatch inside it does. (T, H, W, 3) uint8 RGB -> same
+    shape.
     """
     from PIL import Image
 
@@ -439,6 +476,13 @@ def degrade_clip(
                 for x in crops
             ]
         )
+    if kind == "h264":
+        f = rng.uniform(1 / 1.4, 3.0)
+        size = (max(16, 2 * round(w / f / 2)), max(16, 2 * round(h / f / 2)))
+        return h264_clip(crops, int(rng.integers(28, 46)), size)
+    if kind == "smooth":
+        colour, space = rng.uniform(20.0, 60.0), rng.uniform(3.0, 9.0)
+        return np.stack([cv2.bilateralFilter(x, 0, colour, space) for x in crops])
     if kind == "noise":
         sigma = rng.uniform(2.0, 8.0)
         noise = rng.normal(0.0, sigma, crops.shape).astype(np.float32)
