@@ -12,6 +12,12 @@ python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --dev-eval "the same, 0.8 of all pseudo-fakes generated=$e/two-stage-lite0-finetune-four-generators-lower-generated08.json" \
     --dev-eval "the same, frame stage twice as long=$e/two-stage-lite0-finetune-four-generators-lower-frame1.json" \
     --dev-eval "the same, frame stage half as long=$e/two-stage-lite0-finetune-four-generators-lower-frame025.json" \
+    --dev-eval "this model, its head stage trained again=$e/two-stage-lite0-finetune-four-generators-lower-head-again.json" \
+    --dev-eval "this model, head stage again with flickering generated texture=$e/two-stage-lite0-finetune-four-generators-lower-flicker.json" \
+    --dev-eval "this model + a latent-diffusion-like fifth decoder=$e/two-stage-lite0-finetune-four-generators-lower-latent.json" \
+    --dev-eval "this model, generated faces drawn at 1-2x and reduced=$e/two-stage-lite0-finetune-four-generators-lower-scale2.json" \
+    --dev-eval "this model + beauty filter among the degradations=$e/two-stage-lite0-finetune-four-generators-lower-smooth.json" \
+    --dev-eval "this model + H.264 among the degradations=$e/two-stage-lite0-finetune-four-generators-lower-h264.json" \
     --dev-eval "four decoders alone=$e/two-stage-lite0-finetune-four-generators.json" \
     --dev-eval "this recipe from the ImageNet backbone=$e/two-stage-lite0-imagenet-four-generators-lower.json" \
     --dev-eval "previous default: one decoder, generated faces 0.6=$e/two-stage-lite0-finetune-lowres-generated06.json" \
