@@ -222,6 +222,49 @@ def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:  # noqa: F811
             assert np.abs(before[side].astype(int) - after[side]).mean() < 40
 
 
+def test_degrade_plan_draws_before_or_after_and_nothing_without_before() -> None:
+    """degrade_before 0 draws nothing (old runs draw as they did); otherwise a clip is degraded
+    at most once, before its pseudo-fake is made or after it."""
+    import numpy as np
+
+    from training.two_stage import degrade_plan
+
+    rng = np.random.default_rng(0)
+    assert degrade_plan(rng, 0.6, 0.0) is None
+    assert rng.random() == np.random.default_rng(0).random()
+    assert degrade_plan(rng, 1.0, 1.0) == (True, False)
+    assert degrade_plan(rng, 0.0, 1.0) == (False, False)
+    plans = [degrade_plan(np.random.default_rng(s), 1.0, 0.5) for s in range(40)]
+    assert set(plans) == {(True, False), (False, True)}
+
+
+def test_frame_pairs_degraded_before_the_fake_is_made(cache) -> None:  # noqa: F811
+    """degrade_before 1: the frame is degraded first and its pseudo-fake made from it, so
+    outside the blend the fake is the degraded real itself; degraded after (alike), each side
+    gets noise of its own."""
+    import numpy as np
+
+    from training.data import TrackStore
+    from training.preprocess import read_index
+    from training.selfblend import SBI
+    from training.two_stage import FramePairs
+
+    entries = [e for e in read_index(cache) if e.status == "ok"]
+    store = TrackStore(cache, dense=False)
+    plain = FramePairs(store, entries, SBI, 0.0, 0)
+    noisy = {"degrade_prob": 1.0, "degrade_kinds": ("noise",)}
+    before = FramePairs(store, entries, SBI, 0.0, 0, **noisy, degrade_before=1.0)
+    after = FramePairs(store, entries, SBI, 0.0, 0, **noisy)
+    corner = (slice(0, 12), slice(0, 12))
+    for i in range(0, len(plain), max(1, len(plain) // 4)):
+        real, fake = before[i].numpy()
+        assert not np.array_equal(real, fake)
+        assert not np.array_equal(real, plain[i].numpy()[0])  # degraded
+        np.testing.assert_array_equal(fake[corner], real[corner])
+        real, fake = after[i].numpy()
+        assert not np.array_equal(fake[corner], real[corner])
+
+
 def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_path) -> None:  # noqa: F811
     """package_default ships a two-stage run: the weights copied, the card's sha256, the
     development-set table computed from training.evaluate reports (flag counts at each

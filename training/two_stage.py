@@ -76,6 +76,7 @@ class StageConfig:
     reenact_prob: float = 0.0  # share of pseudo-fakes warp-reenacted from one frame (reenact)
     degrade_prob: float = 0.0  # real and fake degraded alike (augment.degrade_clip)
     degrade_kinds: str = ",".join(DEFAULT_DEGRADATIONS)  # what degrade_clip draws from
+    degrade_before: float = 0.0  # share of degraded clips degraded before the fake is made
     generated_prob: float = 0.0  # share of pseudo-fakes drawn by an autoencoder (fingerprint)
     generator_steps: int = 1500  # training steps of that autoencoder
     generator_kinds: str = "transposed"  # autoencoders drawing them (fingerprint.parse_kinds)
@@ -119,6 +120,10 @@ STAGE_HELP: dict[str, str] = {
     "degrade_prob": "probability that a real clip and its pseudo-fake are degraded alike "
     "(rescaled, GIF palette, noise or blur: training.augment.degrade_clip), so that the quality "
     "of a video is no sign of manipulation",
+    "degrade_before": "share of the degraded clips degraded before their pseudo-fake is made "
+    "from them (the manipulation's traces then lie on top of the degradation, as in a fake "
+    "made from a poor source) instead of after, alike with it (traces blurred away with the "
+    "rest); 0 keeps every degradation after",
     "degrade_kinds": "comma-separated degradations degrade_prob draws from, some of "
     f"{','.join(DEGRADATIONS)} (training.augment.degrade_clip)",
     "generated_prob": "share of pseudo-fakes whose face (or whole crop) is redrawn by a small "
@@ -191,6 +196,17 @@ def cap_per_identity(items: list[VideoItem], cap: int, seed: int) -> list[VideoI
     return [it for it in items if it.path in keep]
 
 
+def degrade_plan(rng: np.random.Generator, prob: float, before: float) -> tuple[bool, bool] | None:
+    """Whether a clip is degraded before its pseudo-fake is made and whether after (real and
+    fake alike), drawn up front; None when ``before`` is 0: the caller then draws the after
+    degradation as it always did, so that old runs draw the same."""
+    if not before:
+        return None
+    degraded = bool(prob) and rng.random() < prob
+    first = degraded and rng.random() < before
+    return first, degraded and not first
+
+
 class FramePairs(Dataset):
     """Item i -> (2, S, S, 3) uint8: a cached frame (as the blend's target) and its blend."""
 
@@ -208,8 +224,10 @@ class FramePairs(Dataset):
         generated_prob: float = 0.0,
         generator: Draw | None = None,
         generated_lower: float = 0.0,
+        degrade_before: float = 0.0,
     ) -> None:
         self.store = store
+        self.degrade_before = degrade_before
         self.generated_prob = generated_prob
         self.generator = generator
         self.generated_lower = generated_lower
@@ -230,6 +248,9 @@ class FramePairs(Dataset):
         entry, j = self.index[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         crops, five, dense = self.store.frames(entry, np.array([j]))
+        plan = degrade_plan(rng, self.degrade_prob, self.degrade_before)
+        if plan and plan[0]:
+            crops = degrade_clip(crops, rng, self.degrade_kinds)
         reference = None
         if self.reenact_prob:  # another frame of the track to re-animate this one from
             r = (j + 1 + int(rng.integers(max(1, entry.frames - 1)))) % entry.frames
@@ -251,7 +272,7 @@ class FramePairs(Dataset):
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
             pair = pair[:, :, ::-1]
-        if self.degrade_prob and rng.random() < self.degrade_prob:
+        if plan[1] if plan else self.degrade_prob and rng.random() < self.degrade_prob:
             pair = degrade_clip(np.ascontiguousarray(pair), rng, self.degrade_kinds)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:
             pair = jpeg_clip(np.ascontiguousarray(pair), rng, (40, 100))
@@ -327,6 +348,7 @@ def frame_stage(
         st.generated_prob,
         generator,
         st.generated_lower,
+        st.degrade_before,
     )
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
@@ -495,8 +517,10 @@ def feature_cache(
             fakes = []
             for v in range(st.feature_variants):
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
+                plan = degrade_plan(rng, st.degrade_prob, st.degrade_before)
+                source = degrade_clip(crops, rng, st.kinds) if plan and plan[0] else crops
                 _, fake, _ = pseudo_fake(
-                    crops,
+                    source,
                     five,
                     rng,
                     blend,
@@ -507,7 +531,7 @@ def feature_cache(
                     generator=generator,
                     generated_lower=st.generated_lower,
                 )
-                if st.degrade_prob and rng.random() < st.degrade_prob:
+                if plan[1] if plan else st.degrade_prob and rng.random() < st.degrade_prob:
                     fake = degrade_clip(fake, rng, st.kinds)
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
                     fake = jpeg_clip(fake, rng, (40, 100))
