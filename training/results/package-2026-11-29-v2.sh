@@ -19,6 +19,9 @@ python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --dev-eval "this model + beauty filter among the degradations=$e/two-stage-lite0-finetune-four-generators-lower-smooth.json" \
     --dev-eval "this model + H.264 among the degradations=$e/two-stage-lite0-finetune-four-generators-lower-h264.json" \
     --dev-eval "this model, half of the degraded clips degraded before the fake is made=$e/two-stage-lite0-finetune-four-generators-lower-degrade-before.json" \
+    --dev-eval "this model, every pseudo-fake generated (no self-blends)=$e/two-stage-lite0-finetune-four-generators-lower-generated1.json" \
+    --dev-eval "this model, every clip degraded alike=$e/two-stage-lite0-finetune-four-generators-lower-degrade1.json" \
+    --dev-eval "this model, whole backbone trained=$e/two-stage-lite0-finetune-four-generators-lower-whole-backbone.json" \
     --dev-eval "four decoders alone=$e/two-stage-lite0-finetune-four-generators.json" \
     --dev-eval "this recipe from the ImageNet backbone=$e/two-stage-lite0-imagenet-four-generators-lower.json" \
     --dev-eval "previous default: one decoder, generated faces 0.6=$e/two-stage-lite0-finetune-lowres-generated06.json" \
