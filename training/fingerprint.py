@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 FINGERPRINT = "fingerprint.safetensors"  # the autoencoder, in a training run's folder
 RESTORE_FACTOR = 3.0  # how much a restoring generator's input is reduced first
 LATENT_CHANNELS = 4  # a latent kind's bottleneck, as a latent-diffusion VAE's latent
-LATENT_PATCH, LATENT_BATCH = 128, 8  # a latent kind's training patches: 16x16 latents
+# (patch side, batch, learning rate) an autoencoder trains with unless told: a latent kind
+# takes larger patches (16x16 latents), fewer of them, and a gentler rate
+TRAINING = {False: (96, 16, 2e-3), True: (128, 8, 1e-3)}
 PERCEPTUAL_WEIGHT = 1.0  # of the feature distance against L1, for latent kinds
 PERCEPTUAL_BLOCKS = 4  # backbone blocks whose features the perceptual distance compares
 
@@ -257,9 +259,9 @@ def train_autoencoder(
     images: Sequence[np.ndarray],
     steps: int,
     seed: int = 0,
-    patch: int = 96,
-    batch: int = 16,
-    lr: float = 2e-3,
+    patch: int | None = None,
+    batch: int | None = None,
+    lr: float | None = None,
     upsampling: str = "transposed",
     restore: float = 0.0,
     latent: bool = False,
@@ -269,11 +271,14 @@ def train_autoencoder(
     ((H, W, 3) uint8 RGB, each at least ``patch`` on a side), L1 loss, Adam with a cosine
     schedule. Returns it (in eval mode) and its log: the last losses and the PSNR of its
     reconstructions of the last batch. A ``latent`` kind needs ``perceptual`` (a
-    ``FeatureDistance``), added to L1 at PERCEPTUAL_WEIGHT."""
+    ``FeatureDistance``), added to L1 at PERCEPTUAL_WEIGHT. ``patch``, ``batch`` and ``lr``
+    default to the kind's own (TRAINING)."""
     if not images or steps < 1:
         raise ValueError("need images and at least one step to train the autoencoder")
     if latent and perceptual is None:
         raise ValueError("a latent generator trains with a perceptual distance: give one")
+    own_patch, own_batch, own_lr = TRAINING[bool(latent)]
+    patch, batch, lr = patch or own_patch, batch or own_batch, lr or own_lr
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     ae = UpsamplingAutoencoder(upsampling=upsampling, restore=restore, latent=latent)

