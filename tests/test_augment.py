@@ -409,3 +409,34 @@ def test_h264_smears_fine_detail_and_keeps_the_clip_shape() -> None:
     # a higher quantiser keeps less
     kept = [np.abs(h264_clip(clip, qp, (224, 224)).astype(int) - clip).mean() for qp in (18, 45)]
     assert kept[0] < kept[1]
+
+
+def test_jitter_clip_reframes_every_frame_alike(clip) -> None:
+    """One framing and colour draw for the whole clip: equal frames stay equal, a marked
+    pixel moves with the draw, nothing at all changes with zero ranges, the same seed draws
+    the same."""
+    from training.augment import jitter_clip
+
+    crops, _ = clip
+    pair = np.stack([crops[0], crops[0]])
+    for seed in range(6):
+        out = jitter_clip(pair, np.random.default_rng(seed))
+        assert out.shape == pair.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(out[0], out[1])
+        assert not np.array_equal(out[0], pair[0])
+        np.testing.assert_array_equal(out, jitter_clip(pair, np.random.default_rng(seed)))
+    still = jitter_clip(
+        crops,
+        np.random.default_rng(0),
+        max_scale=0.0,
+        max_translate=0.0,
+        max_rotation_deg=0.0,
+        max_colour=0.0,
+    )
+    np.testing.assert_array_equal(still, crops)
+    dot = np.zeros((2, 64, 64, 3), np.uint8)
+    dot[:, 20:24, 40:44] = 255
+    moved = jitter_clip(dot, np.random.default_rng(3), max_colour=0.0)
+    centres = [np.argwhere(f[..., 0] > 127).mean(axis=0) for f in moved]
+    np.testing.assert_allclose(centres[0], centres[1])
+    assert np.abs(centres[0] - (21.5, 41.5)).max() > 0.5

@@ -98,6 +98,34 @@ def test_generated_lower_face_covers_the_mouth_not_the_eyes() -> None:
     assert pasted
 
 
+def test_generated_whole_share_decides_whole_crops_and_keeps_the_stream() -> None:
+    """whole 0 never replaces the whole crop, whole 1 always does; the default draws as before
+    the option existed, and pseudo_fake passes the share on."""
+    crops, five = _clip()
+
+    def invert(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return 255 - x
+
+    for seed in range(12):
+        never = generated(crops, five, np.random.default_rng(seed), invert, whole=0.0)[2]
+        assert never.min() < 1 and (never[:, 0, 0] == 0).all()  # the corner stays real
+        always = generated(crops, five, np.random.default_rng(seed), invert, whole=1.0)
+        np.testing.assert_array_equal(always[1], 255 - crops)
+        default = generated(crops, five, np.random.default_rng(seed), invert)[2]
+        passed = pseudo_fake(
+            crops,
+            five,
+            np.random.default_rng(seed),
+            dense=None,
+            generated_prob=1.0,
+            generator=invert,
+            generated_whole=0.0,
+        )[2]
+        assert passed.min() < 1
+        if default.min() < 1:  # drawn as pasted by default: whole 0 draws exactly that
+            np.testing.assert_array_equal(never, default)
+
+
 def test_pseudo_fake_draws_generated_only_when_asked() -> None:
     crops, five = _clip()
     calls = []

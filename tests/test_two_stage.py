@@ -189,7 +189,9 @@ def test_frame_pairs_reenact_from_another_frame(cache) -> None:  # noqa: F811
     from training.two_stage import FramePairs
 
     entries = [e for e in read_index(cache) if e.status == "ok"]
-    pairs = FramePairs(TrackStore(cache, dense=False), entries, SBI, 0.0, 0, reenact_prob=1.0)
+    pairs = FramePairs(
+        TrackStore(cache, dense=False), entries, SBI, 0.0, 0, StageConfig(reenact_prob=1.0)
+    )
     changed = 0
     for i in range(0, len(pairs), max(1, len(pairs) // 6)):
         entry, j = pairs.index[i]
@@ -214,12 +216,33 @@ def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:  # noqa: F811
     entries = [e for e in read_index(cache) if e.status == "ok"]
     store = TrackStore(cache, dense=False)
     plain = FramePairs(store, entries, SBI, 0.0, 0)
-    degraded = FramePairs(store, entries, SBI, 0.0, 0, degrade_prob=1.0)
+    degraded = FramePairs(store, entries, SBI, 0.0, 0, StageConfig(degrade_prob=1.0))
     for i in range(0, len(plain), max(1, len(plain) // 4)):
         before, after = plain[i].numpy(), degraded[i].numpy()
         for side in (0, 1):  # real, fake
             assert not np.array_equal(before[side], after[side])
             assert np.abs(before[side].astype(int) - after[side]).mean() < 40
+
+
+def test_frame_pairs_jitter_real_and_fake_alike(cache) -> None:  # noqa: F811
+    """jitter_prob 1: both sides of a pair are reframed by one draw, so where the pseudo-fake
+    left the frame alone (a corner) they stay equal."""
+    import numpy as np
+
+    from training.data import TrackStore
+    from training.preprocess import read_index
+    from training.selfblend import SBI
+    from training.two_stage import FramePairs
+
+    entries = [e for e in read_index(cache) if e.status == "ok"]
+    store = TrackStore(cache, dense=False)
+    plain = FramePairs(store, entries, SBI, 0.0, 0)
+    jittered = FramePairs(store, entries, SBI, 0.0, 0, StageConfig(jitter_prob=1.0))
+    corner = (slice(0, 8), slice(0, 8))
+    for i in range(0, len(plain), max(1, len(plain) // 4)):
+        real, fake = jittered[i].numpy()
+        assert not np.array_equal(real, plain[i].numpy()[0])
+        np.testing.assert_array_equal(real[corner], fake[corner])
 
 
 def test_degrade_plan_draws_before_or_after_and_nothing_without_before() -> None:
@@ -252,9 +275,9 @@ def test_frame_pairs_degraded_before_the_fake_is_made(cache) -> None:  # noqa: F
     entries = [e for e in read_index(cache) if e.status == "ok"]
     store = TrackStore(cache, dense=False)
     plain = FramePairs(store, entries, SBI, 0.0, 0)
-    noisy = {"degrade_prob": 1.0, "degrade_kinds": ("noise",)}
-    before = FramePairs(store, entries, SBI, 0.0, 0, **noisy, degrade_before=1.0)
-    after = FramePairs(store, entries, SBI, 0.0, 0, **noisy)
+    noisy = StageConfig(degrade_prob=1.0, degrade_kinds="noise")
+    before = FramePairs(store, entries, SBI, 0.0, 0, dataclasses.replace(noisy, degrade_before=1.0))
+    after = FramePairs(store, entries, SBI, 0.0, 0, noisy)
     corner = (slice(0, 12), slice(0, 12))
     for i in range(0, len(plain), max(1, len(plain) // 4)):
         real, fake = before[i].numpy()
@@ -346,21 +369,12 @@ def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, ca
         np.testing.assert_array_equal(
             first(crops, np.random.default_rng(seed)), again(crops, np.random.default_rng(seed))
         )
-    pairs = FramePairs(store, entries, SBI, 0.0, 0, generated_prob=1.0, generator=first)
+    pairs = FramePairs(store, entries, SBI, 0.0, 0, StageConfig(generated_prob=1.0), first)
     real, fake = pairs[0].numpy()
     assert not np.array_equal(real, fake)
     # generated_lower confines the pasted drawings to the lower face: the top rows stay real
     _, lower = read_configs(None, {"generated_prob": 1.0, "generated_lower": 1.0})
-    pairs = FramePairs(
-        store,
-        entries,
-        SBI,
-        0.0,
-        0,
-        generated_prob=1.0,
-        generator=first,
-        generated_lower=lower.generated_lower,
-    )
+    pairs = FramePairs(store, entries, SBI, 0.0, 0, lower, first)
     pasted = [p.numpy() for p in (pairs[i] for i in range(len(pairs)))]
     pasted = [(r, f) for r, f in pasted if not np.array_equal(r, f) and np.array_equal(r[0], f[0])]
     assert pasted and all(

@@ -391,6 +391,40 @@ def h264_clip(crops: np.ndarray, qp: int, size: tuple[int, int]) -> np.ndarray:
     return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
+def jitter_clip(
+    crops: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_scale: float = 0.08,
+    max_translate: float = 0.04,
+    max_rotation_deg: float = 6.0,
+    max_colour: float = 0.1,
+) -> np.ndarray:
+    """One draw of framing and colour for every frame of a clip: scaled by up to
+    ``max_scale``, shifted by up to ``max_translate`` of the side, rotated by up to
+    ``max_rotation_deg`` about the centre (borders reflected), then brightness, contrast and
+    saturation each changed by up to ``max_colour``. Applied alike to a real clip and its
+    pseudo-fake, it varies what a training clip looks like as a whole, so that the model cannot
+    learn the few training videos themselves as "real" and take any other video for a fake.
+    (T, H, W, 3) uint8 RGB -> same shape."""
+    _check_clip(crops, np.zeros((len(crops), 5, 2), np.float32))
+    h, w = crops.shape[1:3]
+    angle = float(rng.uniform(-max_rotation_deg, max_rotation_deg))
+    scale = 1.0 + float(rng.uniform(-max_scale, max_scale))
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, scale)
+    m[:, 2] += rng.uniform(-max_translate, max_translate, 2) * (w, h)
+    brightness, contrast, saturation = rng.uniform(-max_colour, max_colour, 3)
+    out = []
+    for x in crops:
+        y = cv2.warpAffine(x, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        y = y.astype(np.float32)
+        grey = y.mean(axis=2, keepdims=True)
+        y = grey + (y - grey) * (1.0 + saturation)
+        y = (y - 128.0) * (1.0 + contrast) + 128.0 + brightness * 255.0
+        out.append(_to_uint8(y))
+    return np.stack(out)
+
+
 def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, int]) -> np.ndarray:
     """Re-encode every frame of a clip as JPEG at one quality drawn from ``quality``.
 

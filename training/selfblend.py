@@ -548,17 +548,18 @@ def generated(
     generator: Draw,
     dense: np.ndarray | None = None,
     lower_face: float = 0.0,
+    whole: float = GENERATED_WHOLE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A generated pseudo-fake of a real clip -> (real, fake, mask), as ``self_blend``: the
     clip drawn by ``generator`` ((T, H, W, 3) uint8 and ``rng`` -> the same clip redrawn;
     ``training.fingerprint.Generators``),
-    replacing the whole crop with probability GENERATED_WHOLE, else pasted with a deformed
+    replacing the whole crop with probability ``whole``, else pasted with a deformed
     mask at a blend ratio of 0.75-1: over the lower face (jaw to nose, as lip-sync generators
     paste their mouth) with probability ``lower_face``, else over the face. ``real`` is the
     input unchanged; ``lower_face`` 0 draws nothing for it."""
     n, h, w = _check_clip(crops, landmarks5, dense)
     drawn = generator(crops, rng)
-    if rng.random() < GENERATED_WHOLE:
+    if rng.random() < whole:
         return crops.copy(), drawn, np.ones((n, h, w), np.float32)
     region = lower_face_mask if lower_face and rng.random() < lower_face else face_mask
     ratio = float(rng.uniform(0.75, 1.0))
@@ -587,9 +588,11 @@ def pseudo_fake(
     generated_prob: float = 0.0,
     generator: Draw | None = None,
     generated_lower: float = 0.0,
+    generated_whole: float = GENERATED_WHOLE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A self-blend; with probability ``generated_prob`` a face drawn by ``generator``
-    (``generated``, its lower face only with probability ``generated_lower``), else with
+    (``generated``: the whole crop with probability ``generated_whole``, else its lower face
+    only with probability ``generated_lower``), else with
     probability ``reenact_prob`` a warp-reenacted clip (``training.reenact``, from
     ``reference`` or a frame of the clip), else with probability ``rerender_prob`` a
     re-rendered face."""
@@ -597,7 +600,7 @@ def pseudo_fake(
     if generated_prob and rng.random() < generated_prob:
         if generator is None:
             raise ValueError("generated_prob > 0 needs a generator")
-        return generated(crops, landmarks5, rng, generator, use, generated_lower)
+        return generated(crops, landmarks5, rng, generator, use, generated_lower, generated_whole)
     if reenact_prob and rng.random() < reenact_prob:
         from training.reenact import REENACT, reenact
 

@@ -43,14 +43,20 @@ from scanner.backends import resolve_device
 from scanner.checkpoint import CheckpointMeta, save_checkpoint
 from scanner.contract import normalise
 from scanner.model import Detector, build_detector
-from training.augment import DEFAULT_DEGRADATIONS, DEGRADATIONS, degrade_clip, jpeg_clip
+from training.augment import (
+    DEFAULT_DEGRADATIONS,
+    DEGRADATIONS,
+    degrade_clip,
+    jitter_clip,
+    jpeg_clip,
+)
 from training.cli import EXPECTED_ERRORS, report_error
 from training.data import TrackStore
 from training.datasets import VideoItem, load_dataset, split_items
 from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import imagenet_backbone, load_backbone_weights
-from training.selfblend import SBI, Draw, SelfBlendConfig, pseudo_fake
+from training.selfblend import GENERATED_WHOLE, SBI, Draw, SelfBlendConfig, pseudo_fake
 from training.train import Env, TrainConfig, cached_entries, run_provenance
 
 log = logging.getLogger("training.two_stage")
@@ -81,6 +87,8 @@ class StageConfig:
     generator_steps: int = 1500  # training steps of that autoencoder
     generator_kinds: str = "transposed"  # autoencoders drawing them (fingerprint.parse_kinds)
     generated_lower: float = 0.0  # share of pasted generated faces confined to the lower face
+    generated_whole: float = GENERATED_WHOLE  # share of generated faces replacing the whole crop
+    jitter_prob: float = 0.0  # real and fake reframed and recoloured alike (augment.jitter_clip)
     generator_scale: float = 1.0  # generated faces drawn at up to this scale, then reduced
     generator_flicker: float = 0.0  # share of generated clips drawn frame by frame by any generator
     feature_frames: int = 32  # frames per video whose feature maps are cached
@@ -137,6 +145,11 @@ STAGE_HELP: dict[str, str] = {
     "through an 8x smaller latent with a perceptual loss, as a latent-diffusion VAE does",
     "generated_lower": "share of the generated faces pasted into a real frame that cover only "
     "the lower face (jaw to nose), as lip-sync generators paste their mouth",
+    "jitter_prob": "probability that a real clip and its pseudo-fake are reframed (scale, "
+    "shift, rotation) and recoloured alike (training.augment.jitter_clip), so that the model "
+    "cannot learn the training videos themselves as the real class",
+    "generated_whole": "share of the generated pseudo-fakes that replace the whole crop (a "
+    "fully generated video) instead of being pasted into the real frame",
     "generator_scale": "generated faces are drawn at a scale drawn from 1 to this (the crop "
     "enlarged, drawn, reduced back), as a generator drawing a larger face than the scan's crop; "
     "1 draws at the crop's size",
@@ -217,24 +230,14 @@ class FramePairs(Dataset):
         blend: SelfBlendConfig,
         jpeg_prob: float,
         seed: int,
-        rerender_prob: float = 0.0,
-        reenact_prob: float = 0.0,
-        degrade_prob: float = 0.0,
-        degrade_kinds: Sequence[str] = DEFAULT_DEGRADATIONS,
-        generated_prob: float = 0.0,
+        stage: StageConfig | None = None,
         generator: Draw | None = None,
-        generated_lower: float = 0.0,
-        degrade_before: float = 0.0,
     ) -> None:
+        """``stage``: the pseudo-fake and augmentation settings (rerender_prob to
+        jitter_prob; the defaults when None); ``generator`` draws the generated ones."""
         self.store = store
-        self.degrade_before = degrade_before
-        self.generated_prob = generated_prob
+        self.stage = stage or StageConfig()
         self.generator = generator
-        self.generated_lower = generated_lower
-        self.degrade_prob = degrade_prob
-        self.degrade_kinds = tuple(degrade_kinds)
-        self.rerender_prob = rerender_prob
-        self.reenact_prob = reenact_prob
         self.index = [(e, j) for e in entries for j in range(e.frames)]
         self.blend = blend
         self.jpeg_prob = jpeg_prob
@@ -246,13 +249,14 @@ class FramePairs(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         entry, j = self.index[i]
+        st = self.stage
         rng = np.random.default_rng([self.seed, self.epoch, i])
         crops, five, dense = self.store.frames(entry, np.array([j]))
-        plan = degrade_plan(rng, self.degrade_prob, self.degrade_before)
+        plan = degrade_plan(rng, st.degrade_prob, st.degrade_before)
         if plan and plan[0]:
-            crops = degrade_clip(crops, rng, self.degrade_kinds)
+            crops = degrade_clip(crops, rng, st.kinds)
         reference = None
-        if self.reenact_prob:  # another frame of the track to re-animate this one from
+        if st.reenact_prob:  # another frame of the track to re-animate this one from
             r = (j + 1 + int(rng.integers(max(1, entry.frames - 1)))) % entry.frames
             rc, rf, rd = self.store.frames(entry, np.array([r]))
             reference = (rc[0], rf[0], None if rd is None else rd[0])
@@ -262,18 +266,21 @@ class FramePairs(Dataset):
             rng,
             self.blend,
             dense,
-            self.rerender_prob,
-            reenact_prob=self.reenact_prob,
+            st.rerender_prob,
+            reenact_prob=st.reenact_prob,
             reference=reference,
-            generated_prob=self.generated_prob,
+            generated_prob=st.generated_prob,
             generator=self.generator,
-            generated_lower=self.generated_lower,
+            generated_lower=st.generated_lower,
+            generated_whole=st.generated_whole,
         )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
             pair = pair[:, :, ::-1]
-        if plan[1] if plan else self.degrade_prob and rng.random() < self.degrade_prob:
-            pair = degrade_clip(np.ascontiguousarray(pair), rng, self.degrade_kinds)
+        if st.jitter_prob and rng.random() < st.jitter_prob:
+            pair = jitter_clip(np.ascontiguousarray(pair), rng)
+        if plan[1] if plan else st.degrade_prob and rng.random() < st.degrade_prob:
+            pair = degrade_clip(np.ascontiguousarray(pair), rng, st.kinds)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:
             pair = jpeg_clip(np.ascontiguousarray(pair), rng, (40, 100))
         return torch.from_numpy(np.ascontiguousarray(pair))
@@ -335,21 +342,7 @@ def frame_stage(
     params = trainable_parameters(clf.backbone, st.trainable_stages) + list(clf.fc.parameters())
     opt = torch.optim.AdamW(params, lr=st.frame_lr, weight_decay=cfg.weight_decay)
     blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
-    data = FramePairs(
-        store,
-        train,
-        blend,
-        cfg.jpeg_prob,
-        cfg.seed,
-        st.rerender_prob,
-        st.reenact_prob,
-        st.degrade_prob,
-        st.kinds,
-        st.generated_prob,
-        generator,
-        st.generated_lower,
-        st.degrade_before,
-    )
+    data = FramePairs(store, train, blend, cfg.jpeg_prob, cfg.seed, st, generator)
     steps_per_epoch = math.ceil(len(data) / st.frame_pairs)
     total = max(1, round(st.frame_epochs * steps_per_epoch))
     if cfg.max_steps:
@@ -375,18 +368,8 @@ def frame_stage(
         total,
         st.frame_pairs,
     )
-    val_pairs = FramePairs(
-        store,
-        val,
-        blend,
-        0.0,
-        cfg.seed + 1,
-        st.rerender_prob,
-        st.reenact_prob,
-        generated_prob=st.generated_prob,
-        generator=generator,
-        generated_lower=st.generated_lower,
-    )
+    clean = dataclasses.replace(st, degrade_prob=0.0, degrade_before=0.0, jitter_prob=0.0)
+    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, clean, generator)
     val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
 
     def save() -> None:
@@ -509,6 +492,8 @@ def feature_cache(
             crops, five, dense = store.frames(e, idx)
             rng = np.random.default_rng([cfg.seed, 8, k, p])
             real = crops
+            if st.jitter_prob and rng.random() < st.jitter_prob:  # as often as the fakes below
+                real = jitter_clip(real, rng)
             if st.degrade_prob and rng.random() < st.degrade_prob:  # as often as the fakes
                 real = degrade_clip(real, rng, st.kinds)
             if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:  # as often as the fakes below
@@ -530,7 +515,10 @@ def feature_cache(
                     generated_prob=st.generated_prob,
                     generator=generator,
                     generated_lower=st.generated_lower,
+                    generated_whole=st.generated_whole,
                 )
+                if st.jitter_prob and rng.random() < st.jitter_prob:
+                    fake = jitter_clip(fake, rng)
                 if plan[1] if plan else st.degrade_prob and rng.random() < st.degrade_prob:
                     fake = degrade_clip(fake, rng, st.kinds)
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
