@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -27,14 +27,23 @@ from training.landmarks import Landmarks68
 from training.selfblend import self_blend
 
 
-def _write(path: Path, frames: np.ndarray, fps: float) -> None:
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot write {path}")
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
+    """(H, W, 3) uint8 RGB frames, one at a time -> an MPEG-4 Part 2 file (OpenCV) of the
+    first frame's size; the number written (no file when 0)."""
+    writer, n = None, 0
+    try:
+        for f in frames:
+            if writer is None:
+                h, w = f.shape[:2]
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise RuntimeError(f"cannot write {path}")
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+            n += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    return n
 
 
 def paste_back(
@@ -90,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args.dest.mkdir(parents=True, exist_ok=True)
     stem = args.video.stem
-    _write(args.dest / f"real_{stem}.mp4", frames.images, fps)
-    _write(args.dest / f"selfblend_{stem}.mp4", fake, fps)
+    write_video(args.dest / f"real_{stem}.mp4", frames.images, fps)
+    write_video(args.dest / f"selfblend_{stem}.mp4", fake, fps)
     print(f"wrote {n} frames to {args.dest}", file=sys.stderr)
     return 0
 
