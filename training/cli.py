@@ -1,18 +1,20 @@
 """How the training entry points report a failure the user can act on.
 
-``python -m training.train``, ``training.preprocess`` and ``training.evaluate`` catch
-:data:`EXPECTED_ERRORS` (a flag, config, dataset or split that cannot work, a path that cannot
-be read or written, a cache of other settings, a checkpoint that does not load) and print one
-line, ``PROG: error: MESSAGE``, with exit status 2; ``-v`` prints the traceback too. Anything
-else is a bug and keeps its traceback.
+``python -m training.train``, ``training.preprocess``, ``training.evaluate`` and
+``training.robustness`` catch :data:`EXPECTED_ERRORS` (a flag, config, dataset or split that
+cannot work, a path that cannot be read or written, a cache of other settings, a checkpoint
+that does not load) and print one line, ``PROG: error: MESSAGE``, with exit status 2; ``-v``
+prints the traceback too. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from scanner.checkpoint import CheckpointError
@@ -53,3 +55,17 @@ def check_writable(folder: Path, flag: str) -> None:
             pass
     except OSError as e:
         raise ValueError(f"cannot write to {flag} {folder}: {e.strerror or e}") from e
+
+
+def run_command(
+    prog: str, args: argparse.Namespace, body: Callable[[argparse.Namespace], int]
+) -> int:
+    """``body(args)`` with INFO logs on stderr; an expected error is reported as one line
+    (``report_error``, ``args.verbose``) and gives status 2."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True
+    )
+    try:
+        return body(args)
+    except EXPECTED_ERRORS as e:
+        return report_error(prog, e, args.verbose)

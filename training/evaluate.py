@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli import EXPECTED_ERRORS, add_data_arguments, check_writable, report_error
+from training.cli import add_data_arguments, check_writable, run_command
 from training.datasets import PAPER_RATIOS, load_dataset, split_items
 from training.metrics import format_table, summarise
 
@@ -87,14 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True
-    )
-    try:
-        return _evaluate(args)
-    except EXPECTED_ERRORS as e:
-        return report_error(PROG, e, args.verbose)
+    return run_command(PROG, build_parser().parse_args(argv), _evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.cli import EXPECTED_ERRORS, add_data_arguments, check_writable, report_error
+from training.cli import add_data_arguments, check_writable, run_command
 from training.datasets import VideoItem, load_dataset
 from training.make_samples import write_video
 from training.metrics import format_table, summarise
@@ -170,14 +170,7 @@ def _scan(scanner, items: list[VideoItem], folder: Path, perturbation: str) -> d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s", force=True
-    )
-    try:
-        return _run(args)
-    except EXPECTED_ERRORS as e:
-        return report_error(PROG, e, args.verbose)
+    return run_command(PROG, build_parser().parse_args(argv), _run)
 
 
 def _run(args: argparse.Namespace) -> int:
