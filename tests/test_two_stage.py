@@ -383,8 +383,9 @@ def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, ca
 
 
 def test_card_settings_name_the_generated_pseudo_fakes() -> None:
-    """The card's recipe line says how many autoencoders drew the generated pseudo-fakes and
-    where they were pasted; a run without them says nothing of them."""
+    """The card's recipe line says how many autoencoders drew the generated pseudo-fakes, how
+    many replaced the whole crop and where the others were pasted; a run without them says
+    nothing of them."""
     from training.package_default import _stage_settings
 
     record = {"head_stage": {"history": [0.7, 0.8]}}
@@ -394,7 +395,12 @@ def test_card_settings_name_the_generated_pseudo_fakes() -> None:
     one = _stage_settings(base | {"generated_prob": 0.6}, record)
     assert "redrawn by an autoencoder (transposed) in 0.6 of them" in one
     assert "lower face" not in one
+    assert "(0.3 of those the whole crop)" in one  # a run from before the setting: its fixed share
     cfg = {"generated_prob": 0.6, "generator_kinds": "transposed,shuffle", "generated_lower": 0.5}
-    four = _stage_settings(base | cfg, record)
+    four = _stage_settings(base | cfg | {"generated_whole": 0.0}, record)
     assert "redrawn by 2 autoencoders (transposed, shuffle) in 0.6 of them" in four
-    assert "0.5 of those pasted into a frame: lower face only" in four
+    assert "(0 of those the whole crop; 0.5 of the others over the lower face only)" in four
+    assert "reframed" not in four
+    assert "reframed and recoloured alike with probability 0.5" in _stage_settings(
+        base | {"jitter_prob": 0.5}, record
+    )

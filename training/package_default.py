@@ -31,6 +31,7 @@ from scanner.files import file_sha256
 from scanner.machine import hardware
 from scanner.models import DEFAULT_WEIGHTS
 from training.metrics import accuracy, roc_auc
+from training.selfblend import GENERATED_WHOLE
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "scanner" / "models"
 
@@ -261,13 +262,18 @@ def _stage_settings(cfg: dict, record: dict) -> str:
         drawn = "an autoencoder" if len(kinds) == 1 else f"{len(kinds)} autoencoders"
         fakes += f", faces redrawn by {drawn} ({', '.join(kinds)}) in {cfg['generated_prob']:g}"
         fakes += " of them"
+        whole = cfg.get("generated_whole", GENERATED_WHOLE)  # a fixed share before the setting
+        fakes += f" ({whole:g} of those the whole crop"
         if cfg.get("generated_lower"):
-            fakes += f" ({cfg['generated_lower']:g} of those pasted into a frame: lower face only)"
+            fakes += f"; {cfg['generated_lower']:g} of the others over the lower face only"
+        fakes += ")"
     if cfg.get("degrade_prob"):
         kinds = cfg.get("degrade_kinds", "rescale,palette,noise,blur").replace(",", ", ")
         fakes += (
             f"; real and fake degraded alike with probability {cfg['degrade_prob']:g} ({kinds})"
         )
+    if cfg.get("jitter_prob"):
+        fakes += f"; reframed and recoloured alike with probability {cfg['jitter_prob']:g}"
     return (
         f"these settings (frame stage from {start}: {cfg['frame_epochs']:g} passes, "
         f"{cfg['frame_pairs']} pairs a batch, {trained}; pseudo-fakes: {fakes}; head stage on "
