@@ -404,3 +404,33 @@ def test_card_settings_name_the_generated_pseudo_fakes() -> None:
     assert "reframed and recoloured alike with probability 0.5" in _stage_settings(
         base | {"jitter_prob": 0.5}, record
     )
+
+
+def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_folder, cache):  # noqa: F811
+    """real_variants 2: each training video gets a second real version with its own draws
+    (degraded otherwise), validation and test keep one; the head draws among them; a feature
+    cache written before the setting reads back with none."""
+    import numpy as np
+
+    from training.two_stage import VideoFeatures, _clip_batch
+
+    recipe = _config(tmp_path, real_folder, cache, real_variants=2, degrade_prob=1.0)
+    assert main(["--config", recipe]) == 0
+    feats = torch.load(tmp_path / "run" / FEATURES, map_location="cpu", weights_only=False)
+    assert feats["train"] and all(len(vf.more_real) == 1 for vf in feats["train"])
+    assert not any(torch.equal(vf.more_real[0], vf.real) for vf in feats["train"])
+    assert all(vf.more_real == [] for vf in feats["val"] + feats["test"])
+    vf = feats["train"][0]
+    n = len(vf.real)
+    seen = set()
+    for seed in range(16):
+        clip = _clip_batch([vf], n, np.random.default_rng(seed), fake=False)[0]
+        seen.add(0 if torch.equal(clip, vf.real.float()) else 1)
+        if seen == {0, 1}:
+            break
+    assert seen == {0, 1}
+    old = VideoFeatures.__new__(VideoFeatures)
+    old.__setstate__({k: v for k, v in vars(vf).items() if k != "more_real"})
+    assert old.more_real == [] and torch.equal(old.real, vf.real)
+    with pytest.raises(ValueError, match="real_variants"):
+        StageConfig(real_variants=0)

@@ -30,7 +30,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,7 @@ class StageConfig:
     generated_lower: float = 0.0  # share of pasted generated faces confined to the lower face
     generated_whole: float = GENERATED_WHOLE  # share of generated faces replacing the whole crop
     jitter_prob: float = 0.0  # real and fake reframed and recoloured alike (augment.jitter_clip)
+    real_variants: int = 1  # versions of each real clip in the feature cache (own draws)
     generator_scale: float = 1.0  # generated faces drawn at up to this scale, then reduced
     generator_flicker: float = 0.0  # share of generated clips drawn frame by frame by any generator
     feature_frames: int = 32  # frames per video whose feature maps are cached
@@ -103,6 +104,8 @@ class StageConfig:
         unknown = sorted(set(self.kinds) - set(DEGRADATIONS))
         if not self.kinds or unknown:
             raise ValueError(f"degrade_kinds: {unknown or 'none'}; valid: {DEGRADATIONS}")
+        if self.real_variants < 1 or self.feature_variants < 1:
+            raise ValueError("real_variants and feature_variants must be at least 1")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -148,6 +151,9 @@ STAGE_HELP: dict[str, str] = {
     "jitter_prob": "probability that a real clip and its pseudo-fake are reframed (scale, "
     "shift, rotation) and recoloured alike (training.augment.jitter_clip), so that the model "
     "cannot learn the training videos themselves as the real class",
+    "real_variants": "versions of each real clip whose feature maps the head stage reads, each "
+    "with its own degradation, compression and reframing draws (as the pseudo-fake variants), "
+    "so that the head does not learn one fixed version of each training video as the real class",
     "generated_whole": "share of the generated pseudo-fakes that replace the whole crop (a "
     "fully generated video) instead of being pasted into the real frame",
     "generator_scale": "generated faces are drawn at a scale drawn from 1 to this (the crop "
@@ -451,6 +457,10 @@ class VideoFeatures:
     entry: CacheEntry
     real: torch.Tensor  # (K, F, h, w) fp16 backbone feature maps
     fakes: list[torch.Tensor]  # feature_variants of the same shape
+    more_real: list[torch.Tensor] = field(default_factory=list)  # real_variants - 1 more
+
+    def __setstate__(self, state: dict) -> None:  # feature caches written before more_real
+        self.__dict__.update({"more_real": []} | state)
 
 
 @torch.inference_mode()
@@ -490,15 +500,17 @@ def feature_cache(
             idx = np.linspace(0, e.frames - 1, min(e.frames, st.feature_frames)).round()
             idx = np.unique(idx.astype(int))
             crops, five, dense = store.frames(e, idx)
-            rng = np.random.default_rng([cfg.seed, 8, k, p])
-            real = crops
-            if st.jitter_prob and rng.random() < st.jitter_prob:  # as often as the fakes below
-                real = jitter_clip(real, rng)
-            if st.degrade_prob and rng.random() < st.degrade_prob:  # as often as the fakes
-                real = degrade_clip(real, rng, st.kinds)
-            if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:  # as often as the fakes below
-                real = jpeg_clip(real, rng, (40, 100))
-            real = _features(model, real, cfg.contract, env)
+            reals = []  # validation and test keep one fixed version
+            for r in range(st.real_variants if part == "train" else 1):
+                rng = np.random.default_rng([cfg.seed, 8, k, p, *([r] if r else [])])
+                real = crops
+                if st.jitter_prob and rng.random() < st.jitter_prob:  # as often as the fakes
+                    real = jitter_clip(real, rng)
+                if st.degrade_prob and rng.random() < st.degrade_prob:
+                    real = degrade_clip(real, rng, st.kinds)
+                if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
+                    real = jpeg_clip(real, rng, (40, 100))
+                reals.append(_features(model, real, cfg.contract, env))
             fakes = []
             for v in range(st.feature_variants):
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
@@ -524,8 +536,8 @@ def feature_cache(
                 if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
                     fake = jpeg_clip(fake, rng, (40, 100))
                 fakes.append(_features(model, fake, cfg.contract, env))
-            result[part].append(VideoFeatures(e, real, fakes))
-            n += len(idx) * (1 + st.feature_variants)
+            result[part].append(VideoFeatures(e, reals[0], fakes, reals[1:]))
+            n += len(idx) * (len(reals) + st.feature_variants)
         log.info(
             "feature cache: %s, %d videos (%.1f frames/s)",
             part,
@@ -546,7 +558,11 @@ def _clip_batch(
 ) -> torch.Tensor:
     clips = []
     for vf in videos:
-        src = vf.fakes[int(rng.integers(len(vf.fakes)))] if fake else vf.real
+        if fake:
+            src = vf.fakes[int(rng.integers(len(vf.fakes)))]
+        else:  # one draw only where there are several versions: older runs draw as they did
+            reals = [vf.real, *vf.more_real]
+            src = reals[int(rng.integers(len(reals)))] if len(reals) > 1 else vf.real
         idx = np.sort(rng.choice(len(src), num_frames, replace=len(src) < num_frames))
         clips.append(src[idx])
     return torch.stack(clips).float()
