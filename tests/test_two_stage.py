@@ -401,6 +401,9 @@ def test_card_settings_name_the_generated_pseudo_fakes() -> None:
     assert "redrawn by 2 autoencoders (transposed, shuffle) in 0.6 of them" in four
     assert "(0 of those the whole crop; 0.5 of the others over the lower face only)" in four
     assert "reframed" not in four
+    assert "2 pseudo-fake variants per video" in four
+    three = _stage_settings(base | {"real_variants": 3}, record)
+    assert "2 pseudo-fake variants and 3 real versions per video" in three
     assert "reframed and recoloured alike with probability 0.5" in _stage_settings(
         base | {"jitter_prob": 0.5}, record
     )

@@ -274,11 +274,12 @@ def _stage_settings(cfg: dict, record: dict) -> str:
         )
     if cfg.get("jitter_prob"):
         fakes += f"; reframed and recoloured alike with probability {cfg['jitter_prob']:g}"
+    reals = f" and {cfg['real_variants']} real versions" if cfg.get("real_variants", 1) > 1 else ""
     return (
         f"these settings (frame stage from {start}: {cfg['frame_epochs']:g} passes, "
         f"{cfg['frame_pairs']} pairs a batch, {trained}; pseudo-fakes: {fakes}; head stage on "
         f"cached features of {cfg['feature_frames']} frames and {cfg['feature_variants']} "
-        f"pseudo-fake variants per video, best of {len(record['head_stage']['history'])} epochs "
+        f"pseudo-fake variants{reals} per video, best of {len(record['head_stage']['history'])} epochs "
         "by validation AUC)"
     )
 
