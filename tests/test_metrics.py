@@ -12,6 +12,7 @@ from training.metrics import (
     Calibration,
     GroupMetrics,
     accuracy,
+    auc_interval,
     calibrate_threshold,
     format_table,
     mean_std,
@@ -280,14 +281,17 @@ def test_format_table_lists_groups_and_values() -> None:
     table = format_table(rows)
     lines = table.splitlines()
 
-    assert lines[0].split() == ["group", "n", "real", "fake", "acc", "%", "AUC"]
+    assert lines[0].split() == ["group", "n", "real", "fake", "acc", "%", "AUC", "95%", "CI"]
     body = lines[2:]
     assert [line.split()[0] for line in body] == ["all", "FaceForensics++", "dfdc"]
     assert len({len(line) for line in lines[:1] + body}) == 1  # fixed width
     ffpp = body[1].split()
-    assert ffpp[1:] == ["4", "2", "2", "50.00", "0.7500"]
-    assert body[2].split()[-1] == "1.0000"  # dfdc's only fake against all real videos
-    assert body[2].split()[-2] == "100.00"
+    assert ffpp[1:6] == ["4", "2", "2", "50.00", "0.7500"]
+    low, high = (float(x) for x in ffpp[6].split("-"))
+    assert low <= 0.75 <= high
+    assert body[2].split()[-2] == "1.0000"  # dfdc's only fake against all real videos
+    assert body[2].split()[-3] == "100.00"
+    assert body[2].split()[-1] == "1.00-1.00"
 
 
 def test_mean_std() -> None:
@@ -348,3 +352,24 @@ def test_plot_roc_writes_png(tmp_path: Path) -> None:
     single = plot_roc(np.ones(5, int), np.linspace(0, 1, 5), tmp_path / "single.png")
     assert single.read_bytes().startswith(PNG_SIGNATURE)
     assert plt.get_fignums() == figures_before
+
+
+def test_auc_interval_brackets_the_auc_and_narrows_with_more_videos() -> None:
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.r_[np.zeros(n), np.ones(n)].astype(int)
+        return y, rng.normal(0.0, 1.0, 2 * n) + 0.8 * y  # overlapping classes
+
+    y, s = sample(20)
+    low, high = auc_interval(y, s)
+    assert low < roc_auc(y, s) < high and 0.0 <= low and high <= 1.0
+    assert auc_interval(y, s) == (low, high)  # seeded: the same interval again
+    y2, s2 = sample(400)
+    low2, high2 = auc_interval(y2, s2, resamples=500)
+    assert high2 - low2 < (high - low) / 2
+    separated = np.r_[np.zeros(5), np.ones(5)].astype(int)
+    assert auc_interval(separated, separated + 0.1) == (1.0, 1.0)
+    assert all(np.isnan(auc_interval(np.zeros(4, int), np.arange(4.0))))
+    row = summarise(y, s, ["g"] * len(y), 0.5)[0]
+    assert (row.auc_low, row.auc_high) == (low, high)

@@ -328,7 +328,7 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
     shipped = dest / "default.safetensors"
     card = (dest / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert file_sha256(shipped) == file_sha256(weights) and f"`{file_sha256(shipped)}`" in card
-    assert "| new=model | 0.500 | 0.750 | n/a | n/a | n/a | 1 / 2 | 1 / 2 |" in card
+    assert "| new=model | 0.500 | 0.000-1.000 | 0.750 | n/a | n/a | n/a | 1 / 2 | 1 / 2 |" in card
     summary = json.loads((out / "two_stage.json").read_text())
     for part, paths in summary["splits"].items():
         people = {int(Path(p).stem[-1]) // 2 for p in paths}

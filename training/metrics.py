@@ -198,10 +198,38 @@ class GroupMetrics:
     n_fake: int
     accuracy: float
     auc: float
+    auc_low: float = float("nan")  # 95 % bootstrap interval of auc (auc_interval)
+    auc_high: float = float("nan")
+
+
+def auc_interval(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`roc_auc`: real and fake videos are resampled
+    with replacement, each class on its own (so every resample holds both), ``resamples``
+    times. How far the AUC of this many videos could move on other videos of the same kind;
+    ``(nan, nan)`` without both classes."""
+    y, s = _check(labels, scores)
+    real, fake = s[y == 0], s[y == 1]
+    if not real.size or not fake.size:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    both = np.r_[np.zeros(real.size), np.ones(fake.size)]
+    aucs = [
+        roc_auc(both, np.r_[rng.choice(real, real.size), rng.choice(fake, fake.size)])
+        for _ in range(resamples)
+    ]
+    low, high = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def _group_row(name: str, y: np.ndarray, s: np.ndarray, threshold: float) -> GroupMetrics:
     n_fake = int(y.sum())
+    low, high = auc_interval(y, s)
     return GroupMetrics(
         group=name,
         n=int(y.size),
@@ -209,6 +237,8 @@ def _group_row(name: str, y: np.ndarray, s: np.ndarray, threshold: float) -> Gro
         n_fake=n_fake,
         accuracy=accuracy(y, s, threshold),
         auc=roc_auc(y, s),
+        auc_low=low,
+        auc_high=high,
     )
 
 
@@ -233,7 +263,8 @@ def summarise(
         if row.n_real == 0 or row.n_fake == 0:
             other = y != y[mask][0]
             ranked = mask | other
-            row = replace(row, auc=roc_auc(y[ranked], s[ranked]))
+            low, high = auc_interval(y[ranked], s[ranked])
+            row = replace(row, auc=roc_auc(y[ranked], s[ranked]), auc_low=low, auc_high=high)
         rows.append(row)
     return rows
 
@@ -244,15 +275,20 @@ def _fmt(value: float, spec: str) -> str:
 
 def format_table(rows: list[GroupMetrics]) -> str:
     """Fixed-width text table of ``rows`` with columns group, n, real, fake, accuracy (in
-    percent) and AUC; an undefined AUC shows as ``n/a``. No trailing newline.
+    percent), AUC and its 95 % bootstrap interval; an undefined value shows as ``n/a``. No
+    trailing newline.
     """
     width = max([len("group"), *(len(r.group) for r in rows)])
-    header = f"{'group':<{width}}  {'n':>6}  {'real':>6}  {'fake':>6}  {'acc %':>7}  {'AUC':>6}"
+    header = (
+        f"{'group':<{width}}  {'n':>6}  {'real':>6}  {'fake':>6}  {'acc %':>7}  {'AUC':>6}"
+        f"  {'95% CI':>11}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
+        ci = "n/a" if math.isnan(r.auc_low) else f"{r.auc_low:.2f}-{r.auc_high:.2f}"
         lines.append(
             f"{r.group:<{width}}  {r.n:>6d}  {r.n_real:>6d}  {r.n_fake:>6d}  "
-            f"{_fmt(100.0 * r.accuracy, '.2f'):>7}  {_fmt(r.auc, '.4f'):>6}"
+            f"{_fmt(100.0 * r.accuracy, '.2f'):>7}  {_fmt(r.auc, '.4f'):>6}  {ci:>11}"
         )
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
 from scanner.files import file_sha256
 from scanner.machine import hardware
 from scanner.models import DEFAULT_WEIGHTS
-from training.metrics import accuracy, roc_auc
+from training.metrics import accuracy, auc_interval, roc_auc
 from training.selfblend import GENERATED_WHOLE
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "scanner" / "models"
@@ -292,9 +292,13 @@ DEV_FAMILIES = ("faceswap", "reenactment", "lipsync", "other")
 
 def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
     """A Markdown table of ``training.evaluate`` reports: AUC of each manipulation family's
-    fakes against every real clip, and how many real clips and fakes each flags."""
-    head = "| model | all | face swap | reenactment | lip-sync | other | real flagged | fakes flagged |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    fakes against every real clip (overall with its 95 % bootstrap interval over videos), and
+    how many real clips and fakes each flags."""
+    head = (
+        "| model | all | all, 95 % interval | face swap | reenactment | lip-sync | other "
+        "| real flagged | fakes flagged |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for label, report in evals:
         groups = {g["group"]: g for g in report["groups"]}
         thr = report["threshold"]
@@ -304,9 +308,13 @@ def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
         flagged_real = sum(v["score"] >= thr for v in real)
         flagged_fake = sum(v["score"] >= thr for v in fake)
         aucs = [groups.get(f, {}).get("auc", float("nan")) for f in ("all", *DEV_FAMILIES)]
+        scored = [v for v in videos if v["score"] is not None]
+        low, high = auc_interval(
+            np.array([v["label"] for v in scored]), np.array([v["score"] for v in scored])
+        )
         lines.append(
-            f"| {label} | "
-            + " | ".join(_fmt(a) for a in aucs)
+            f"| {label} | {_fmt(aucs[0])} | {_fmt(low)}-{_fmt(high)} | "
+            + " | ".join(_fmt(a) for a in aucs[1:])
             + f" | {flagged_real} / {len(real)} | {flagged_fake} / {len(fake)} |"
         )
     return "\n".join(lines)
