@@ -352,7 +352,8 @@ def augment_clip(
     return out
 
 
-def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_frame(frame: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB through JPEG at ``quality`` and back."""
     ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
@@ -436,7 +437,7 @@ def jpeg_clip(crops: np.ndarray, rng: np.random.Generator, quality: tuple[int, i
     q = int(rng.integers(quality[0], quality[1] + 1))
     out = np.empty_like(crops)
     for t, frame in enumerate(crops):
-        out[t] = _jpeg(frame, q)
+        out[t] = jpeg_frame(frame, q)
     return out
 
 
@@ -479,7 +480,7 @@ def degrade_clip(
         return np.stack(
             [
                 cv2.resize(
-                    _jpeg(cv2.resize(x, small, interpolation=cv2.INTER_AREA), q),
+                    jpeg_frame(cv2.resize(x, small, interpolation=cv2.INTER_AREA), q),
                     (w, h),
                     interpolation=cv2.INTER_LINEAR,
                 )

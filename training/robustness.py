@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.augment import jpeg_frame
 from training.cli import add_data_arguments, check_writable, run_command
 from training.datasets import VideoItem, load_dataset
 from training.make_samples import write_video
@@ -53,19 +54,12 @@ def _downscale(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _jpeg(frame: np.ndarray) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 30])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
-
-
-# name -> (H, W, 3) uint8 frame -> the same shape; the control first
+# name -> (H, W, 3) uint8 RGB frame -> the same shape; the control first
 PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "reencode": lambda frame: frame,
     "blur": _blur,
     "downscale": _downscale,
-    "jpeg": _jpeg,
+    "jpeg": lambda frame: jpeg_frame(frame, 30),
 }
 
 
@@ -80,7 +74,7 @@ def perturb_video(source: Path, target: Path, perturbation: str) -> bool:
             ok, frame = cap.read()
             if not ok:
                 return
-            yield cv2.cvtColor(fn(frame), cv2.COLOR_BGR2RGB)
+            yield fn(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
 
     try:
         return write_video(target, frames(), cap.get(cv2.CAP_PROP_FPS) or 25.0) > 0

@@ -226,6 +226,25 @@ def degrade_plan(rng: np.random.Generator, prob: float, before: float) -> tuple[
     return first, degraded and not first
 
 
+def alike(
+    clip: np.ndarray,
+    rng: np.random.Generator,
+    st: StageConfig,
+    jpeg_prob: float,
+    degrade: bool | None = None,
+) -> np.ndarray:
+    """What a real clip and its pseudo-fake go through alike, in this order: reframed
+    (``jitter_prob``), degraded (drawn at ``degrade_prob`` unless ``degrade`` says, as a
+    ``degrade_plan`` does), JPEG-compressed (``jpeg_prob``)."""
+    if st.jitter_prob and rng.random() < st.jitter_prob:
+        clip = jitter_clip(np.ascontiguousarray(clip), rng)
+    if degrade if degrade is not None else st.degrade_prob and rng.random() < st.degrade_prob:
+        clip = degrade_clip(np.ascontiguousarray(clip), rng, st.kinds)
+    if jpeg_prob and rng.random() < jpeg_prob:
+        clip = jpeg_clip(np.ascontiguousarray(clip), rng, (40, 100))
+    return clip
+
+
 class FramePairs(Dataset):
     """Item i -> (2, S, S, 3) uint8: a cached frame (as the blend's target) and its blend."""
 
@@ -283,12 +302,7 @@ class FramePairs(Dataset):
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
             pair = pair[:, :, ::-1]
-        if st.jitter_prob and rng.random() < st.jitter_prob:
-            pair = jitter_clip(np.ascontiguousarray(pair), rng)
-        if plan[1] if plan else st.degrade_prob and rng.random() < st.degrade_prob:
-            pair = degrade_clip(np.ascontiguousarray(pair), rng, st.kinds)
-        if self.jpeg_prob and rng.random() < self.jpeg_prob:
-            pair = jpeg_clip(np.ascontiguousarray(pair), rng, (40, 100))
+        pair = alike(pair, rng, st, self.jpeg_prob, plan[1] if plan else None)
         return torch.from_numpy(np.ascontiguousarray(pair))
 
 
@@ -503,13 +517,7 @@ def feature_cache(
             reals = []  # validation and test keep one fixed version
             for r in range(st.real_variants if part == "train" else 1):
                 rng = np.random.default_rng([cfg.seed, 8, k, p, *([r] if r else [])])
-                real = crops
-                if st.jitter_prob and rng.random() < st.jitter_prob:  # as often as the fakes
-                    real = jitter_clip(real, rng)
-                if st.degrade_prob and rng.random() < st.degrade_prob:
-                    real = degrade_clip(real, rng, st.kinds)
-                if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
-                    real = jpeg_clip(real, rng, (40, 100))
+                real = alike(crops, rng, st, cfg.jpeg_prob)  # as often as the fakes below
                 reals.append(_features(model, real, cfg.contract, env))
             fakes = []
             for v in range(st.feature_variants):
@@ -529,12 +537,7 @@ def feature_cache(
                     generated_lower=st.generated_lower,
                     generated_whole=st.generated_whole,
                 )
-                if st.jitter_prob and rng.random() < st.jitter_prob:
-                    fake = jitter_clip(fake, rng)
-                if plan[1] if plan else st.degrade_prob and rng.random() < st.degrade_prob:
-                    fake = degrade_clip(fake, rng, st.kinds)
-                if cfg.jpeg_prob and rng.random() < cfg.jpeg_prob:
-                    fake = jpeg_clip(fake, rng, (40, 100))
+                fake = alike(fake, rng, st, cfg.jpeg_prob, plan[1] if plan else None)
                 fakes.append(_features(model, fake, cfg.contract, env))
             result[part].append(VideoFeatures(e, reals[0], fakes, reals[1:]))
             n += len(idx) * (len(reals) + st.feature_variants)
