@@ -19,7 +19,7 @@ from training.fingerprint import (
     save_autoencoder,
     train_autoencoder,
 )
-from training.selfblend import generated, pseudo_fake
+from training.selfblend import generated, match_sharpness, pseudo_fake, sharpness
 
 
 def _clip(n: int = 3, side: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +124,57 @@ def test_generated_whole_share_decides_whole_crops_and_keeps_the_stream() -> Non
         assert passed.min() < 1
         if default.min() < 1:  # drawn as pasted by default: whole 0 draws exactly that
             np.testing.assert_array_equal(never, default)
+
+
+def _detailed(n: int = 3, side: int = 64) -> np.ndarray:
+    """Frames with fine detail (noise), which a blur takes away."""
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (n, side, side, 3)).astype(np.uint8)
+
+
+def test_match_sharpness_blurs_the_real_clip_down_to_the_redraw() -> None:
+    """The real clip comes out as sharp as the smoother redraw (within the bisection's step),
+    blurred alike in every frame; a real clip already no sharper is returned unchanged."""
+    real = _detailed()
+    smooth = np.stack([cv2.GaussianBlur(f, (0, 0), 1.2) for f in real])
+    matched = match_sharpness(real, smooth)
+    assert matched.shape == real.shape and matched.dtype == np.uint8
+    assert sharpness(matched) <= sharpness(smooth) < sharpness(real)
+    assert sharpness(matched) > 0.8 * sharpness(smooth)  # not blurred further than needed
+    np.testing.assert_array_equal(match_sharpness(smooth, real), smooth)
+
+
+def test_generated_match_pairs_whole_redraws_with_a_blurred_real_clip() -> None:
+    """match 1: a whole-crop redraw comes with its real clip blurred to the redraw's sharpness;
+    match 0 draws exactly as before the option (the real clip unchanged, the same stream);
+    pasted redraws keep the real clip as it was whatever match says."""
+    crops = _detailed()
+    five = _clip()[1]
+
+    def smoother(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in x])
+
+    for seed in range(4):
+        real, fake, mask = generated(
+            crops, five, np.random.default_rng(seed), smoother, whole=1.0, match=1.0
+        )
+        assert mask.min() == 1.0 and sharpness(real) <= sharpness(fake) < sharpness(crops)
+        plain = generated(crops, five, np.random.default_rng(seed), smoother, whole=1.0)
+        np.testing.assert_array_equal(plain[0], crops)
+        np.testing.assert_array_equal(plain[1], fake)
+        pasted = generated(crops, five, np.random.default_rng(seed), smoother, whole=0.0, match=1)
+        np.testing.assert_array_equal(pasted[0], crops)
+    passed = pseudo_fake(
+        crops,
+        five,
+        np.random.default_rng(0),
+        dense=None,
+        generated_prob=1.0,
+        generator=smoother,
+        generated_whole=1.0,
+        generated_match=1.0,
+    )
+    assert sharpness(passed[0]) < sharpness(crops)
 
 
 def test_pseudo_fake_draws_generated_only_when_asked() -> None:

@@ -400,13 +400,47 @@ def test_card_settings_name_the_generated_pseudo_fakes() -> None:
     four = _stage_settings(base | cfg | {"generated_whole": 0.0}, record)
     assert "redrawn by 2 autoencoders (transposed, shuffle) in 0.6 of them" in four
     assert "(0 of those the whole crop; 0.5 of the others over the lower face only)" in four
-    assert "reframed" not in four
+    assert "reframed" not in four and "blurred alike" not in four
+    matched = _stage_settings(base | cfg | {"generated_match": 1.0}, record)
+    assert (
+        "(0.3 of those the whole crop, 1 of these beside their real clip blurred alike;" in matched
+    )
     assert "2 pseudo-fake variants per video" in four
     three = _stage_settings(base | {"real_variants": 3}, record)
     assert "2 pseudo-fake variants and 3 real versions per video" in three
     assert "reframed and recoloured alike with probability 0.5" in _stage_settings(
         base | {"jitter_prob": 0.5}, record
     )
+
+
+def test_generated_match_adds_blurred_real_versions(tmp_path, real_folder, cache, monkeypatch):  # noqa: F811
+    """generated_match 1 with every pseudo-fake a whole-crop redraw by a smoothing generator:
+    each training video's feature cache holds, beside its real clip, one blurred real version
+    per pseudo-fake variant; validation and test keep their one real clip."""
+    import cv2
+    import numpy as np
+
+    import training.two_stage as two_stage
+
+    def smoother(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in x])
+
+    monkeypatch.setattr(two_stage, "fingerprint_generator", lambda *args: smoother)
+    recipe = _config(
+        tmp_path,
+        real_folder,
+        cache,
+        generated_prob=1.0,
+        generated_whole=1.0,
+        generated_match=1.0,
+        generator_steps=3,
+        jpeg_prob=0.0,
+    )
+    assert main(["--config", recipe]) == 0
+    feats = torch.load(tmp_path / "run" / FEATURES, map_location="cpu", weights_only=False)
+    assert feats["train"] and all(len(vf.more_real) == 2 for vf in feats["train"])
+    assert not any(torch.equal(m, vf.real) for vf in feats["train"] for m in vf.more_real)
+    assert all(vf.more_real == [] for vf in feats["val"] + feats["test"])
 
 
 def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_folder, cache):  # noqa: F811

@@ -264,6 +264,8 @@ def _stage_settings(cfg: dict, record: dict) -> str:
         fakes += " of them"
         whole = cfg.get("generated_whole", GENERATED_WHOLE)  # a fixed share before the setting
         fakes += f" ({whole:g} of those the whole crop"
+        if cfg.get("generated_match"):
+            fakes += f", {cfg['generated_match']:g} of these beside their real clip blurred alike"
         if cfg.get("generated_lower"):
             fakes += f"; {cfg['generated_lower']:g} of the others over the lower face only"
         fakes += ")"

@@ -541,6 +541,34 @@ GENERATED_WHOLE = 0.3
 Draw = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
+def sharpness(clip: np.ndarray) -> float:
+    """Mean absolute Laplacian of a (T, H, W, 3) uint8 clip's grey frames: how much fine
+    detail it holds."""
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip]).astype(np.float32)
+    return float(np.mean([np.abs(cv2.Laplacian(g, cv2.CV_32F)).mean() for g in grey]))
+
+
+def match_sharpness(
+    real: np.ndarray, fake: np.ndarray, max_sigma: float = 3.0, steps: int = 8
+) -> np.ndarray:
+    """``real`` Gaussian-blurred (one sigma for the whole clip, found by bisection up to
+    ``max_sigma``) until it is no sharper than ``fake``; unchanged where it already is not.
+    A redrawn crop is a little smoother than its real clip: paired with the real clip blurred
+    alike, smoothness alone no longer tells them apart."""
+    target = sharpness(fake)
+    if sharpness(real) <= target:
+        return real.copy()
+
+    def blur(sigma: float) -> np.ndarray:
+        return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in real])
+
+    lo, hi = 0.0, max_sigma
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sharpness(blur(mid)) > target else (lo, mid)
+    return blur(hi)
+
+
 def generated(
     crops: np.ndarray,
     landmarks5: np.ndarray,
@@ -549,6 +577,7 @@ def generated(
     dense: np.ndarray | None = None,
     lower_face: float = 0.0,
     whole: float = GENERATED_WHOLE,
+    match: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A generated pseudo-fake of a real clip -> (real, fake, mask), as ``self_blend``: the
     clip drawn by ``generator`` ((T, H, W, 3) uint8 and ``rng`` -> the same clip redrawn;
@@ -556,10 +585,14 @@ def generated(
     replacing the whole crop with probability ``whole``, else pasted with a deformed
     mask at a blend ratio of 0.75-1: over the lower face (jaw to nose, as lip-sync generators
     paste their mouth) with probability ``lower_face``, else over the face. ``real`` is the
-    input unchanged; ``lower_face`` 0 draws nothing for it."""
+    input unchanged, but for a whole-crop redraw with probability ``match``: then it is the
+    input blurred to the redraw's sharpness (``match_sharpness``). ``lower_face`` and
+    ``match`` 0 draw nothing for them."""
     n, h, w = _check_clip(crops, landmarks5, dense)
     drawn = generator(crops, rng)
     if rng.random() < whole:
+        if match and rng.random() < match:
+            return match_sharpness(crops, drawn), drawn, np.ones((n, h, w), np.float32)
         return crops.copy(), drawn, np.ones((n, h, w), np.float32)
     region = lower_face_mask if lower_face and rng.random() < lower_face else face_mask
     ratio = float(rng.uniform(0.75, 1.0))
@@ -589,10 +622,12 @@ def pseudo_fake(
     generator: Draw | None = None,
     generated_lower: float = 0.0,
     generated_whole: float = GENERATED_WHOLE,
+    generated_match: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A self-blend; with probability ``generated_prob`` a face drawn by ``generator``
-    (``generated``: the whole crop with probability ``generated_whole``, else its lower face
-    only with probability ``generated_lower``), else with
+    (``generated``: the whole crop with probability ``generated_whole``, its real clip then
+    blurred alike with probability ``generated_match``, else its lower face only with
+    probability ``generated_lower``), else with
     probability ``reenact_prob`` a warp-reenacted clip (``training.reenact``, from
     ``reference`` or a frame of the clip), else with probability ``rerender_prob`` a
     re-rendered face."""
@@ -600,7 +635,16 @@ def pseudo_fake(
     if generated_prob and rng.random() < generated_prob:
         if generator is None:
             raise ValueError("generated_prob > 0 needs a generator")
-        return generated(crops, landmarks5, rng, generator, use, generated_lower, generated_whole)
+        return generated(
+            crops,
+            landmarks5,
+            rng,
+            generator,
+            use,
+            generated_lower,
+            generated_whole,
+            generated_match,
+        )
     if reenact_prob and rng.random() < reenact_prob:
         from training.reenact import REENACT, reenact
 

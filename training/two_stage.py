@@ -23,6 +23,7 @@ saves its state as it goes and ``--resume`` continues an interrupted run.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -88,6 +89,7 @@ class StageConfig:
     generator_kinds: str = "transposed"  # autoencoders drawing them (fingerprint.parse_kinds)
     generated_lower: float = 0.0  # share of pasted generated faces confined to the lower face
     generated_whole: float = GENERATED_WHOLE  # share of generated faces replacing the whole crop
+    generated_match: float = 0.0  # share of those whose real clip is blurred to their sharpness
     jitter_prob: float = 0.0  # real and fake reframed and recoloured alike (augment.jitter_clip)
     real_variants: int = 1  # versions of each real clip in the feature cache (own draws)
     generator_scale: float = 1.0  # generated faces drawn at up to this scale, then reduced
@@ -156,6 +158,9 @@ STAGE_HELP: dict[str, str] = {
     "so that the head does not learn one fixed version of each training video as the real class",
     "generated_whole": "share of the generated pseudo-fakes that replace the whole crop (a "
     "fully generated video) instead of being pasted into the real frame",
+    "generated_match": "share of those whole-crop redraws whose real clip is blurred to the "
+    "redraw's sharpness (selfblend.match_sharpness) and trained as real beside it, so that a "
+    "smooth picture alone does not read as generated",
     "generator_scale": "generated faces are drawn at a scale drawn from 1 to this (the crop "
     "enlarged, drawn, reduced back), as a generator drawing a larger face than the scan's crop; "
     "1 draws at the crop's size",
@@ -298,6 +303,7 @@ class FramePairs(Dataset):
             generator=self.generator,
             generated_lower=st.generated_lower,
             generated_whole=st.generated_whole,
+            generated_match=st.generated_match,
         )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
@@ -524,7 +530,7 @@ def feature_cache(
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
                 plan = degrade_plan(rng, st.degrade_prob, st.degrade_before)
                 source = degrade_clip(crops, rng, st.kinds) if plan and plan[0] else crops
-                _, fake, _ = pseudo_fake(
+                paired, fake, mask = pseudo_fake(
                     source,
                     five,
                     rng,
@@ -536,9 +542,18 @@ def feature_cache(
                     generator=generator,
                     generated_lower=st.generated_lower,
                     generated_whole=st.generated_whole,
+                    generated_match=st.generated_match,
                 )
+                # a whole-crop redraw's real clip blurred to pair with it (generated_match) is
+                # one more real version of a training video, gone through what the fake goes
+                # through alike
+                matched = mask.min() == 1.0 and not np.array_equal(paired, source)
+                twin = copy.deepcopy(rng) if part == "train" and matched else None
                 fake = alike(fake, rng, st, cfg.jpeg_prob, plan[1] if plan else None)
                 fakes.append(_features(model, fake, cfg.contract, env))
+                if twin is not None:
+                    paired = alike(paired, twin, st, cfg.jpeg_prob, plan[1] if plan else None)
+                    reals.append(_features(model, paired, cfg.contract, env))
             result[part].append(VideoFeatures(e, reals[0], fakes, reals[1:]))
             n += len(idx) * (len(reals) + st.feature_variants)
         log.info(
