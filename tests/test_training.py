@@ -151,6 +151,65 @@ def test_preprocess_caches_only_the_face_shot(tmp_path, face_image):
     assert short.status == "too_short" and "shot is too short" in short.message
 
 
+def test_preprocess_caches_runs_of_consecutive_frames_for_subsequence(cache, real_folder, tmp_path):
+    """A model that scans runs of consecutive frames (subsequence) gets a cache of such runs,
+    laid out as clip_positions reads them; a cache of equally spaced frames is refused for
+    it (and the other way round)."""
+    from scanner.video import SUBSEQUENCES
+    from training.data import clip_positions
+
+    items = load_dataset(real_folder)[:2]
+    runs = Preprocessing.for_backbone("test_efficientnet", sampling="subsequence")
+    made = tmp_path / "runs"
+    preprocess(items, made, runs, frames=15, workers=1, progress=False)
+    settings = json.loads((made / "preprocess.json").read_text())
+    assert settings["sampling"] == "subsequence"
+    for e in read_index(made):
+        indices = load_track(made, e)["indices"]
+        assert len(indices) == 15
+        for part in np.array_split(indices, SUBSEQUENCES):  # each run consecutive
+            assert np.diff(part).tolist() == [1] * (len(part) - 1)
+        assert np.diff(indices).max() > 1  # three runs spread over the video, not one
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            picked = indices[clip_positions(len(indices), 15, "subsequence", rng)]
+            assert picked.tolist() == indices.tolist()  # 15 of 15: the runs themselves
+    with pytest.raises(ValueError, match="sampling"):
+        preprocess(items, cache, runs, frames=16, workers=1, progress=False)
+    with pytest.raises(ValueError, match="sampling"):
+        preprocess(
+            items,
+            made,
+            Preprocessing.for_backbone("test_efficientnet"),
+            frames=15,
+            workers=1,
+            progress=False,
+        )
+
+
+def test_clip_positions_take_runs_inside_the_cached_runs():
+    """subsequence: the clip's three runs of consecutive positions each lie inside the cached
+    run of the same rank, starting anywhere in it; other methods are sample_indices'."""
+    from scanner.video import sample_indices
+    from training.data import clip_positions
+
+    rng = np.random.default_rng(1)
+    parts = np.array_split(np.arange(64), 3)
+    starts = set()
+    for _ in range(50):
+        pos = clip_positions(64, 15, "subsequence", rng)
+        for run, part in zip(np.array_split(pos, 3), parts):
+            assert len(run) == 5 and np.diff(run).tolist() == [1] * 4
+            assert part[0] <= run[0] and run[-1] <= part[-1]
+        starts.add(int(pos[0]))
+    assert len(starts) > 5
+    for method in ("random", "uniform"):
+        a = clip_positions(64, 15, method, np.random.default_rng(3))
+        np.testing.assert_array_equal(a, sample_indices(64, 15, method, np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="cannot hold"):
+        clip_positions(12, 15, "subsequence", rng)
+
+
 def test_config_file_flags_and_validation(tmp_path):
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps({"data": "x", "epochs": 3, "blur": False}))

@@ -443,6 +443,21 @@ def test_generated_match_adds_blurred_real_versions(tmp_path, real_folder, cache
     assert all(vf.more_real == [] for vf in feats["val"] + feats["test"])
 
 
+def test_subsequence_sampling_trains_on_runs_and_scans_alike(tmp_path, real_folder):  # noqa: F811
+    """sampling subsequence: the run caches runs of consecutive frames, reads every cached
+    frame's features, and its model's contract samples runs of consecutive frames, so that
+    dfscan scan samples as training did."""
+    recipe = _config(
+        tmp_path, real_folder, tmp_path / "runs_cache", sampling="subsequence", cache_frames=15
+    )
+    assert main(["--config", recipe]) == 0
+    feats = torch.load(tmp_path / "run" / FEATURES, map_location="cpu", weights_only=False)
+    videos = feats["train"] + feats["val"] + feats["test"]
+    assert videos and all(len(vf.real) == vf.entry.frames == 15 for vf in videos)
+    ck = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert ck.meta.preprocessing.sampling == "subsequence"
+
+
 def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_folder, cache):  # noqa: F811
     """real_variants 2: each training video gets a second real version with its own draws
     (degraded otherwise), validation and test keep one; the head draws among them; a feature

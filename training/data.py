@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from scanner.video import sample_indices
+from scanner.video import SUBSEQUENCES, sample_indices
 from training.augment import AugmentConfig, augment_clip, jpeg_clip
 from training.landmarks import Landmarks68, LandmarksUnavailable
 from training.preprocess import CacheEntry, load_track, read_settings
@@ -91,6 +91,28 @@ class TrackStore:
         return t["crops"][idx], t["landmarks"][idx], dense
 
 
+def clip_positions(
+    cached: int, num_frames: int, sampling: str, rng: np.random.Generator
+) -> np.ndarray:
+    """Positions in a cached track of one clip's ``num_frames`` frames, increasing.
+
+    random or uniform: ``sample_indices`` over the cached crops. subsequence: the cache holds
+    SUBSEQUENCES runs of consecutive frames (``preprocess.cache_sampling``; the runs are
+    ``np.array_split`` of its positions, as ``sample_indices`` lays them out, and a track of
+    consecutive frames only splits alike), and the clip's runs (``np.array_split`` of
+    ``num_frames``, 5 + 5 + 5 for 15) each start at random inside the cached run of the same
+    rank, so every clip is made of consecutive frames as a scan samples them.
+    """
+    if sampling != "subsequence":
+        return sample_indices(cached, num_frames, sampling, rng)
+    parts = np.array_split(np.arange(cached), SUBSEQUENCES)
+    runs = np.array_split(np.arange(num_frames), SUBSEQUENCES)
+    if any(len(part) < len(run) for part, run in zip(parts, runs)):
+        raise ValueError(f"{cached} cached frames cannot hold runs of {num_frames}")
+    starts = [int(rng.integers(len(part) - len(run) + 1)) for part, run in zip(parts, runs)]
+    return np.concatenate([part[s : s + len(run)] for part, run, s in zip(parts, runs, starts)])
+
+
 class ClipDataset(Dataset):
     """Item i -> (clip (T, S, S, 3) uint8 tensor, label). Normalisation happens on the device.
 
@@ -141,7 +163,7 @@ class ClipDataset(Dataset):
         s = self.samples[i]
         rng = np.random.default_rng([self.seed, self.epoch if self.vary else 0, i])
         track = self.store.track(s.entry)
-        idx = sample_indices(len(track["crops"]), self.num_frames, self.sampling, rng)
+        idx = clip_positions(len(track["crops"]), self.num_frames, self.sampling, rng)
         crops, landmarks, dense = self.store.frames(s.entry, np.asarray(idx))
         if s.pseudo_fake:
             _, crops, _ = self_blend(crops, landmarks, rng, self.blend, dense)

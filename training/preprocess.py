@@ -3,7 +3,9 @@
     python -m training.preprocess --data ROOT --cache DIR [--frames 32] [--workers 2]
 
 Each video becomes one ``.npz`` with ``frames`` face crops taken at equally spaced frame
-indices (all frames when the video is shorter), cropped by the scanner's own code
+indices (all frames when the video is shorter) or, for models that sample runs of consecutive
+frames (the contract's ``subsequence`` sampling), in that many runs of consecutive frames
+(``cache_sampling``), cropped by the scanner's own code
 (``scanner.clip.read_face_clip``), with MTCNN's landmarks kept for augmentation. Training
 draws its 15-frame clips from these. Progress is appended to ``index.jsonl`` as each video
 finishes, so an interrupted run resumes where it stopped.
@@ -102,6 +104,13 @@ def _init_worker(contract: Preprocessing, device: str, threads: int) -> None:
     _detector = FaceDetector(contract, device)
 
 
+def cache_sampling(contract: Preprocessing) -> str:
+    """How a cache for ``contract`` picks its frames: in runs of consecutive frames
+    (``subsequence``, scanner.video.sample_indices: SUBSEQUENCES runs, one in each part of the
+    video) for a model that scans runs of consecutive frames, else equally spaced."""
+    return "subsequence" if contract.sampling == "subsequence" else "uniform"
+
+
 def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
     assert _detector is not None
     base = dict(
@@ -114,7 +123,7 @@ def _extract(item: VideoItem, cache: str, frames: int, seed: int) -> CacheEntry:
     c = _detector.contract
     try:
         try:
-            clip = read_face_clip(item.path, _detector, frames, "uniform", seed)
+            clip = read_face_clip(item.path, _detector, frames, cache_sampling(c), seed)
         except VideoError as e:
             # Shorter than the cache depth but long enough for a clip: take every frame.
             n = e.info.frame_count if e.status == "too_short" and e.info else 0
@@ -153,12 +162,20 @@ def preprocess(
     from tqdm import tqdm
 
     cache.mkdir(parents=True, exist_ok=True)
-    settings = {"frames": frames, "seed": seed, "contract": contract.to_dict()}
+    sampling = cache_sampling(contract)
+    settings = {
+        "frames": frames,
+        "seed": seed,
+        "sampling": sampling,
+        "contract": contract.to_dict(),
+    }
     settings_path = cache / SETTINGS
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
         made = {"shot_cut": 1.0, **old["contract"]}  # caches older than shot cuts had none
         mismatched = [k for k in CROP_FIELDS if made[k] != contract.to_dict()[k]]
+        if old.get("sampling", "uniform") != sampling:  # older caches: equally spaced
+            mismatched.append("sampling")
         if mismatched or old["frames"] != frames:
             raise ValueError(
                 f"{cache} was made with other settings ({mismatched or 'frames'}); "
@@ -237,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="FaceForensics++ only: one compression level, c0, c23 or c40 (default: all).",
     )
+    p.add_argument(
+        "--sampling",
+        choices=("random", "uniform", "subsequence"),
+        default="random",
+        help="The sampling of the model the cache is for (training's --sampling): subsequence "
+        "caches --frames crops in three runs of consecutive frames, as such a model scans; "
+        "any other, equally spaced ones (default: random).",
+    )
     p.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
@@ -251,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         items = load_dataset(args.data, args.layout, quality=args.quality)
-        contract = Preprocessing.for_backbone(args.backbone)
+        contract = Preprocessing.for_backbone(args.backbone, sampling=args.sampling)
         entries = preprocess(
             items,
             args.cache,

@@ -76,8 +76,9 @@ STATE = "state.pt"
 LAST = "last.safetensors"
 BEST = "best.safetensors"
 FINAL = "model.safetensors"
-# Table 4's methods that clips sampled from the preprocess cache can follow faithfully.
-TRAIN_SAMPLING = ("random", "uniform")
+# Table 4's methods that clips sampled from the preprocess cache can follow faithfully
+# (subsequence: from a cache of runs of consecutive frames, preprocess.cache_sampling).
+TRAIN_SAMPLING = ("random", "uniform", "subsequence")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ class TrainConfig:
     proj_channels: int = 128
     hidden_channels: int = 128
     num_frames: int = 15
-    sampling: str = "random"  # TRAIN_SAMPLING (Table 4): random (paper's best) or uniform
+    sampling: str = (
+        "random"  # TRAIN_SAMPLING (Table 4): random (paper's best), uniform, subsequence
+    )
     cache_frames: int = 32  # crops cached per video, from which clips are sampled
     # data
     self_blend: str = "auto"  # auto (on when training data has no fakes), on, off
@@ -135,9 +138,10 @@ class TrainConfig:
             raise ValueError(
                 f"training samples clips with {' or '.join(TRAIN_SAMPLING)}, not "
                 f"{self.sampling!r}: clips come from the preprocess cache, {self.cache_frames} "
-                "equally spaced frames per video, which holds neither consecutive frames "
-                "(sequential, subsequence) nor the whole video's frame changes (keyframe). "
-                "`dfscan scan --sampling` offers all of Table 4's methods"
+                "frames per video, equally spaced or in three runs of consecutive frames "
+                "(subsequence), which holds neither one long run (sequential) nor the whole "
+                "video's frame changes (keyframe). `dfscan scan --sampling` offers all of "
+                "Table 4's methods"
             )
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6:
             raise ValueError(f"split must be three fractions summing to 1, got {self.split}")
@@ -293,8 +297,10 @@ FIELD_HELP: dict[str, Flag] = {
     "sampling": Flag(
         "model",
         "How a training clip's frames are picked from the cached crops (Table 4): random "
-        "(the paper's best) or uniform (equally spaced). The other Table 4 methods need "
-        "frames the cache does not hold; `dfscan scan --sampling` offers them.",
+        "(the paper's best), uniform (equally spaced) or subsequence (three runs of "
+        "consecutive frames, from a cache made of such runs; scans sample alike). The other "
+        "Table 4 methods need frames the cache does not hold; `dfscan scan --sampling` "
+        "offers them.",
         "METHOD",
     ),
     # input variations

@@ -52,7 +52,7 @@ from training.augment import (
     jpeg_clip,
 )
 from training.cli import EXPECTED_ERRORS, report_error
-from training.data import TrackStore
+from training.data import TrackStore, clip_positions
 from training.datasets import VideoItem, load_dataset, split_items
 from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
 from training.preprocess import CacheEntry, read_index
@@ -166,7 +166,8 @@ STAGE_HELP: dict[str, str] = {
     "1 draws at the crop's size",
     "generator_flicker": "share of generated clips whose frames are each drawn by a generator "
     "of their own (the texture flickers, as when a generator draws every frame on its own)",
-    "feature_frames": "frames per video whose backbone feature maps the head stage reads",
+    "feature_frames": "frames per video whose backbone feature maps the head stage reads "
+    "(with subsequence sampling, every cached frame, so that its runs stay whole)",
     "feature_variants": "pseudo-fake versions of each video in the feature cache",
     "head_epochs": "head stage length, in epochs over the training videos",
     "head_batch": "head stage batch, in clips (half real, half pseudo-fake)",
@@ -517,8 +518,11 @@ def feature_cache(
     for p, (part, entries) in enumerate(splits.items()):
         result[part] = []
         for k, e in enumerate(entries):
-            idx = np.linspace(0, e.frames - 1, min(e.frames, st.feature_frames)).round()
-            idx = np.unique(idx.astype(int))
+            if cfg.sampling == "subsequence":  # every cached frame: the runs stay whole
+                idx = np.arange(e.frames)
+            else:
+                idx = np.linspace(0, e.frames - 1, min(e.frames, st.feature_frames)).round()
+                idx = np.unique(idx.astype(int))
             crops, five, dense = store.frames(e, idx)
             reals = []  # validation and test keep one fixed version
             for r in range(st.real_variants if part == "train" else 1):
@@ -571,8 +575,21 @@ def feature_cache(
 # --------------------------------------------------------------------------- head stage
 
 
+def _positions(cached: int, num_frames: int, rng: np.random.Generator, sampling: str) -> np.ndarray:
+    """A clip's positions among a video's cached feature maps: runs of consecutive frames for
+    subsequence sampling (data.clip_positions; the feature cache holds every cached frame),
+    else a random subset (with repeats where fewer are cached), as runs always drew."""
+    if sampling == "subsequence":
+        return clip_positions(cached, num_frames, sampling, rng)
+    return np.sort(rng.choice(cached, num_frames, replace=cached < num_frames))
+
+
 def _clip_batch(
-    videos: list[VideoFeatures], num_frames: int, rng: np.random.Generator, fake: bool
+    videos: list[VideoFeatures],
+    num_frames: int,
+    rng: np.random.Generator,
+    fake: bool,
+    sampling: str = "random",
 ) -> torch.Tensor:
     clips = []
     for vf in videos:
@@ -581,13 +598,12 @@ def _clip_batch(
         else:  # one draw only where there are several versions: older runs draw as they did
             reals = [vf.real, *vf.more_real]
             src = reals[int(rng.integers(len(reals)))] if len(reals) > 1 else vf.real
-        idx = np.sort(rng.choice(len(src), num_frames, replace=len(src) < num_frames))
-        clips.append(src[idx])
+        clips.append(src[_positions(len(src), num_frames, rng, sampling)])
     return torch.stack(clips).float()
 
 
 def _eval_set(
-    videos: list[VideoFeatures], num_frames: int, clips: int, seed: int
+    videos: list[VideoFeatures], num_frames: int, clips: int, seed: int, sampling: str = "random"
 ) -> tuple[torch.Tensor, np.ndarray, list[str], list[str]]:
     """Fixed validation clips: per video, ``clips`` real ones and ``clips`` per variant."""
     rng = np.random.default_rng(seed)
@@ -597,8 +613,7 @@ def _eval_set(
             for label, src in [(0, vf.real)] + [(1, f) for f in vf.fakes]:
                 if label and c >= max(1, clips // len(vf.fakes)):
                     continue
-                idx = np.sort(rng.choice(len(src), num_frames, replace=len(src) < num_frames))
-                xs.append(src[idx])
+                xs.append(src[_positions(len(src), num_frames, rng, sampling)])
                 ys.append(label)
                 groups.append(vf.entry.group if label == 0 else "self-blend")
                 paths.append(vf.entry.path)
@@ -633,7 +648,7 @@ def head_stage(
     opt = torch.optim.AdamW(head_params, lr=st.head_lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=st.head_epochs)
     t = cfg.num_frames
-    val_x, val_y, _, _ = _eval_set(feats["val"], t, st.val_clips, cfg.seed)
+    val_x, val_y, _, _ = _eval_set(feats["val"], t, st.val_clips, cfg.seed, cfg.sampling)
     state_path = out / HEAD_STATE
     start, best, best_state, bad, history = 0, -math.inf, None, 0, []
     if resume and state_path.exists():
@@ -654,7 +669,12 @@ def head_stage(
         half = max(1, st.head_batch // 2)
         for b in range(0, len(order), half):
             vids = [train[i] for i in order[b : b + half]]
-            x = torch.cat([_clip_batch(vids, t, rng, False), _clip_batch(vids, t, rng, True)])
+            x = torch.cat(
+                [
+                    _clip_batch(vids, t, rng, False, cfg.sampling),
+                    _clip_batch(vids, t, rng, True, cfg.sampling),
+                ]
+            )
             y = torch.tensor([0] * len(vids) + [1] * len(vids), device=env.device)
             x = x.to(env.device)
             v = model.proj(x.flatten(0, 1)).unflatten(0, (len(x), t))
@@ -801,7 +821,9 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
     head_log = head_stage(cfg, st, model, feats, out, env, resume)
     t3 = time.perf_counter()
 
-    val_x, val_y, _, _ = _eval_set(feats["val"], cfg.num_frames, st.val_clips, cfg.seed)
+    val_x, val_y, _, _ = _eval_set(
+        feats["val"], cfg.num_frames, st.val_clips, cfg.seed, cfg.sampling
+    )
     val_s = _head_scores(model, val_x, env)
     calibration = calibrate_threshold(val_y, val_s, cfg.target_fpr)
     log.info(
@@ -813,7 +835,9 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
     )
     test: dict = {}
     if feats.get("test"):
-        x, y, groups, paths = _eval_set(feats["test"], cfg.num_frames, st.val_clips, cfg.seed + 1)
+        x, y, groups, paths = _eval_set(
+            feats["test"], cfg.num_frames, st.val_clips, cfg.seed + 1, cfg.sampling
+        )
         s = _head_scores(model, x, env)
         rows = summarise(y, s, groups, calibration.threshold)
         print(format_table(rows), file=sys.stderr)
