@@ -411,6 +411,13 @@ def test_evaluate_reports_per_group(trained, real_folder, tmp_path, face_image, 
     assert 0.0 <= groups["all"]["auc"] <= 1.0
     assert [u["status"] for u in report["unscored"]] == ["no_face"]
     assert "real" in capsys.readouterr().out
+    assert (report["sampling"], report["frame_seed"]) == ("random", 0)  # the checkpoint's
+    again = tmp_path / "again.json"
+    args[args.index(str(out))] = str(again)
+    assert evaluate([*args, "--sampling", "sequential", "--frame-seed", "3"]) == 0
+    report = json.loads(again.read_text())
+    assert (report["sampling"], report["frame_seed"]) == ("sequential", 3)
+    assert len(report["videos"]) == 9
 
 
 # ---------------------------------------------------------------------------------------------

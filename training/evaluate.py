@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scanner.contract import SAMPLING_METHODS
 from training.cli import add_data_arguments, check_writable, run_command
 from training.datasets import PAPER_RATIOS, load_dataset, split_items
 from training.metrics import format_table, summarise
@@ -76,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N."
     )
+    p.add_argument(
+        "--sampling",
+        choices=SAMPLING_METHODS,
+        default=None,
+        help="Frame sampling of the scan, as dfscan scan --sampling (default: the checkpoint's).",
+    )
+    p.add_argument(
+        "--frame-seed",
+        type=int,
+        default=0,
+        help="Seed of the scan's frame sampling, as dfscan scan --seed (default: 0).",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="Clips per forward pass (default: 8).")
     p.add_argument(
         "--workers", type=int, default=2, help="Decoding and face-detection threads (default: 2)."
@@ -106,7 +119,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     backend = TorchBackend(load_checkpoint(args.weights), resolve_device(args.device))
     scanner = Scanner(
         backend,
-        ScanOptions(threshold=args.threshold, batch_size=args.batch_size, workers=args.workers),
+        ScanOptions(
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            sampling=args.sampling,
+            seed=args.frame_seed,
+        ),
     )
     by_path = {str(it.path): it for it in items}
     results = []
@@ -132,6 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "split": args.split,
         "threshold": scanner.threshold,
+        "sampling": scanner.sampling,
+        "frame_seed": args.frame_seed,
         "groups": [dataclasses.asdict(r) for r in rows],
         "unscored": [{"path": r.path, "status": r.status, "message": r.message} for r in unscored],
         "videos": [
