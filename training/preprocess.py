@@ -4,8 +4,8 @@
 
 Each video becomes one ``.npz`` with ``frames`` face crops taken at equally spaced frame
 indices (all frames when the video is shorter) or, for models that sample runs of consecutive
-frames (the contract's ``subsequence`` sampling), in that many runs of consecutive frames
-(``cache_sampling``), cropped by the scanner's own code
+frames (the contract's ``subsequence`` sampling), in three runs of consecutive frames, one in
+each third of the video (``cache_sampling``), cropped by the scanner's own code
 (``scanner.clip.read_face_clip``), with MTCNN's landmarks kept for augmentation. Training
 draws its 15-frame clips from these. Progress is appended to ``index.jsonl`` as each video
 finishes, so an interrupted run resumes where it stopped.
