@@ -32,6 +32,7 @@ python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --dev-eval "this model + whole-crop redraws paired with their real clip blurred alike=$e/two-stage-lite0-finetune-four-generators-lower-match.json" \
     --dev-eval "this model, head on runs of consecutive frames (subsequence sampling)=$e/two-stage-lite0-finetune-four-generators-lower-subsequence.json" \
     --dev-eval "the same, half of the generated clips flickering=$e/two-stage-lite0-finetune-four-generators-lower-subsequence-flicker.json" \
+    --dev-eval "the same, frame stage trained again on runs of consecutive frames too=$e/two-stage-lite0-finetune-four-generators-lower-subsequence-flicker-full.json" \
     --dev-eval "four decoders alone=$e/two-stage-lite0-finetune-four-generators.json" \
     --dev-eval "this recipe from the ImageNet backbone=$e/two-stage-lite0-imagenet-four-generators-lower.json" \
     --dev-eval "previous default: one decoder, generated faces 0.6=$e/two-stage-lite0-finetune-lowres-generated06.json" \
