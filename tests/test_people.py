@@ -9,7 +9,6 @@ import csv
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -23,7 +22,7 @@ from scanner.identity import DESCRIPTOR, POSITION, FaceEmbedder
 from scanner.models import default_weights, samples_dir
 from scanner.scan import Scanner, ScanOptions
 from scanner.video import Frames, VideoInfo, read_frames
-from training.make_samples import paste_back
+from training.make_samples import paste_back, read_video, video_fps
 
 from helpers import face_frames, write_clip
 
@@ -59,17 +58,8 @@ def side_by_side(left: list[np.ndarray], right: list[np.ndarray]) -> list[np.nda
     return [np.concatenate([a, b], axis=1) for a, b in zip(left, right)]
 
 
-def read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames, fps
+def read_clip(path: Path) -> tuple[list[np.ndarray], float]:
+    return list(read_video(path)), video_fps(path)
 
 
 # Self-blending seed of the synthetic clip. Measured with the shipped model (real | blended,
@@ -93,8 +83,8 @@ def astronaut_pair(tmp_path_factory, face_image) -> Path:
 def samples_pair(tmp_path_factory) -> Path:
     """1048x524: the bundled real clip on the left, the bundled self-blended one on the right
     (the same 75 frames of one person, self-blended by training.make_samples)."""
-    real, fps = read_video(samples_dir() / "real_retalking_5.mp4")
-    fake, _ = read_video(samples_dir() / "selfblend_retalking_5.mp4")
+    real, fps = read_clip(samples_dir() / "real_retalking_5.mp4")
+    fake, _ = read_clip(samples_dir() / "selfblend_retalking_5.mp4")
     path = tmp_path_factory.mktemp("two") / "samples_pair.mp4"
     return write_clip(path, side_by_side(real, fake), fps=fps)
 
@@ -216,7 +206,7 @@ def test_identity_descriptors_keep_each_person_in_one_track(face_image, tmp_path
         return crop_square(image, found.boxes[found.probs.argmax()], 1.0, 200)[0]
 
     a = portrait(face_image)
-    b = portrait(read_video(samples_dir() / "real_retalking_5.mp4")[0][0])
+    b = portrait(read_clip(samples_dir() / "real_retalking_5.mp4")[0][0])
     path = write_clip(tmp_path / "swap.mp4", swap_frames(a, b, 40, swap=20))
     frames = read_frames(path, 15, "uniform", 0)
     before = np.asarray(frames.indices) < 20

@@ -10,18 +10,11 @@ import cv2
 import numpy as np
 
 from training import robustness
+from training.make_samples import read_video
 
 
 def _frames(path):
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return np.stack(out)
+    return np.stack(list(read_video(path)))
 
 
 def test_perturbations_keep_size_and_length_and_change_detail(face_clip, tmp_path) -> None:
@@ -30,7 +23,7 @@ def test_perturbations_keep_size_and_length_and_change_detail(face_clip, tmp_pat
     assert robustness.perturb_video(face_clip, control, "reencode")
     same = _frames(control)
     assert same.shape == source.shape
-    sharp = cv2.Laplacian(cv2.cvtColor(same[5], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+    sharp = cv2.Laplacian(cv2.cvtColor(same[5], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
     for name in ("blur", "downscale", "jpeg"):
         out = tmp_path / f"{name}.mp4"
         assert robustness.perturb_video(face_clip, out, name)
@@ -38,7 +31,7 @@ def test_perturbations_keep_size_and_length_and_change_detail(face_clip, tmp_pat
         assert frames.shape == source.shape
         assert np.abs(frames.astype(int) - same).mean() > 0.3, name
         if name != "jpeg":  # blocking adds edges; the others take detail away
-            lap = cv2.Laplacian(cv2.cvtColor(frames[5], cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+            lap = cv2.Laplacian(cv2.cvtColor(frames[5], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
             assert lap < sharp, name
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"not a video")

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from scanner.cli import main
 from scanner.models import default_weights
+from training.make_samples import read_video
 
 from helpers import SHARED_VIDEOS, write_clip
 
@@ -109,16 +110,10 @@ def test_the_report_of_the_shared_clips_in_a_browser(scanned, tmp_path):
 
 def read_square(path: Path, frames: int, side: int) -> list[np.ndarray]:
     """The first ``frames`` frames, RGB, resized to side x side."""
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while len(out) < frames:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        out.append(cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA))
-    cap.release()
-    return out
+    return [
+        cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+        for rgb in read_video(path, frames)
+    ]
 
 
 @pytest.mark.skipif(default_weights() is None, reason="no default model in this build")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -25,6 +25,32 @@ from scanner.models import samples_dir
 from scanner.video import Frames, VideoInfo
 from training.landmarks import Landmarks68
 from training.selfblend import self_blend
+
+
+def read_video(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
+    """The frames of ``path`` in order (the first ``limit`` when given) as (H, W, 3) uint8 RGB,
+    decoded one at a time (OpenCV); the file is closed when they run out or the iterator is
+    dropped. The counterpart of ``write_video``."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = 0
+        while limit is None or n < limit:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            n += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def video_fps(path: Path, default: float = 25.0) -> float:
+    """The frame rate ``path`` declares (OpenCV), ``default`` where it declares none."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return cap.get(cv2.CAP_PROP_FPS) or default
+    finally:
+        cap.release()
 
 
 def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
@@ -73,15 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    cap = cv2.VideoCapture(str(args.video))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    images = []
-    while len(images) < round(args.seconds * fps):
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
+    fps = video_fps(args.video)
+    images = list(read_video(args.video, round(args.seconds * fps)))
     n = len(images)
     info = VideoInfo(images[0].shape[1], images[0].shape[0], fps, n, n / fps)
     frames = Frames(info, tuple(range(n)), np.stack(images))

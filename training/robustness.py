@@ -27,7 +27,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -36,7 +36,7 @@ import numpy as np
 from training.augment import jpeg_frame
 from training.cli import add_data_arguments, check_writable, run_command
 from training.datasets import VideoItem, load_dataset
-from training.make_samples import write_video
+from training.make_samples import read_video, video_fps, write_video
 from training.metrics import format_table, summarise
 
 log = logging.getLogger("training.robustness")
@@ -67,19 +67,7 @@ def perturb_video(source: Path, target: Path, perturbation: str) -> bool:
     """Write ``source``'s frames through ``perturbation`` to ``target`` (same size and frame
     rate); False when ``source`` yields no frame (the scan then reports it as it is)."""
     fn = PERTURBATIONS[perturbation]
-    cap = cv2.VideoCapture(str(source))
-
-    def frames() -> Iterator[np.ndarray]:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield fn(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-
-    try:
-        return write_video(target, frames(), cap.get(cv2.CAP_PROP_FPS) or 25.0) > 0
-    finally:
-        cap.release()
+    return write_video(target, map(fn, read_video(source)), video_fps(source)) > 0
 
 
 @dataclasses.dataclass(frozen=True)
