@@ -225,8 +225,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.IntRange(1),
     default=2,
     show_default=True,
-    help="Workers decoding videos and detecting faces ahead of the model (processes where "
-    "faces are detected on the CPU and the platform forks, else threads).",
+    help="Workers decoding videos and detecting faces ahead of the model: processes (forked "
+    "on the CPU, started afresh with a GPU detector), threads on the CPU without fork.",
 )
 @click.option(
     "--sampling",

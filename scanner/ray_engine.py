@@ -51,13 +51,11 @@ import numpy as np
 from scanner.contract import Preprocessing
 from scanner.discover import discover_videos
 from scanner.report import VideoResult
-from scanner.scan import Prepared, ScanOptions
+from scanner.scan import Prepared, Preparer, PrepareSettings, ScanOptions
 from scanner.video import VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
     from scanner.backends import Backend
-    from scanner.faces import FaceDetector
-    from scanner.identity import FaceEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -168,29 +166,12 @@ class _Decode:
     """Ray Data stage 1 (an actor): decode and crop the faces of one video per call."""
 
     def __init__(self, contract: Preprocessing, sampling: str, options: ScanOptions) -> None:
-        from scanner.faces import FaceDetector
-        from scanner.identity import FaceEmbedder
-
-        self.contract, self.sampling, self.options = contract, sampling, options
-        self.detector: FaceDetector = FaceDetector(contract, "cpu")
-        self.embedder: FaceEmbedder | None = FaceEmbedder.load() if options.descriptors else None
-
-    def _prepare(self, path: Path) -> Prepared:
-        from scanner.scan import prepare_video
-
-        start = time.perf_counter()
-        try:
-            return prepare_video(
-                path,
-                self.detector,
-                self.sampling,
-                self.options.seed,
-                self.options.max_people,
-                self.embedder,
+        # The scan's own decode + face stage (an error in it is a row), on this actor's CPU.
+        self._prepare = Preparer(
+            PrepareSettings(
+                contract, "cpu", sampling, options.seed, options.max_people, options.descriptors
             )
-        except Exception as e:  # noqa: BLE001 - one bad video is a row, as in Scanner
-            log.warning("%s: unexpected failure: %s", path, e)
-            return Prepared(path, "error", f"{type(e).__name__}: {e}", time.perf_counter() - start)
+        )
 
     def _prepare_uri(self, uri: str) -> Prepared:
         """A video at a URI: copied to a local temporary file through pyarrow's filesystem,
@@ -225,7 +206,7 @@ class _Decode:
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        c = self.contract
+        c = self._prepare.settings.contract
         indices, records, crops = [], [], []
         for index, path in zip(batch["index"], batch["path"]):
             path = str(path)

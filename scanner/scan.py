@@ -1,10 +1,14 @@
 """Scan pipeline: decode -> faces (workers) -> model (batched) -> one result per video.
 
 Workers decode and detect faces for upcoming videos while the model scores the current
-batch, so the model is not left waiting on MTCNN. Where faces are detected on the CPU and the
-platform forks (Linux), the workers are processes forked from this one: dlib's face
-descriptor and much of MTCNN's bookkeeping hold Python's GIL, so worker threads left the
-second core mostly idle. With the detector on a GPU, or without fork, they are threads.
+batch, so the model is not left waiting on MTCNN. The workers are processes: dlib's face
+descriptor and much of MTCNN's bookkeeping (its image pyramid and box crops are built on the
+CPU also where its networks run on a GPU) hold Python's GIL, so worker threads left the
+second core mostly idle on the CPU, and twelve of them on a GPU machine prepared no more
+videos than one. Where faces are detected on the CPU and the platform forks (Linux), they
+are forked from this one; with the detector on a GPU they are started afresh ("spawn"), as
+CUDA does not survive a fork, and each runs MTCNN on the GPU itself. On the CPU without fork
+they are threads.
 
 Every face tracked in enough sampled frames is a person (up to ``max_people``, largest
 first) with a clip of its own; the clips of all people of all prepared videos go through the
@@ -31,6 +35,7 @@ from concurrent.futures import (
 )
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import cv2
@@ -39,6 +44,7 @@ import torch
 
 from scanner.backends import Backend
 from scanner.clip import read_face_clip
+from scanner.contract import Preprocessing
 from scanner.errors import ClipError
 from scanner.faces import FaceDetector, FaceTrack
 from scanner.identity import FaceEmbedder
@@ -54,8 +60,8 @@ class ScanOptions:
     sampling: str | None = None  # None: the checkpoint's sampling method
     threshold: float | None = None  # None: the checkpoint's threshold
     batch_size: int = 8  # clips per model call
-    # decode + face detection workers: forked processes where faces are detected on the CPU
-    # and the platform forks, else threads (``Scanner.uses_processes``)
+    # decode + face detection workers: processes, or threads on the CPU without fork
+    # (``Scanner.start_method``)
     workers: int = 2
     detector_device: str | None = None  # None: the backend's device
     max_people: int = 4  # faces scored per video, largest first
@@ -143,26 +149,76 @@ def prepare_video(
     )
 
 
-# torch's operator threads in a forked worker: the workers run side by side, one per core.
+# torch's operator threads in a worker process: the workers run side by side, one per core.
 WORKER_TORCH_THREADS = 1
 
-# Scanners whose worker processes are being forked, by id: a forked worker finds its Scanner
-# here (a Scanner holds the model and does not pickle; the child has a copy of this process).
-_FORKED: dict[int, Scanner] = {}
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """What the decode + face stage needs, and nothing that does not pickle: a worker
+    process builds its own detector and embedder from it."""
+
+    contract: Preprocessing
+    detector_device: str
+    sampling: str
+    seed: int
+    max_people: int
+    descriptors: bool
 
 
-def _worker_start(key: int) -> None:
-    """In a freshly forked worker: one thread for torch's operators (OpenMP's pool does not
-    survive a fork), and this process's own detector and embedder."""
+class Preparer:
+    """The decode + face stage with its detector and embedder, built on first use: one per
+    worker thread or worker process."""
+
+    def __init__(self, settings: PrepareSettings) -> None:
+        self.settings = settings
+        self._detector: FaceDetector | None = None
+        self._embedder: FaceEmbedder | None = None
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            s = self.settings
+            self._detector = FaceDetector(s.contract, s.detector_device)
+        return self._detector
+
+    @property
+    def embedder(self) -> FaceEmbedder | None:
+        if self.settings.descriptors and self._embedder is None:
+            self._embedder = FaceEmbedder.load()
+        return self._embedder
+
+    def __call__(self, path: Path) -> Prepared:
+        s = self.settings
+        start = time.perf_counter()
+        try:
+            return prepare_video(
+                path, self.detector, s.sampling, s.seed, s.max_people, self.embedder
+            )
+        except Exception as e:  # noqa: BLE001 - one bad video must not end the batch
+            log.warning("%s: unexpected failure: %s", path, e, exc_info=log.isEnabledFor(10))
+            return Prepared(path, "error", f"{type(e).__name__}: {e}", time.perf_counter() - start)
+
+
+_worker: Preparer | None = None  # the stage of this process, where it is a worker
+
+
+def _worker_start(settings: PrepareSettings, started: EventType) -> None:
+    """In a new worker process: one thread for torch's operators (OpenMP's pool does not
+    survive a fork), and this process's own stage (forked: not the parent's onnxruntime
+    sessions); ``started`` tells the scan that a worker got this far."""
+    global _worker
     from scanner.faces import OnnxNets
 
     torch.set_num_threads(WORKER_TORCH_THREADS)
-    OnnxNets._shared = None  # sessions of this process, not copies of the parent's
-    _FORKED[key]._local = threading.local()
+    OnnxNets._shared = None
+    _worker = Preparer(settings)
+    started.set()
 
 
-def _worker_prepare(key: int, path: Path) -> Prepared:
-    return _FORKED[key]._prepare(path)
+def _worker_prepare(path: Path) -> Prepared:
+    assert _worker is not None, "not a scan worker process"
+    return _worker(path)
 
 
 class Scanner:
@@ -181,35 +237,24 @@ class Scanner:
         self.detector_device = options.detector_device or getattr(
             backend, "torch_device", torch.device("cpu")
         )
+        self.prepare_settings = PrepareSettings(
+            contract=self.contract,
+            detector_device=str(self.detector_device),
+            sampling=self.sampling,
+            seed=options.seed,
+            max_people=options.max_people,
+            descriptors=options.descriptors,
+        )
         self._local = threading.local()
-
-    def _detector(self) -> FaceDetector:
-        det = getattr(self._local, "detector", None)
-        if det is None:
-            det = self._local.detector = FaceDetector(self.contract, self.detector_device)
-        return det
-
-    def _embedder(self) -> FaceEmbedder | None:
-        if not self.options.descriptors:
-            return None
-        if not hasattr(self._local, "embedder"):
-            self._local.embedder = FaceEmbedder.load()
-        return self._local.embedder
+        self._threads_only = False  # set when worker processes could not start
+        self._started: EventType | None = None  # set by each worker process that starts
 
     def _prepare(self, path: Path) -> Prepared:
-        start = time.perf_counter()
-        try:
-            return prepare_video(
-                path,
-                self._detector(),
-                self.sampling,
-                self.options.seed,
-                self.options.max_people,
-                self._embedder(),
-            )
-        except Exception as e:  # noqa: BLE001 - one bad video must not end the batch
-            log.warning("%s: unexpected failure: %s", path, e, exc_info=log.isEnabledFor(10))
-            return Prepared(path, "error", f"{type(e).__name__}: {e}", time.perf_counter() - start)
+        """The decode + face stage in this process, with this thread's detector."""
+        preparer = getattr(self._local, "preparer", None)
+        if preparer is None:
+            preparer = self._local.preparer = Preparer(self.prepare_settings)
+        return preparer(path)
 
     def _result(self, p: Prepared, **kw: object) -> VideoResult:
         info = p.info
@@ -325,29 +370,55 @@ class Scanner:
         return counts
 
     @property
+    def start_method(self) -> str | None:
+        """How the worker processes start: "fork" where faces are detected on the CPU and
+        the platform forks, "spawn" where they are detected on a GPU (CUDA does not survive a
+        fork; each worker sets up its own), None (threads) on the CPU without fork, or after
+        spawned workers failed to start."""
+        if self._threads_only:
+            return None
+        if torch.device(self.detector_device).type != "cpu":
+            return "spawn"
+        return "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+    @property
     def uses_processes(self) -> bool:
-        """Whether the workers are forked processes: faces detected on the CPU, and fork
-        available (Linux). Otherwise threads."""
-        cpu = torch.device(self.detector_device).type == "cpu"
-        return cpu and "fork" in multiprocessing.get_all_start_methods()
+        """Whether the workers are processes (``start_method``); otherwise threads."""
+        return self.start_method is not None
 
     def _pool(self, workers: int) -> Executor:
-        kind = "processes" if self.uses_processes else "threads"
+        method = self.start_method
+        kind = f"processes ({method})" if method else "threads"
         log.debug("%d worker %s decode the videos and detect their faces", workers, kind)
-        if not self.uses_processes:
+        if method is None:
             return ThreadPoolExecutor(workers, thread_name_prefix="dfscan-prep")
-        key = id(self)
-        _FORKED[key] = self
+        context = multiprocessing.get_context(method)
+        if self._started is None:  # one for every pool of this scanner: have workers started?
+            self._started = context.Event()
         return ProcessPoolExecutor(
             workers,
-            mp_context=multiprocessing.get_context("fork"),
+            mp_context=context,
             initializer=_worker_start,
-            initargs=(key,),
+            initargs=(self.prepare_settings, self._started),
         )
+
+    def _fall_back_to_threads(self) -> bool:
+        """After the process pool broke: whether its spawned workers died before any of them
+        started (most often a script without ``if __name__ == "__main__":``, which a spawned
+        worker imports again), in which case the scan goes on with worker threads."""
+        if self.start_method != "spawn" or self._started is None or self._started.is_set():
+            return False
+        log.warning(
+            "the scan's worker processes could not start (a script that scans with faces "
+            'detected on a GPU must guard its entry point with if __name__ == "__main__":, '
+            "as each worker imports it again); going on with worker threads"
+        )
+        self._threads_only = True
+        return True
 
     def _submit(self, pool: Executor, path: Path) -> Future[Prepared]:
         if isinstance(pool, ProcessPoolExecutor):
-            return pool.submit(_worker_prepare, id(self), path)
+            return pool.submit(_worker_prepare, path)
         return pool.submit(self._prepare, path)
 
     def _prepare_alone(self, path: Path) -> Prepared:
@@ -373,7 +444,8 @@ class Scanner:
         Closing the iterator early cancels the videos not yet started. A worker process
         that dies (a decoder crash, the OOM killer) fails the calls of the videos it had:
         the first of them is run again alone in a new process, the others in a new pool,
-        so only a video whose worker dies again is an ``error`` row.
+        so only a video whose worker dies again is an ``error`` row. Spawned workers that
+        all die before starting (``_fall_back_to_threads``) give way to worker threads.
         """
         todo = iter(paths)
         workers = max(1, self.options.workers)
@@ -395,15 +467,21 @@ class Scanner:
                 running[self._submit(pool, Path(path))] = index
 
         def restart() -> None:
-            """After a worker process died: the first of its videos alone, the rest again."""
+            """After a worker process died: the first of its videos alone, the rest again
+            (all in threads if no worker process could start)."""
             nonlocal pool
             lost = sorted(running.values())
-            log.warning("a scan worker process died; running its %d videos again", len(lost))
             running.clear()
             pool.shutdown(wait=True, cancel_futures=True)
+            if self._fall_back_to_threads():
+                lost_alone = []
+            else:
+                log.warning("a scan worker process died; running its %d videos again", len(lost))
+                lost_alone, lost = lost[:1], lost[1:]
             pool = self._pool(workers)
-            add(lost[0], self._prepare_alone(queued[lost[0]]))
-            for index in lost[1:]:
+            for index in lost_alone:
+                add(index, self._prepare_alone(queued[index]))
+            for index in lost:
                 running[self._submit(pool, queued[index])] = index
 
         def add(index: int, p: Prepared) -> None:
@@ -465,4 +543,3 @@ class Scanner:
             for future in running:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            _FORKED.pop(id(self), None)

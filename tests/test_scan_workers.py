@@ -1,9 +1,13 @@
-"""The scan's worker processes: results in order, as the sequential stages give them, and a
-worker that dies costs only its own video."""
+"""The scan's worker processes: results in order, as the sequential stages give them, forked
+or started afresh (as they are where faces are detected on a GPU), and a worker that dies
+costs only its own video."""
 
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +16,8 @@ from scanner import scan
 from scanner.backends import make_backend
 from scanner.scan import Scanner, ScanOptions
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in multiprocessing.get_all_start_methods(), reason="worker processes need fork"
+needs_fork = pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="forked workers need fork"
 )
 
 
@@ -26,10 +30,8 @@ def videos(tmp_path, face_clip, noface_clip):
     return [tmp_path / n for n in names]
 
 
-def test_worker_processes_give_the_sequential_results_in_order(videos, tiny_checkpoint):
-    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
-    scanner = Scanner(backend, ScanOptions(batch_size=2, workers=2, descriptors=False))
-    assert scanner.uses_processes
+def assert_sequential_results(scanner: Scanner, videos: list) -> None:
+    """The pipeline's rows equal the stages run one after the other in this process."""
     got = list(scanner.results(videos))
     want = scanner.score([scanner._prepare(v) for v in videos])
     assert [r.path for r in got] == [str(v) for v in videos]
@@ -42,6 +44,37 @@ def test_worker_processes_give_the_sequential_results_in_order(videos, tiny_chec
             assert [p.boxes for p in g.people] == [p.boxes for p in w.people]
 
 
+@needs_fork
+def test_worker_processes_give_the_sequential_results_in_order(videos, tiny_checkpoint):
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    scanner = Scanner(backend, ScanOptions(batch_size=2, workers=2, descriptors=False))
+    assert scanner.start_method == "fork" and scanner.uses_processes
+    assert_sequential_results(scanner, videos)
+
+
+def test_spawned_worker_processes_give_the_sequential_results(videos, tiny_checkpoint, monkeypatch):
+    """Workers started afresh, as with a GPU detector, build their own stage from the
+    scanner's picklable settings and give the same rows (here on the CPU)."""
+    monkeypatch.setattr(Scanner, "start_method", property(lambda self: "spawn"))
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    scanner = Scanner(backend, ScanOptions(batch_size=2, workers=2, descriptors=False))
+    assert scanner.uses_processes
+    assert_sequential_results(scanner, videos)
+
+
+def test_workers_are_spawned_where_faces_are_detected_on_a_gpu(tiny_checkpoint):
+    """CUDA does not survive a fork: a GPU detector's workers start afresh, each with its
+    own detector on that device."""
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    scanner = Scanner(backend, ScanOptions(detector_device="cuda:0"))
+    assert scanner.start_method == "spawn"
+    assert scanner.prepare_settings.detector_device == "cuda:0"
+    on_cpu = Scanner(backend, ScanOptions())
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    assert on_cpu.start_method == ("fork" if fork else None)
+
+
+@needs_fork
 def test_a_video_whose_worker_process_dies_is_an_error_row(videos, tiny_checkpoint, monkeypatch):
     """The worker's death fails the calls of every video it had; they run again, and only the
     one that kills its worker again is an error row, in its place."""
@@ -60,3 +93,38 @@ def test_a_video_whose_worker_process_dies_is_an_error_row(videos, tiny_checkpoi
     assert [r.status for r in got] == ["ok", "no_face", "error", "ok"]
     assert "worker process" in got[2].message and "died" in got[2].message
     assert got[0].score == pytest.approx(got[3].score, abs=1e-6)  # the same clip
+
+
+UNGUARDED_SCRIPT = """
+import sys
+import torch
+from pathlib import Path
+from scanner.backends import make_backend
+from scanner.scan import Scanner, ScanOptions
+
+# As with a GPU detector: workers started afresh (here, on the CPU).
+Scanner.start_method = property(lambda self: None if self._threads_only else "spawn")
+backend = make_backend(Path(sys.argv[1]), "torch", torch.device("cpu"))
+scanner = Scanner(backend, ScanOptions(batch_size=2, workers=2, descriptors=False))
+for r in scanner.results([Path(p) for p in sys.argv[2:]]):
+    print(r.status, r.score is not None)
+"""
+
+
+def test_a_script_without_a_main_guard_scans_with_threads(videos, tiny_checkpoint, tmp_path):
+    """A spawned worker imports the script that started it again; without
+    ``if __name__ == "__main__":`` it dies before starting. The scan says why and goes on
+    with worker threads: every video gets its row."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tiny_checkpoint), *map(str, videos)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split("\n")[:4] == ["ok True", "no_face False", "ok True", "ok True"]
+    assert "worker processes could not start" in run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr
