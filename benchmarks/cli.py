@@ -12,6 +12,7 @@ import click
 from benchmarks.bench import format_report, write_report
 from benchmarks.run import BenchConfig, default_batches, parse_batches, run_bench
 from scanner.backends import resolve_device
+from scanner.scan import default_workers
 
 
 @click.command("bench")
@@ -52,9 +53,8 @@ from scanner.backends import resolve_device
 @click.option(
     "--workers",
     type=click.IntRange(1),
-    default=2,
-    show_default=True,
-    help="Scan workers (decode and face detection) of the end-to-end pipeline run.",
+    help="Scan workers (decode and face detection) of the end-to-end pipeline run. Default: "
+    "the scan's (the cores less two, at least 2).",
 )
 @click.option(
     "--out",
@@ -70,7 +70,7 @@ def bench(
     warmup: int,
     backends: str,
     device: str,
-    workers: int,
+    workers: int | None,
     out: Path | None,
 ) -> None:
     """Model size, forward latency and end-to-end speed, beside the paper's Table 7."""
@@ -95,7 +95,7 @@ def bench(
         warmup=warmup,
         device=device,
         backends=kinds,
-        workers=workers,
+        workers=workers or default_workers(),
     )
     report = run_bench(config)
     click.echo(format_report(report))

@@ -223,10 +223,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(1),
-    default=2,
-    show_default=True,
     help="Workers decoding videos and detecting faces ahead of the model: processes (forked "
-    "on the CPU, started afresh with a GPU detector), threads on the CPU without fork.",
+    "on the CPU, started afresh with a GPU detector), threads on the CPU without fork. "
+    "Default: the cores less two, at least 2.",
 )
 @click.option(
     "--sampling",
@@ -269,7 +268,7 @@ def scan(
     device: str,
     precision: str,
     batch_size: int,
-    workers: int,
+    workers: int | None,
     sampling: str | None,
     seed: int,
     engine: str,
@@ -346,7 +345,7 @@ def scan(
     from scanner.checkpoint import CheckpointError
     from scanner.discover import discover_videos
     from scanner.report import ResultWriter, resume_point
-    from scanner.scan import ScanOptions
+    from scanner.scan import ScanOptions, default_workers
     from scanner.video import show_opencv_log
 
     show_opencv_log(verbose > 0)
@@ -394,7 +393,7 @@ def scan(
         sampling=sampling,
         threshold=threshold,
         batch_size=batch_size,
-        workers=workers,
+        workers=workers or default_workers(),
         max_people=max_people,
         thumbnails=details is not None or report is not None,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections import Counter
@@ -34,7 +35,7 @@ from concurrent.futures import (
     wait,
 )
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
@@ -54,6 +55,16 @@ from scanner.video import VideoInfo
 log = logging.getLogger(__name__)
 
 
+def default_workers() -> int:
+    """Scan workers when none are asked for: the cores this process may use less two (the
+    model and the scan's own thread run beside the workers), at least two."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(2, cores - 2)
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     seed: int = 0  # frame sampling seed: the same file and seed give the same frames
@@ -61,8 +72,8 @@ class ScanOptions:
     threshold: float | None = None  # None: the checkpoint's threshold
     batch_size: int = 8  # clips per model call
     # decode + face detection workers: processes, or threads on the CPU without fork
-    # (``Scanner.start_method``)
-    workers: int = 2
+    # (``Scanner.start_method``); default: the cores less two, at least two
+    workers: int = field(default_factory=default_workers)
     detector_device: str | None = None  # None: the backend's device
     max_people: int = 4  # faces scored per video, largest first
     # Keep face tracks one person each with dlib's face descriptors where installed

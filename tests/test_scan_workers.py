@@ -128,3 +128,10 @@ def test_a_script_without_a_main_guard_scans_with_threads(videos, tiny_checkpoin
     assert run.stdout.split("\n")[:4] == ["ok True", "no_face False", "ok True", "ok True"]
     assert "worker processes could not start" in run.stderr
     assert 'if __name__ == "__main__":' in run.stderr
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 2), (2, 2), (4, 2), (16, 14)])
+def test_default_workers_are_the_cores_less_two_at_least_two(monkeypatch, cores, workers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert scan.default_workers() == workers
+    assert ScanOptions().workers == workers
