@@ -53,6 +53,8 @@ def test_end_to_end_splits_time_by_stage(backend, face_clip, noface_clip):
     assert e.bottleneck in ("decode", "detect", "identity", "crop", "model")
     assert e.clips == 1 and e.identity_s == e.descriptors == 0  # one face: no descriptor
     assert math.isfinite(e.videos_per_s)
+    assert 0 < e.first_result_s <= e.pipeline_s
+    assert e.after_first_videos_per_s == pytest.approx(1 / (e.pipeline_s - e.first_result_s))
     assert e.frames >= 15 * e.scored and e.decode_fps > 0 and e.detect_fps > 0
 
 
