@@ -36,6 +36,7 @@ from concurrent.futures import (
 )
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import cached_property
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
@@ -107,51 +108,42 @@ def prepare_video(
     """Decode the sampled frames of one video and crop its face tracks (``read_face_clip``)."""
     start = time.perf_counter()
     c = detector.contract
-    info = None
-    sampled = 0
     try:
         clip = read_face_clip(
             path, detector, c.num_frames, sampling, seed, max_people=max_people, embedder=embedder
         )
-        info, sampled, track = clip.frames.info, len(clip.frames.indices), clip.track
-        notes = [info.note] if info.note else []
-        if clip.refocused:
-            first, last = track.indices[0], track.indices[-1]
-            notes.append(
-                f"shot cut: clip sampled again inside the face's shot (frames {first}..{last})"
-            )
-        if track.other_faces:
-            n = track.other_faces
-            notes.append(
-                f"{n} more face{'s' if n > 1 else ''} seen in at least "
-                f"{c.min_face_frames(sampled)} of the {sampled} sampled frames, left unscored "
-                f"(at most {max_people} {'people are' if max_people > 1 else 'person is'} "
-                "scored per video)"
-            )
-        note = "; ".join(notes)
     except ClipError as e:
         return Prepared(
             path=path,
             status=e.status,
             message=str(e),
             seconds=time.perf_counter() - start,
-            info=info or e.info,
-            frames_sampled=e.frames_sampled or sampled,
+            info=e.info,
+            frames_sampled=e.frames_sampled,
             frames_with_face=e.frames_with_face,
         )
     except OSError as e:
-        return Prepared(
-            path,
-            "error",
-            f"{type(e).__name__}: {e.strerror or e}",
-            time.perf_counter() - start,
-            info,
-            frames_sampled=sampled,
+        message = f"{type(e).__name__}: {e.strerror or e}"
+        return Prepared(path, "error", message, time.perf_counter() - start)
+    info, sampled, track = clip.frames.info, len(clip.frames.indices), clip.track
+    notes = [info.note] if info.note else []
+    if clip.refocused:
+        first, last = track.indices[0], track.indices[-1]
+        notes.append(
+            f"shot cut: clip sampled again inside the face's shot (frames {first}..{last})"
+        )
+    if track.other_faces:
+        n = track.other_faces
+        notes.append(
+            f"{n} more face{'s' if n > 1 else ''} seen in at least "
+            f"{c.min_face_frames(sampled)} of the {sampled} sampled frames, left unscored "
+            f"(at most {max_people} {'people are' if max_people > 1 else 'person is'} "
+            "scored per video)"
         )
     return Prepared(
         path=path,
         status="ok",
-        message=note,
+        message="; ".join(notes),
         seconds=time.perf_counter() - start,
         info=info,
         people=clip.people,
@@ -183,21 +175,15 @@ class Preparer:
 
     def __init__(self, settings: PrepareSettings) -> None:
         self.settings = settings
-        self._detector: FaceDetector | None = None
-        self._embedder: FaceEmbedder | None = None
 
-    @property
+    @cached_property
     def detector(self) -> FaceDetector:
-        if self._detector is None:
-            s = self.settings
-            self._detector = FaceDetector(s.contract, s.detector_device)
-        return self._detector
+        return FaceDetector(self.settings.contract, self.settings.detector_device)
 
-    @property
+    @cached_property
     def embedder(self) -> FaceEmbedder | None:
-        if self.settings.descriptors and self._embedder is None:
-            self._embedder = FaceEmbedder.load()
-        return self._embedder
+        """dlib's face descriptor, or None where it is not asked for or not installed."""
+        return FaceEmbedder.load() if self.settings.descriptors else None
 
     def __call__(self, path: Path) -> Prepared:
         s = self.settings
@@ -428,9 +414,16 @@ class Scanner:
         return True
 
     def _submit(self, pool: Executor, path: Path) -> Future[Prepared]:
-        if isinstance(pool, ProcessPoolExecutor):
+        """The video's call; a pool that broke since the last wait (a worker died) gives a
+        call failed with BrokenProcessPool, which the scan then handles as any other."""
+        if not isinstance(pool, ProcessPoolExecutor):
+            return pool.submit(self._prepare, path)
+        try:
             return pool.submit(_worker_prepare, path)
-        return pool.submit(self._prepare, path)
+        except BrokenProcessPool as e:
+            failed: Future[Prepared] = Future()
+            failed.set_exception(e)
+            return failed
 
     def _prepare_alone(self, path: Path) -> Prepared:
         """One video in a worker process of its own, after a worker died on a batch of
@@ -453,9 +446,10 @@ class Scanner:
         slow video does not leave the workers idle behind it; results wait in order, at most
         ``AHEAD`` videos past the first unfinished one (their crops are dropped once scored).
         Closing the iterator early cancels the videos not yet started. A worker process
-        that dies (a decoder crash, the OOM killer) fails the calls of the videos it had:
-        the first of them is run again alone in a new process, the others in a new pool,
-        so only a video whose worker dies again is an ``error`` row. Spawned workers that
+        that dies (a decoder crash, the OOM killer) breaks its pool, failing every call not
+        yet done: the first of them is run again alone in a new process, the others in a
+        new pool (which breaks again if the culprit is among them, and so on), so only a
+        video whose worker dies again when alone is an ``error`` row. Spawned workers that
         all die before starting (``_fall_back_to_threads``) give way to worker threads.
         """
         todo = iter(paths)
@@ -490,10 +484,10 @@ class Scanner:
                 log.warning("a scan worker process died; running its %d videos again", len(lost))
                 lost_alone, lost = lost[:1], lost[1:]
             pool = self._pool(workers)
-            for index in lost_alone:
-                add(index, self._prepare_alone(queued[index]))
             for index in lost:
                 running[self._submit(pool, queued[index])] = index
+            for index in lost_alone:  # while the new pool works on the others
+                add(index, self._prepare_alone(queued[index]))
 
         def add(index: int, p: Prepared) -> None:
             if p.status == "ok":

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,47 @@ def test_default_workers_are_the_cores_less_two_at_least_two(monkeypatch, cores,
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert scan.default_workers() == workers
     assert ScanOptions().workers == workers
+
+
+@needs_fork
+def test_a_worker_dying_while_the_model_runs_is_an_error_row(
+    tmp_path, face_clip, tiny_checkpoint, monkeypatch
+):
+    """The pool breaks while the scan is busy scoring; the next video submitted to it meets
+    a broken pool, which is recovered from like a death seen while waiting."""
+    real = scan.prepare_video
+
+    def crash_on_b(path, *args, **kw):  # noqa: ANN001, ANN202 - forked workers inherit it
+        if path.name == "b.mp4":
+            os._exit(3)
+        return real(path, *args, **kw)
+
+    names = ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4", "f.mp4"]
+    for name in names:
+        shutil.copyfile(face_clip, tmp_path / name)
+    monkeypatch.setattr(scan, "prepare_video", crash_on_b)
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    # One worker, one clip a call: three videos in flight, the rest submitted as results come.
+    scanner = Scanner(backend, ScanOptions(batch_size=1, workers=1, descriptors=False))
+    forward = scanner._forward
+
+    def slow_forward(clips):  # noqa: ANN001, ANN202 - the worker dies on b.mp4 meanwhile
+        time.sleep(1.5)
+        return forward(clips)
+
+    monkeypatch.setattr(scanner, "_forward", slow_forward)
+    got = list(scanner.results([tmp_path / n for n in names]))
+    assert [os.path.basename(r.path) for r in got] == names
+    assert [r.status for r in got] == ["ok", "error", "ok", "ok", "ok", "ok"]
+
+
+def test_a_preparer_looks_for_the_face_descriptor_once(tiny_checkpoint, monkeypatch):
+    """Without dlib the embedder is None, and that answer is kept, not looked up per video."""
+    calls = []
+    monkeypatch.setattr(scan.FaceEmbedder, "load", classmethod(lambda cls: calls.append(1)))
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    preparer = scan.Preparer(Scanner(backend, ScanOptions()).prepare_settings)
+    assert preparer.embedder is None and preparer.embedder is None
+    assert calls == [1]
+    no_descriptors = Scanner(backend, ScanOptions(descriptors=False)).prepare_settings
+    assert scan.Preparer(no_descriptors).embedder is None and calls == [1]
