@@ -25,7 +25,6 @@ from scanner import __version__
 from scanner.backends import Backend
 from scanner.clip import StageClock, read_face_clip
 from scanner.errors import ClipError
-from scanner.faces import FaceDetector
 from scanner.machine import hardware
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,9 @@ class StageTimes:
     identity_s: float = 0.0  # identity descriptors of the faces of videos with several tracks
     clips: int = 0  # face clips through the model (every person scored, as the scan does)
     descriptors: int = 0  # identity descriptors computed (identity_s is their time)
-    first_result_s: float = 0.0  # pipeline start to its first result, worker start-up included
+    # seconds from the pipeline's start to each result, in order (worker start-up included)
+    result_s: tuple[float, ...] = ()
+    workers: int = 0  # the pipeline's decode + face workers
 
     @property
     def decode_fps(self) -> float:
@@ -113,12 +114,18 @@ class StageTimes:
         return self.videos / self.pipeline_s if self.pipeline_s > 0 else float("nan")
 
     @property
-    def after_first_videos_per_s(self) -> float:
-        """The pipeline's rate once its first result is out: without the start-up of its
-        workers (seconds with a GPU, where each one starts afresh), which a long scan pays
-        once."""
-        rest = self.pipeline_s - self.first_result_s
-        return (self.videos - 1) / rest if self.videos > 1 and rest > 0 else float("nan")
+    def first_result_s(self) -> float:
+        return self.result_s[0] if self.result_s else float("nan")
+
+    @property
+    def second_half_videos_per_s(self) -> float:
+        """The pipeline's rate over the second half of its results: without the start-up of
+        its workers (seconds with a GPU, where each one starts afresh), which a long scan
+        pays once, and without the burst of results held back behind the first video."""
+        t, half = self.result_s, len(self.result_s) // 2
+        if len(t) < 3 or t[-1] <= t[half]:
+            return float("nan")
+        return (len(t) - 1 - half) / (t[-1] - t[half])
 
     @property
     def bottleneck(self) -> str:
@@ -151,7 +158,8 @@ class BenchReport:
                 asdict(r)
                 | {
                     "videos_per_s": r.videos_per_s,
-                    "after_first_videos_per_s": r.after_first_videos_per_s,
+                    "first_result_s": r.first_result_s,
+                    "second_half_videos_per_s": r.second_half_videos_per_s,
                     "decode_fps": r.decode_fps,
                     "detect_fps": r.detect_fps,
                     "bottleneck": r.bottleneck,
@@ -280,27 +288,30 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def measure_end_to_end(
-    model: str, backend: Backend, videos: Sequence[Path], workers: int = 2, seed: int = 0
+    model: str,
+    backend: Backend,
+    videos: Sequence[Path],
+    workers: int | None = None,
+    seed: int = 0,
 ) -> StageTimes:
     """Time decode, face detection, identity descriptors, cropping and the model per video,
-    one video at a time and with the scan's own settings (every person up to ``max_people``
-    scored, descriptors where a video holds several face tracks), then the same videos
-    through the scanner's overlapped pipeline.
+    one video at a time and with the scan's own settings (its detector device, sampling,
+    every person up to ``max_people`` scored, descriptors where a video holds several face
+    tracks), then the same videos through the scanner's overlapped pipeline with ``workers``
+    workers (default: the scan's).
 
     The faces of each video are found with torch's thread count of the scan's workers (one
-    in a forked worker process): on a busy 2-core CPU, two threads made MTCNN's element-wise
-    work, and so the detection stage, nearly twice as slow as in the scan (25 s against 14 s
-    on the 29 shared clips). The model runs with this process's count, as in the scan.
+    in a worker process): on a busy 2-core CPU, two threads made MTCNN's element-wise work,
+    and so the detection stage, nearly twice as slow as in the scan (25 s against 14 s on
+    the 29 shared clips). The model runs with this process's count, as in the scan.
     """
-    from scanner.identity import FaceEmbedder
-    from scanner.scan import WORKER_TORCH_THREADS, Scanner, ScanOptions
+    from scanner.scan import WORKER_TORCH_THREADS, Preparer, Scanner, ScanOptions, default_workers
 
-    c = backend.contract
-    options = ScanOptions(seed=seed, workers=workers)
+    options = ScanOptions(seed=seed, workers=workers or default_workers())
     scanner = Scanner(backend, options)
+    s = scanner.prepare_settings
+    stage = Preparer(s)  # the scan's detector and embedder, built here
     threads = WORKER_TORCH_THREADS if scanner.uses_processes else torch.get_num_threads()
-    detector = FaceDetector(c, getattr(backend, "torch_device", "cpu"))
-    embedder = FaceEmbedder.load()
     clock = StageClock()
     model_s = 0.0
     scored = clips = 0
@@ -309,15 +320,15 @@ def measure_end_to_end(
             with torch_threads(threads):
                 clip = read_face_clip(
                     path,
-                    detector,
-                    c.num_frames,
-                    c.sampling,
-                    seed,
+                    stage.detector,
+                    s.contract.num_frames,
+                    s.sampling,
+                    s.seed,
                     clock,
-                    max_people=options.max_people,
-                    embedder=embedder,
+                    max_people=s.max_people,
+                    embedder=stage.embedder,
                 )
-        except ClipError:
+        except (ClipError, OSError):  # the scan's rows with a status and no score
             continue
         t0 = time.perf_counter()
         backend(np.stack([person.crops for person in clip.people]))
@@ -325,27 +336,28 @@ def measure_end_to_end(
         scored += 1
         clips += len(clip.people)
     t0 = time.perf_counter()
-    first: list[float] = []
-    scanner.run(list(videos), lambda r: first or first.append(time.perf_counter() - t0))
+    results: list[float] = []
+    scanner.run(list(videos), lambda r: results.append(time.perf_counter() - t0))
     pipeline = time.perf_counter() - t0
     return StageTimes(
-        model,
-        backend.name,
-        backend.device,
-        len(videos),
-        scored,
-        clock.decode,
-        clock.detect,
-        clock.crop,
-        model_s,
-        pipeline,
-        hardware(),
-        versions(),
-        clock.frames,
-        clock.identity,
-        clips,
-        clock.descriptors,
-        first[0] if first else 0.0,
+        model=model,
+        backend=backend.name,
+        device=backend.device,
+        videos=len(videos),
+        scored=scored,
+        decode_s=clock.decode,
+        detect_s=clock.detect,
+        crop_s=clock.crop,
+        model_s=model_s,
+        pipeline_s=pipeline,
+        hardware=hardware(),
+        versions=versions(),
+        frames=clock.frames,
+        identity_s=clock.identity,
+        clips=clips,
+        descriptors=clock.descriptors,
+        result_s=tuple(results),
+        workers=options.workers,
     )
 
 
@@ -396,9 +408,10 @@ def format_report(report: BenchReport) -> str:
                 f"detect {e.detect_s:.2f} s ({e.detect_fps:.1f} frames/s), "
                 f"identity {e.identity_s:.2f} s ({e.descriptors} descriptors), "
                 f"crop {e.crop_s:.2f} s, "
-                f"model {e.model_s:.2f} s; pipeline {e.videos_per_s:.2f} videos/s "
-                f"(first result after {e.first_result_s:.2f} s, then "
-                f"{e.after_first_videos_per_s:.2f} videos/s); bottleneck: {e.bottleneck}"
+                f"model {e.model_s:.2f} s; pipeline with {e.workers} workers "
+                f"{e.videos_per_s:.2f} videos/s "
+                f"(first result after {e.first_result_s:.2f} s; second half of the results "
+                f"{e.second_half_videos_per_s:.2f} videos/s); bottleneck: {e.bottleneck}"
             )
     return "\n".join(lines)
 

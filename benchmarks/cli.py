@@ -12,7 +12,6 @@ import click
 from benchmarks.bench import format_report, write_report
 from benchmarks.run import BenchConfig, default_batches, parse_batches, run_bench
 from scanner.backends import resolve_device
-from scanner.scan import default_workers
 
 
 @click.command("bench")
@@ -95,7 +94,7 @@ def bench(
         warmup=warmup,
         device=device,
         backends=kinds,
-        workers=workers or default_workers(),
+        workers=workers,
     )
     report = run_bench(config)
     click.echo(format_report(report))

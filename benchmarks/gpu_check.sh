@@ -6,7 +6,7 @@
 # few summaries plus gpu_check.tar.gz (every log, CSV and bench file) into the folder given.
 # Overrides, for a dry run elsewhere: PYTHON, DEVICE (cuda), BATCHES (1,8,32,128), RUNS (20),
 # WARMUP (5), VIDEOS (.gpu/videos); for the end-to-end run on 1080p talking heads (step 4): SECONDS_PER_CLIP (10),
-# COPIES (4), WORKERS (the cores less two), E2E_BATCHES (32,128), HEADS (a folder of talking heads made
+# COPIES (4), WORKERS (the scan's default: the cores less two), E2E_BATCHES (32,128), HEADS (a folder of talking heads made
 # beforehand: step 4 then scans those instead of making them). SKIP (e.g. "1 2 3") skips those
 # steps. OUT_DIR receives at most eight files (all that the GPU machine returns): the summaries and
 # gpu_check.tar.gz, which holds every log, CSV and bench result file.
@@ -107,7 +107,7 @@ fi
 #    named after the GPU and land in benchmarks/results/ inside gpu_check.tar.gz, to be
 #    committed as they are.
 if ! skip 4; then
-workers=${WORKERS:-$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))}  # the parent process runs the model
+workers=(); [ -n "${WORKERS:-}" ] && workers=(--workers "$WORKERS")  # default: the scan's
 gpu=$("$py" -c "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" 2>/dev/null)
 stem=$(echo "${gpu:-unknown}" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/^_//; s/_$//')_e2e_1080p_$(date +%Y-%m-%d)
 heads=${HEADS:-$work/talking_heads}
@@ -122,12 +122,12 @@ mkdir -p "$results"
 step "bench end to end on $gpu ($(ls "$heads" 2>/dev/null | wc -l) clips)"
 timeout "${E2E_TIMEOUT:-420}" "${dfscan[@]}" bench --device "$device" --no-paper --backends torch \
     --batches "${E2E_BATCHES:-32,128}" --runs "${RUNS:-20}" --warmup "${WARMUP:-5}" \
-    --workers "$workers" --videos "$heads" --out "$results/$stem" \
+    ${workers[@]+"${workers[@]}"} --videos "$heads" --out "$results/$stem" \
     > "$results/$stem.txt" 2> "$work/bench_e2e.log"
 step "bench end to end: exit $?"
 {
     echo "GPU: $gpu"
-    echo "command: dfscan bench --device $device --no-paper --backends torch --batches ${E2E_BATCHES:-32,128} --workers $workers --videos <talking heads: $(ls "$heads" | wc -l) clips, ${SECONDS_PER_CLIP:-10} s, 1920x1080>"
+    echo "command: dfscan bench --device $device --no-paper --backends torch --batches ${E2E_BATCHES:-32,128} ${WORKERS:+--workers $WORKERS }--videos <talking heads: $(ls "$heads" | wc -l) clips, ${SECONDS_PER_CLIP:-10} s, 1920x1080>"
     grep -E "videos/s|clips/s|\] torch" "$results/$stem.txt"
 } > "$work/e2e_summary.txt" 2>&1
 fi
@@ -140,3 +140,4 @@ cat "$out/env.txt"
 [ -f "$out/e2e_summary.txt" ] && cat "$out/e2e_summary.txt"
 [ -f "$out/scan_compare.txt" ] && cat "$out/scan_compare.txt"
 [ -f "$out/pytest_gpu.txt" ] && tail -25 "$out/pytest_gpu.txt"
+exit 0  # each step's exit status is in steps.txt

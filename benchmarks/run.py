@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +24,6 @@ from benchmarks.bench import (
     measure_latency,
 )
 from scanner.artifacts import CHECKPOINT_FILE, ENGINE_FILE, ONNX_FILE, ONNX_FP16_FILE
-from scanner.scan import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class BenchConfig:
     backends: tuple[str, ...] = ("torch", "onnx", "onnx-fp16", "tensorrt")
     export: bool = True  # export ONNX / engine to measure those backends
     max_batch: int = 16
-    workers: int = field(default_factory=default_workers)  # the scan's default
+    workers: int | None = None  # scan workers of the end-to-end run; None: the scan's default
 
 
 def _paper_checkpoint(folder: Path) -> Path:

@@ -56,6 +56,9 @@ def make_clip(src: Path, out: Path, seconds: float = 10.0) -> int:
     order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
     total = round(seconds * fps)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
+    if not writer.isOpened():
+        log.warning("%s: OpenCV cannot write MPEG-4 here, skipped", out)
+        return 0
     scaled: dict[int, np.ndarray] = {}
     for i in range(total):
         k = order[i % len(order)]
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         first = args.out / f"{src.stem}_1080p_c0.mp4"
         n = make_clip(src, first, args.seconds)
         if n == 0:
-            log.warning("%s: no frames, skipped", src)
+            log.warning("%s: nothing written (no frames, or no writer), skipped", src)
             first.unlink(missing_ok=True)
             continue
         for c in range(1, args.copies):

@@ -53,8 +53,8 @@ def test_end_to_end_splits_time_by_stage(backend, face_clip, noface_clip):
     assert e.bottleneck in ("decode", "detect", "identity", "crop", "model")
     assert e.clips == 1 and e.identity_s == e.descriptors == 0  # one face: no descriptor
     assert math.isfinite(e.videos_per_s)
-    assert 0 < e.first_result_s <= e.pipeline_s
-    assert e.after_first_videos_per_s == pytest.approx(1 / (e.pipeline_s - e.first_result_s))
+    assert len(e.result_s) == 2 and 0 < e.first_result_s <= e.result_s[1] <= e.pipeline_s
+    assert math.isnan(e.second_half_videos_per_s)  # too few results for a rate
     assert e.frames >= 15 * e.scored and e.decode_fps > 0 and e.detect_fps > 0
 
 
@@ -162,3 +162,20 @@ def test_end_to_end_scores_every_person_and_times_their_descriptors(backend, ast
     assert (e.identity_s > 0) == dlib and e.descriptors == (4 if dlib else 0)
     assert "identity" in format_report(BenchReport(end_to_end=[e]))
     assert f"({e.descriptors} descriptors)" in format_report(BenchReport(end_to_end=[e]))
+
+
+def test_a_file_the_scan_cannot_open_is_left_out_of_the_stages(backend, face_clip, tmp_path):
+    """A missing file is a row with a status in the scan; the stage pass skips it."""
+    e = measure_end_to_end("tiny", backend, [face_clip, tmp_path / "gone.mp4"], workers=1)
+    assert (e.videos, e.scored) == (2, 1)
+    assert len(e.result_s) == 2
+
+
+def test_second_half_rate_leaves_out_the_start_up():
+    from benchmarks.bench import StageTimes
+
+    times = (5.0, 5.1, 5.2, 6.0, 7.0)  # four seconds of start-up, then a result every second
+    e = StageTimes("m", "torch", "cpu", 5, 5, 1, 1, 1, 1, 7.5, "hw", "v", result_s=times)
+    assert e.first_result_s == 5.0
+    assert e.second_half_videos_per_s == pytest.approx(2 / 1.8)
+    assert e.videos_per_s == pytest.approx(5 / 7.5)
