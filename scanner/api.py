@@ -110,7 +110,7 @@ def scan_paths(
             weights = default_weights()
         model = ModelSpec(Path(weights), backend, str(device), precision)
         return scan_ray(videos, options or ScanOptions(), model, runner, RayOptions(ray_address))
-    from scanner.ray_engine import is_uri
+    from scanner.files import is_uri
 
     paths = list(paths)
     uri = next((p for p in paths if is_uri(p)), None)

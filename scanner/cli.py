@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 import sys
 import time
 from collections import Counter
@@ -21,11 +20,11 @@ from pathlib import Path
 import click
 
 from scanner.contract import SAMPLING_METHODS
+from scanner.files import is_uri
 
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
 FAILED_STATUSES = ("decode_error", "not_video", "error")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # as scanner.ray_engine.is_uri
 
 
 class PathOrURI(click.ParamType):
@@ -40,7 +39,7 @@ class PathOrURI(click.ParamType):
         self.local = click.Path(exists=True, readable=False, path_type=Path)
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201
-        if isinstance(value, str) and _URI.match(value):
+        if is_uri(value):
             return value
         return self.local.convert(value, param, ctx)
 
@@ -378,7 +377,7 @@ def scan(
         before = len(videos)
         # a URI's row is done under the URI itself; a local path's under its real path
         done = {os.path.realpath(p) for p in point.paths}
-        done_uris = {p for p in point.paths if _URI.match(p)}
+        done_uris = {p for p in point.paths if is_uri(p)}
         videos = [
             v
             for v in videos

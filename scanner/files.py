@@ -1,10 +1,11 @@
 """File plumbing shared by every writer and reader: a file's sha256, writing in one rename,
-and the user's cache folder."""
+the user's cache folder, and telling a URI from a local path."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -69,3 +70,12 @@ def cache_root() -> Path:
     What is kept there (exported graphs, built engines) can be rebuilt, and is on a miss."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "dfscan"
+
+
+# "scheme://...": two characters at least, so that a Windows drive ("C:/...") is a path.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_uri(name: str | os.PathLike) -> bool:
+    """Whether ``name`` is a URI (``scheme://...``) rather than a local path."""
+    return isinstance(name, str) and bool(_URI.match(name))

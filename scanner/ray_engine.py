@@ -13,8 +13,8 @@ two stages of ``scanner.scan`` on the cluster:
 
 Results come back in the order they finish and the caller writes them as they arrive (the
 CLI through the same ``ResultWriter`` as locally), so resume, statuses and exit codes are the
-local engine's. A Python exception in either stage is already a row (``prepare_video`` and
-``Scanner.score`` turn them into ``error`` rows with the reason). A worker process that dies
+local engine's. A Python exception in decoding is already an ``error`` row with the reason
+(``scan.Preparer``), as is a model call that fails (``Scanner.score``). A worker process that dies
 (a crash in a decoder, the kernel's out-of-memory killer) takes its block with it: Ray
 restarts the actor and retries the call ``task_retries`` times; a block that still fails is
 dropped by Ray Data (``max_errored_blocks``), and its videos are run again one per block, so
@@ -35,7 +35,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import re
 import shutil
 import tempfile
 import time
@@ -50,6 +49,7 @@ import numpy as np
 
 from scanner.contract import Preprocessing
 from scanner.discover import discover_videos
+from scanner.files import is_uri
 from scanner.report import VideoResult
 from scanner.scan import Prepared, Preparer, PrepareSettings, ScanOptions
 from scanner.video import VIDEO_EXTENSIONS
@@ -70,19 +70,11 @@ CRASH_ON_ENV = "DFSCAN_RAY_CRASH_ON"
 MAX_INPUT_BLOCKS = 20_000
 
 
-# "scheme://...": two characters at least, so that a Windows drive ("C:/...") is a path.
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-
 _COPY_CHUNK = 8 * 2**20
 
 
 class RayUnavailable(RuntimeError):
     """Ray Data is not installed."""
-
-
-def is_uri(name: str | os.PathLike) -> bool:
-    """Whether ``name`` is a URI (``scheme://...``) rather than a local path."""
-    return isinstance(name, str) and bool(_URI.match(name))
 
 
 def list_uri_videos(uri: str) -> list[str]:
@@ -267,8 +259,7 @@ def _pools(ray: Any, model: ModelSpec, options: RayOptions) -> tuple[int, int, f
     gpus = int(resources.get("GPU", 0))
     use_gpus = gpus > 0 and not model.device.startswith("cpu")
     scorers = options.scoring_actors or (gpus if use_gpus else max(1, cpus // 4))
-    cpu_scorers = 0 if use_gpus else scorers
-    decoders = options.decode_actors or max(1, cpus - cpu_scorers)
+    decoders = options.decode_actors or max(1, cpus - scorers)  # a scorer takes a CPU too
     return decoders, scorers, 1.0 if use_gpus else 0.0
 
 
@@ -395,10 +386,11 @@ def scan_ray(
         todo = set(range(len(videos)))
         # Then the videos of blocks that failed, once more each, one per block and call: a
         # video that kills its worker takes no other video with it.
-        for batch_size, retries in ((options.batch_size, ray_options.task_retries), (1, 0)):
+        passes = ((options.batch_size, ray_options.task_retries), (1, 0))
+        for again, (batch_size, retries) in enumerate(passes):
             if not todo:
                 break
-            if batch_size == 1:
+            if again:
                 log.warning(
                     "%d videos were in calls whose worker died %d times; running them one by one",
                     len(todo),
