@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage, on the development machine, what benchmarks/gpu_check.sh needs on the lent GPU machine.
+# Stage, on the development machine, what benchmarks/gpu_check.sh needs on an offline GPU machine.
 # That machine has no network and does not see ../shared (see ../shared/docs/gpu-notes.md):
 # its image lacks facenet-pytorch and pywavelets, so their wheels travel in .gpu/wheels, and the
 # shared clips travel in .gpu/videos. Then, on the GPU machine, with .gpu/ beside the checkout:

