@@ -39,14 +39,16 @@ from scanner.cli import weights_or_default
 @click.option(
     "--fp16",
     is_flag=True,
-    help="Also write model.fp16.onnx (fp16 weights, fp32 I/O); build the engine in fp16.",
+    help="Also write model.fp16.onnx (fp16 weights, fp32 I/O; with --format engine only as "
+    "the engine's source); build the engine in fp16.",
 )
 @click.option(
     "--max-batch",
     type=click.IntRange(1, 1024),
     default=16,
     show_default=True,
-    help="Largest batch (clips) of the TensorRT engine's profile.",
+    help="Largest batch (clips) the artifacts are run with: the TensorRT engine's profile, "
+    "and onnxruntime's TensorRT profile and call size for the ONNX files.",
 )
 def export(weights: Path | None, out: Path, fmt: str, fp16: bool, max_batch: int) -> None:
     """Export a checkpoint to ONNX / TensorRT, each artifact checked against PyTorch.

@@ -42,7 +42,7 @@ from scanner.backends.tensorrt import tensorrt_missing
 from scanner.checkpoint import load_checkpoint
 from scanner.contract import Preprocessing
 from scanner.files import replacing
-from scanner.onnx_writer import MAX_BATCH, PARITY_BATCH, export_onnx, verify_onnx
+from scanner.onnx_writer import MAX_BATCH, PARITY_BATCH, export_checked_onnx, verify_onnx
 from scanner.parity import parity_cases
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,7 @@ FORMATS = ("onnx", "engine", "all")
 
 @dataclass(frozen=True)
 class ExportedArtifact:
-    path: Path
-    sidecar: Path
+    path: Path  # its sidecar beside it: scanner.artifacts.sidecar_path
     info: ArtifactInfo
     seconds: float  # export/build plus verification
 
@@ -98,6 +97,14 @@ def check_formats(formats: str) -> None:
         raise RuntimeUnavailable(f"a TensorRT engine cannot be built here: {reason}")
 
 
+def _clear_artifacts(out_dir: Path) -> None:
+    """The artifacts of an earlier export into ``out_dir`` and their sidecars: they are of
+    the checkpoint that is being replaced, and a scan of the folder would load them."""
+    for name in (ONNX_FILE, ONNX_FP16_FILE, ENGINE_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+        sidecar_path(out_dir / name).unlink(missing_ok=True)
+
+
 def _copy_checkpoint(source: Path, out_dir: Path) -> Path:
     target = out_dir / CHECKPOINT_FILE
     if target.exists() and target.samefile(source):
@@ -134,6 +141,7 @@ def export_all(
     checkpoint = load_checkpoint(weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_artifacts(out_dir)
     copy = _copy_checkpoint(checkpoint.path, out_dir)
     contract = checkpoint.meta.preprocessing
     log.info(
@@ -156,25 +164,21 @@ def export_all(
         tensorrt: dict | None = None,
     ) -> None:
         info = make_info(path, kind, precision, checkpoint, max_batch, parity, tensorrt)
-        artifacts.append(
-            ExportedArtifact(path, write_sidecar(path, info), info, time.perf_counter() - began)
-        )
+        write_sidecar(path, info)
+        artifacts.append(ExportedArtifact(path, info, time.perf_counter() - began))
 
     with tempfile.TemporaryDirectory(prefix="dfscan-export-") as scratch:
         onnx_dir = out_dir if formats != "engine" else Path(scratch)
         onnx_path = onnx_dir / ONNX_FILE
         began = time.perf_counter()
-        sidecar_path(onnx_path).unlink(missing_ok=True)  # a stale sidecar never vouches for it
-        export_onnx(checkpoint, onnx_path)
-        parity = verify_onnx(onnx_path, cases, TOLERANCE["fp32"])
-        if formats != "engine":
-            finish(onnx_path, "onnx", "fp32", parity.to_dict(), began)
+        info = export_checked_onnx(checkpoint, onnx_path, cases, max_batch)
+        if formats != "engine":  # else it is only the engine's source, in the scratch folder
+            artifacts.append(ExportedArtifact(onnx_path, info, time.perf_counter() - began))
 
         engine_source = onnx_path
         if fp16:
             fp16_path = onnx_dir / ONNX_FP16_FILE
             began = time.perf_counter()
-            sidecar_path(fp16_path).unlink(missing_ok=True)
             convert_fp16(checkpoint, onnx_path, fp16_path)
             # No runtime here that can run it (RuntimeUnavailable) fails the export like a
             # parity failure: an artifact that was never checked gets no sidecar.
@@ -188,7 +192,6 @@ def export_all(
             precision = "fp16" if fp16 else "fp32"
             gpu = device or torch.device("cuda", torch.cuda.current_device())
             began = time.perf_counter()
-            sidecar_path(engine_path).unlink(missing_ok=True)
             record = build_engine(
                 engine_source,
                 engine_path,

@@ -28,17 +28,13 @@ import torch
 
 from scanner.artifact_writer import ExportError, RuntimeUnavailable
 from scanner.artifacts import INPUT_NAME
+from scanner.backends.base import optimisation_profile
 from scanner.backends.tensorrt import EngineRunner, gpu_identity, major_version, tensorrt_missing
 from scanner.contract import Preprocessing
 from scanner.files import replacing
 from scanner.parity import Parity, ParityCase, compare
 
 log = logging.getLogger(__name__)
-
-
-def optimisation_profile(max_batch: int) -> tuple[int, int, int]:
-    """(min, opt, max) batch of the engine's profile; opt in the middle, where scans run."""
-    return 1, max(1, (max_batch + 1) // 2), max_batch
 
 
 def strongly_typed_network(trt: ModuleType, builder: object) -> object:
@@ -115,11 +111,14 @@ def verify_engine(
 ) -> Parity:
     """Run the engine on the cases; ExportError past ``tolerance``."""
     start = time.perf_counter()
-    runner = EngineRunner(path, device)
-    outputs = []
-    for case in cases:
-        probs, attention = runner(torch.from_numpy(case.clips).to(device))
-        outputs.append((probs.cpu().numpy(), attention.cpu().numpy()))
+    try:
+        runner = EngineRunner(path, device)
+        outputs = []
+        for case in cases:
+            probs, attention = runner(torch.from_numpy(case.clips).to(device))
+            outputs.append((probs.cpu().numpy(), attention.cpu().numpy()))
+    except RuntimeError as e:  # TensorRT cannot load or run it: the export failed
+        raise ExportError(f"TensorRT cannot run {path.name}: {e}") from e
     parity = compare(cases, outputs, runner.runtime, tolerance, path.name)
     log.info("verify_engine: %s checked in %.1f s", path.name, time.perf_counter() - start)
     return parity

@@ -63,7 +63,7 @@ class ArtifactInfo:
     source_sha256: str  # file sha256 of the source checkpoint
     source_weights_sha256: str
     opset: int = OPSET
-    max_batch: int = 16  # engine: the profile's max; ONNX: the batch the export checked up to
+    max_batch: int = 16  # largest batch a backend runs it with (engine: the profile's max)
     parity: dict = field(default_factory=dict)  # tolerance and observed max abs differences
     tensorrt: dict = field(default_factory=dict)  # engine only: version, gpu, capability, profile
     created: str = ""

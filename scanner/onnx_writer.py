@@ -46,7 +46,7 @@ from scanner.artifact_writer import (
     onnx_metadata,
     write_sidecar,
 )
-from scanner.artifacts import BATCH_AXIS, INPUT_NAME, ONNX_FILE, OPSET, OUTPUT_NAMES
+from scanner.artifacts import BATCH_AXIS, INPUT_NAME, ONNX_FILE, OPSET, OUTPUT_NAMES, ArtifactInfo
 from scanner.backends.onnx import onnx_session
 from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
 from scanner.files import cache_root, file_sha256, replacing, replacing_folder
@@ -257,6 +257,18 @@ PARITY_BATCH = 3
 GRAPH_VERSION = 2
 
 
+def export_checked_onnx(
+    checkpoint: LoadedCheckpoint, path: Path, cases: tuple[ParityCase, ...], max_batch: int
+) -> ArtifactInfo:
+    """The fp32 ONNX graph of ``checkpoint`` at ``path``, run on ``cases`` against PyTorch
+    (ExportError past the fp32 tolerance), and its sidecar: what it is and how it checked."""
+    written = export_onnx(checkpoint, path)
+    parity = verify_onnx(written, cases, TOLERANCE["fp32"])
+    info = make_info(written, "onnx", "fp32", checkpoint, max_batch, parity.to_dict())
+    write_sidecar(written, info)
+    return info
+
+
 def cache_dir() -> Path:
     """The user's cache of exported graphs: $XDG_CACHE_HOME/dfscan/onnx (~/.cache/...)."""
     return cache_root() / "onnx"
@@ -280,12 +292,8 @@ def cached_onnx(weights: Path) -> Path:
     start = time.perf_counter()
     checkpoint = load_checkpoint(weights)
     with replacing_folder(folder, path.is_file) as scratch:
-        written = export_onnx(checkpoint, scratch / ONNX_FILE)
-        contract = checkpoint.meta.preprocessing
-        cases = parity_cases(checkpoint.model, contract, None, PARITY_BATCH)
-        parity = verify_onnx(written, cases, TOLERANCE["fp32"])
-        info = make_info(written, "onnx", "fp32", checkpoint, MAX_BATCH, parity.to_dict())
-        write_sidecar(written, info)
+        cases = parity_cases(checkpoint.model, checkpoint.meta.preprocessing, None, PARITY_BATCH)
+        export_checked_onnx(checkpoint, scratch / ONNX_FILE, cases, MAX_BATCH)
     log.info(
         "exported %s to %s for onnxruntime in %.1f s (once; cached)",
         checkpoint.label,

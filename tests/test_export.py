@@ -164,6 +164,21 @@ def test_parity_failure_fails_the_export(exported, tiny_checkpoint):
         verify_onnx(path, (off,), TOLERANCE["fp32"])
 
 
+def test_exporting_again_into_a_folder_leaves_no_artifact_of_the_earlier_export(
+    tiny_checkpoint, face, tmp_path
+):
+    """A folder scanned with --weights loads whatever artifacts it holds: those of an earlier
+    export (another checkpoint, or formats not written this time) must not stay beside the
+    new checkpoint."""
+    export_all(tiny_checkpoint, tmp_path, fp16=True, max_batch=2, face=face)
+    assert sidecar_path(tmp_path / ONNX_FP16_FILE).is_file()
+    result = export_all(tiny_checkpoint, tmp_path, fp16=False, max_batch=2, face=face)
+    assert [a.path.name for a in result.artifacts] == [ONNX_FILE]
+    assert not (tmp_path / ONNX_FP16_FILE).exists()
+    assert not sidecar_path(tmp_path / ONNX_FP16_FILE).exists()
+    assert sidecar_path(tmp_path / ONNX_FILE).is_file()
+
+
 def test_export_cli_end_to_end(tiny_checkpoint, face, tmp_path, monkeypatch):
     # The CLI checks parity on the bundled sample's face track; MTCNN on it takes ~10 s on two
     # cores, so hand it the fixture's face track instead (same function, same shape).

@@ -49,3 +49,9 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def optimisation_profile(max_batch: int) -> tuple[int, int, int]:
+    """(min, opt, max) batch of a TensorRT profile, built by export or by onnxruntime's
+    TensorRT provider; opt in the middle, where scans run."""
+    return 1, max(1, (max_batch + 1) // 2), max_batch

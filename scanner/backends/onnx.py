@@ -15,7 +15,7 @@ from scanner.artifacts import (
     parse_onnx_metadata,
     verify_artifact,
 )
-from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable
+from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable, optimisation_profile
 from scanner.checkpoint import CheckpointMeta
 from scanner.contract import normalise_lookup, normalise_table
 from scanner.files import cache_root
@@ -114,7 +114,7 @@ class OnnxBackend:
         index = device.index if device.index is not None else torch.cuda.current_device()
         c = self.info.checkpoint.preprocessing
         frame = f"{c.num_frames}x3x{c.crop_size}x{c.crop_size}"
-        opt = max(1, (self.info.max_batch + 1) // 2)
+        _, opt, _ = optimisation_profile(self.info.max_batch)
         providers: list = []
         if "TensorrtExecutionProvider" in available:
             cache = _cache_dir()
