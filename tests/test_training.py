@@ -185,6 +185,12 @@ def test_preprocess_caches_runs_of_consecutive_frames_for_subsequence(cache, rea
             workers=1,
             progress=False,
         )
+    # Packed for another machine, the runs stay whole or the pack is refused.
+    from training.cache_pack import pack
+
+    with pytest.raises(ValueError, match="consecutive"):
+        pack(made, tmp_path / "thin.npz", frames=10)
+    assert pack(made, tmp_path / "whole.npz", frames=32) > 0
 
 
 def test_clip_positions_take_runs_inside_the_cached_runs():
@@ -320,6 +326,49 @@ def test_resume_continues_from_saved_step(real_folder, cache, tmp_path):
     assert rows[0] == first[0]  # the first epoch was not redone
 
 
+def test_a_run_that_stopped_early_trains_no_more_when_resumed(real_folder, cache, tmp_path):
+    import torch
+
+    base = ["--data", str(real_folder), "--out", str(tmp_path), "--cache", str(cache)]
+    base += ["--split", "0.5", "0.25", "0.25", "--max-steps", "2", *TINY]
+    assert main([*base, "--epochs", "1"]) == 0
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    state["bad_epochs"] = 10**6  # as after an early stop
+    torch.save(state, tmp_path / "state.pt")
+    assert main([*base, "--epochs", "3", "--resume"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0"]
+
+
+def test_every_epoch_draws_its_own_clips_in_loader_workers():
+    """set_epoch reaches the loader's worker processes each epoch: clips, self-blends and
+    augmentations are drawn per (seed, epoch, video), so a resumed run draws as an
+    uninterrupted one."""
+    import torch
+
+    from training.train import _loader
+
+    class EpochEcho(torch.utils.data.Dataset):
+        epoch = 0
+
+        def set_epoch(self, epoch):  # noqa: ANN001, ANN202
+            self.epoch = epoch
+
+        def __len__(self):  # noqa: ANN204
+            return 2
+
+        def __getitem__(self, i):  # noqa: ANN001, ANN204
+            return self.epoch
+
+    ds = EpochEcho()
+    loader = _loader(ds, TrainConfig(workers=1, batch_size=2))
+    seen = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        seen.append(next(iter(loader)).tolist())
+    assert seen == [[0, 0], [1, 1], [2, 2]]
+
+
 def test_cross_validation(real_folder, cache, tmp_path):
     args = [
         "--data",
@@ -354,10 +403,9 @@ def test_distributed_training_with_torchrun(real_folder, cache, tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free port of its own
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29517",
         "-m",
         "training.train",
         "--data",

@@ -96,6 +96,17 @@ def test_resume_skips_finished_stages(run, caplog) -> None:
     assert "feature cache: read" in caplog.text
 
 
+def test_a_new_run_into_a_used_folder_computes_its_own_features(run, caplog) -> None:
+    """Without --resume the frame stage trains again, so the feature maps of the run before
+    (another backbone) are not read back."""
+    out, recipe = run
+    stamp = (out / FEATURES).stat().st_mtime_ns
+    caplog.set_level("INFO")
+    assert main(["--config", recipe]) == 0
+    assert (out / FEATURES).stat().st_mtime_ns != stamp
+    assert "feature cache: read" not in caplog.text
+
+
 def test_config_split_and_unknown_keys(tmp_path, real_folder, cache) -> None:  # noqa: F811
     recipe = Path(_config(tmp_path, real_folder, cache, head_epochs=7))
     cfg, st = read_configs(recipe, {"frame_lr": 0.01})

@@ -50,6 +50,13 @@ def pack(
     label, group, identity and split the dataset gives them now.
     """
     settings = read_settings(cache)
+    frames = min(frames, settings["frames"])
+    if settings.get("sampling") == "subsequence" and frames < settings["frames"]:
+        raise ValueError(
+            f"{cache} holds runs of consecutive frames (sampling subsequence): thinning its "
+            f"{settings['frames']} frames to {frames} would break the runs; pack them all "
+            f"(--frames {settings['frames']})"
+        )
     try:
         fitter: Landmarks68 | None = Landmarks68(settings["contract"]["margin"])
     except LandmarksUnavailable:
@@ -145,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--cache", type=Path, required=True, help="cache folder to write")
     args = p.parse_args(argv)
     if args.command == "pack":
-        size = pack(args.cache, args.out, args.frames, args.quality, args.data)
+        try:
+            size = pack(args.cache, args.out, args.frames, args.quality, args.data)
+        except ValueError as e:
+            print(f"python -m training.cache_pack: {e}", file=sys.stderr)
+            return 2
         print(f"{args.out}: {size / 1e6:.1f} MB", file=sys.stderr)
     else:
         n = unpack(args.pack, args.cache)

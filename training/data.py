@@ -156,9 +156,6 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def labels(self) -> np.ndarray:
-        return np.array([s.label for s in self.samples])
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         s = self.samples[i]
         rng = np.random.default_rng([self.seed, self.epoch if self.vary else 0, i])

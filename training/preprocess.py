@@ -205,7 +205,8 @@ def preprocess(
             if entry.status != "ok":
                 log.warning("%s: %s (%s)", entry.path, entry.status, entry.message)
             bar.update(1)
-    return [e for e in read_index(cache) if e.path in {str(it.path) for it in items}]
+    wanted = {str(it.path) for it in items}
+    return [e for e in read_index(cache) if e.path in wanted]
 
 
 PROG = "python -m training.preprocess"

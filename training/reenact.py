@@ -66,10 +66,6 @@ class ReenactConfig:
 REENACT = ReenactConfig()
 
 
-def _points(five: np.ndarray, dense: np.ndarray | None) -> np.ndarray:
-    return dense if dense is not None else five
-
-
 def warp_to(
     image: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, width: float
 ) -> np.ndarray:

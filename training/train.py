@@ -650,7 +650,9 @@ def _loader(ds: ClipDataset, cfg: TrainConfig, sampler=None, shuffle: bool = Fal
         sampler=sampler,
         shuffle=False if sampler is not None else shuffle,
         num_workers=cfg.workers,
-        persistent_workers=cfg.workers > 0,
+        # Not persistent: each epoch's workers get the dataset again, with its set_epoch (a
+        # persistent worker keeps the first epoch's copy, and its draws, for the whole run).
+        persistent_workers=False,
         pin_memory=torch.cuda.is_available(),
     )
 
@@ -823,6 +825,7 @@ class Progress:
             "bad_epochs": self.bad_epochs,
             "history": json.dumps(self.history),
             "step": self.step,
+            "scaler": opt.scaler.state_dict(),
         }
 
 
@@ -834,6 +837,8 @@ def resume_progress(out: Path, resume: bool, model: Detector, opt: Optimisation)
     model.load_state_dict(load_checkpoint(out / LAST).model.state_dict())
     opt.optimizer.load_state_dict(state["optimizer"])
     opt.scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):  # fp16 loss scaling (empty where it was off)
+        opt.scaler.load_state_dict(state["scaler"])
     log.info("resuming %s after epoch %d (step %d)", out, state["epoch"], state["step"])
     return Progress(
         epoch=state["epoch"] + 1,
@@ -871,6 +876,9 @@ def train_epochs(
     train_loader = _loader(train_ds, cfg, sampler)
     val_loader = _loader(data.datasets["val"], cfg)
 
+    if progress.bad_epochs >= cfg.patience:  # a resumed run that had stopped early
+        log.info("already stopped early (no better validation AUC for %d epochs)", cfg.patience)
+        return
     for epoch in range(progress.epoch, cfg.epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
@@ -880,7 +888,7 @@ def train_epochs(
             sampler.generator.manual_seed(cfg.seed * 1000 + epoch)
         train_loss = train_epoch(cfg, train_model, train_loader, opt, progress, env)
         opt.scheduler.step()
-        stop = torch.zeros(1)
+        stop = torch.zeros(1, device=env.device)  # NCCL broadcasts only device tensors
         if env.main:
             stop[0] = end_of_epoch(
                 cfg, model, val_loader, opt, progress, out, env, meta, epoch, train_loss, t0

@@ -52,7 +52,7 @@ from training.augment import (
     jpeg_clip,
 )
 from training.cli import EXPECTED_ERRORS, report_error
-from training.data import TrackStore, clip_positions
+from training.data import SELF_BLEND_GROUP, TrackStore, clip_positions
 from training.datasets import VideoItem, load_dataset, split_items
 from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
 from training.preprocess import CacheEntry, read_index
@@ -100,7 +100,7 @@ class StageConfig:
     head_batch: int = 32
     head_lr: float = 1e-3
     head_patience: int = 15
-    val_clips: int = 4  # clips per validation/test video and variant
+    val_clips: int = 4  # real clips per validation/test video, and about as many pseudo-fakes
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.kinds) - set(DEGRADATIONS))
@@ -174,7 +174,8 @@ STAGE_HELP: dict[str, str] = {
     "head_lr": "head stage learning rate (AdamW, cosine schedule)",
     "head_patience": "stop the head stage after this many epochs without a better "
     "validation AUC (the best epoch is kept)",
-    "val_clips": "clips drawn per validation and test video (and per pseudo-fake variant)",
+    "val_clips": "real clips drawn per validation and test video, and about as many "
+    "pseudo-fake ones spread over its variants",
 }
 
 
@@ -503,11 +504,13 @@ def feature_cache(
     out: Path,
     env: Env,
     generator: Draw | None = None,
+    resume: bool = False,
 ) -> dict[str, list[VideoFeatures]]:
-    """Backbone feature maps of real and pseudo-fake frames of every video (cached on disk);
-    ``generator`` as in ``frame_stage``."""
+    """Backbone feature maps of real and pseudo-fake frames of every video, saved in ``out``
+    and read back from there when ``resume`` (a new run computes them again: they belong to
+    its own frame stage); ``generator`` as in ``frame_stage``."""
     path = out / FEATURES
-    if path.exists():
+    if resume and path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=False)
         log.info("feature cache: read %s", path)
         return saved
@@ -605,7 +608,8 @@ def _clip_batch(
 def _eval_set(
     videos: list[VideoFeatures], num_frames: int, clips: int, seed: int, sampling: str = "random"
 ) -> tuple[torch.Tensor, np.ndarray, list[str], list[str]]:
-    """Fixed validation clips: per video, ``clips`` real ones and ``clips`` per variant."""
+    """Fixed validation clips: per video, ``clips`` real ones and about as many pseudo-fakes,
+    spread over its variants (``clips // variants`` each, at least one)."""
     rng = np.random.default_rng(seed)
     xs, ys, groups, paths = [], [], [], []
     for vf in videos:
@@ -615,7 +619,7 @@ def _eval_set(
                     continue
                 xs.append(src[_positions(len(src), num_frames, rng, sampling)])
                 ys.append(label)
-                groups.append(vf.entry.group if label == 0 else "self-blend")
+                groups.append(vf.entry.group if label == 0 else SELF_BLEND_GROUP)
                 paths.append(vf.entry.path)
     return torch.stack(xs), np.array(ys), groups, paths
 
@@ -659,6 +663,9 @@ def head_stage(
         start, best, best_state, bad = s["epoch"] + 1, s["best"], s["best_state"], s["bad"]
         history = s["history"]
         log.info("head stage: resuming after epoch %d", s["epoch"])
+    if bad >= st.head_patience:  # a resumed run that had stopped early
+        log.info("head stage: already stopped early")
+        start = st.head_epochs
     train = feats["train"]
     for epoch in range(start, st.head_epochs):
         rng = np.random.default_rng([cfg.seed, 11, epoch])
@@ -816,7 +823,7 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
         cfg, st, model, store, parts["train"], parts["val"], out, env, resume, generator
     )
     t1 = time.perf_counter()
-    feats = feature_cache(cfg, st, model, store, parts, out, env, generator)
+    feats = feature_cache(cfg, st, model, store, parts, out, env, generator, resume)
     t2 = time.perf_counter()
     head_log = head_stage(cfg, st, model, feats, out, env, resume)
     t3 = time.perf_counter()
