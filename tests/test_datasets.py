@@ -7,6 +7,7 @@ import logging
 import random
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -503,6 +504,23 @@ def test_split_items_keeps_declared_splits() -> None:
         assert "src2" in {i.source for i in parts["val"]}
         assert "src3" in {i.source for i in parts["train"]}
         assert_sources_disjoint(parts)
+
+
+def test_split_items_keeps_a_partly_declared_person_in_one_split() -> None:
+    """A split list that names some of a person's videos (Celeb-DF's test list names
+    videos, not people) takes that person's other videos along; one person declared in two
+    splits is refused."""
+    items = synthetic(30)
+    src5 = [i for i in items if i.source == "src5"]
+    assert len(src5) == 3
+    items = [replace(i, split="test") if i == src5[0] else i for i in items]
+    for seed in range(4):
+        parts = split_items(items, ratios=(0.8, 0.1, 0.1), seed=seed)
+        assert_sources_disjoint(parts)
+        assert {i.path for i in src5} <= {i.path for i in parts["test"]}
+    items = [replace(i, split="val") if i == src5[1] else i for i in items]
+    with pytest.raises(DatasetError, match="src5"):
+        split_items(items, seed=0)
 
 
 def test_split_items_small_sets_fill_every_asked_split() -> None:

@@ -121,6 +121,21 @@ def test_config_split_and_unknown_keys(tmp_path, real_folder, cache) -> None:  #
         read_configs(None, {"degrade_kinds": "rescale,sepia"})
 
 
+def test_resume_reads_the_runs_own_config_and_unused_keys_warn(run, tmp_path, caplog) -> None:
+    out, _ = run
+    saved = json.loads((out / "config.json").read_text())
+    cfg, st = read_configs(None, {"out": str(out)}, resume=True)
+    assert cfg.backbone == saved["backbone"] == "test_efficientnet"
+    assert st.head_epochs == saved["head_epochs"] != StageConfig().head_epochs
+    caplog.set_level("WARNING")
+    read_configs(None, {"epochs": 5, "lr": 3e-4})  # lr as its default: no warning for it
+    assert "two-stage training does not use epochs (training.train's)" in caplog.text
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- backbone\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        read_configs(listed, {})
+
+
 def test_every_stage_key_has_help_and_errors_are_one_line(tmp_path, capsys) -> None:
     from dataclasses import fields
 

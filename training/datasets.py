@@ -148,7 +148,9 @@ def split_items(
     ratios: Sequence[float] = PAPER_RATIOS,
     seed: int = 0,
 ) -> dict[str, list[VideoItem]]:
-    """Train/val/test lists. Declared splits are kept; the rest is split by whole sources.
+    """Train/val/test lists. Declared splits are kept, with every other video of the same
+    source (a source declared in two splits is a DatasetError); the rest is split by whole
+    sources.
 
     Undeclared items are spread over all three splits by ``ratios``, counted in sources. To keep
     an official test set (Celeb-DF's list) the only test data, pass a zero test ratio.
@@ -166,11 +168,22 @@ def split_items(
     items = list(items)
     out: dict[str, list[VideoItem]] = {name: [] for name in SPLITS}
     by_source: dict[str, list[VideoItem]] = defaultdict(list)
+    declared_of: dict[str, set[str]] = defaultdict(set)  # source -> splits declared for it
     for item in items:
         if item.split is not None:
             out[item.split].append(item)
+            declared_of[item.source].add(item.split)
         else:
             by_source[item.source].append(item)
+    # A person is in one split only: declared in two, an error; the undeclared videos of a
+    # person with declared ones go where those are.
+    for source, declared in declared_of.items():
+        if len(declared) > 1:
+            raise DatasetError(
+                f"source {source!r} is declared in several splits ({', '.join(sorted(declared))})"
+                ": a person's videos must stay in one split"
+            )
+        out[next(iter(declared))].extend(by_source.pop(source, []))
 
     sources = _shuffled(by_source, seed)
     methods = _methods_matter(items)

@@ -151,8 +151,10 @@ class TrainConfig:
             raise ValueError("jpeg_prob must be in [0, 1]")
         if not 0 <= self.target_fpr < 1:
             raise ValueError("target_fpr must be in [0, 1)")
-        if min(self.epochs, self.batch_size, self.eval_clips) < 1:
-            raise ValueError("epochs, batch_size and eval_clips must be >= 1")
+        if min(self.epochs, self.batch_size, self.eval_clips, self.patience) < 1:
+            raise ValueError("epochs, batch_size, eval_clips and patience must be >= 1")
+        if self.preprocess_workers < 1:
+            raise ValueError("preprocess_workers must be >= 1")
 
     @property
     def augment(self) -> AugmentConfig:
@@ -411,8 +413,9 @@ FIELD_HELP: dict[str, Flag] = {
 }
 
 
-def load_config(path: Path) -> dict:
-    """Read a JSON or YAML config file; unknown keys are an error naming the valid ones."""
+def load_config(path: Path, known: set[str] | None = None) -> dict:
+    """Read a JSON or YAML config file; keys outside ``known`` (default: TrainConfig's) are
+    an error naming the valid ones."""
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
         import yaml
@@ -427,8 +430,8 @@ def load_config(path: Path) -> dict:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e}); YAML files end in .yaml") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of TrainConfig keys to values")
-    known = {f.name for f in fields(TrainConfig)}
+        raise ValueError(f"{path}: expected a mapping of config keys to values")
+    known = known or {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}; valid keys: {sorted(known)}")
@@ -617,7 +620,7 @@ def cached_entries(cfg: TrainConfig, items: list[VideoItem], env: Env) -> dict[s
 def predict(
     model: Detector, loader: DataLoader, env: Env, contract: Preprocessing, amp: bool
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Scores P(fake) and labels over a loader, and the mean cross-entropy."""
+    """(labels, P(fake) scores, mean cross-entropy) over a loader, one per clip."""
     model.eval()
     scores, labels, losses = [], [], []
     with torch.inference_mode():
@@ -630,7 +633,7 @@ def predict(
             scores.append(torch.softmax(logits, 1)[:, 1].cpu().numpy())
             labels.append(y.numpy())
     if not scores:
-        return np.zeros(0), np.zeros(0, int), float("nan")
+        return np.zeros(0, int), np.zeros(0), float("nan")
     s, y = np.concatenate(scores), np.concatenate(labels)
     return y, s, float(sum(losses) / len(y))
 
@@ -994,7 +997,7 @@ def calibrate(
     labels, scores, _ = predict(best_model, val_loader, env, cfg.contract, cfg.amp)
     calibration = calibrate_threshold(labels, scores, cfg.target_fpr)
     log.info(
-        "threshold %.4f: false-positive rate %.3f on %d real val videos (target %.3f), TPR %.3f",
+        "threshold %.4f: false-positive rate %.3f on %d real val clips (target %.3f), TPR %.3f",
         calibration.threshold,
         calibration.achieved_fpr,
         calibration.n_real,

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -58,7 +59,7 @@ from training.metrics import calibrate_threshold, format_table, roc_auc, summari
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import imagenet_backbone, load_backbone_weights
 from training.selfblend import GENERATED_WHOLE, SBI, Draw, SelfBlendConfig, pseudo_fake
-from training.train import Env, TrainConfig, cached_entries, run_provenance
+from training.train import Env, TrainConfig, cached_entries, load_config, run_provenance
 
 log = logging.getLogger("training.two_stage")
 
@@ -73,7 +74,7 @@ FINAL = "model.safetensors"
 class StageConfig:
     """The two stages' own settings (keys of the same config file as ``TrainConfig``)."""
 
-    max_per_identity: int = 4  # clips per person at most, so a few people do not dominate
+    max_per_identity: int = 4  # videos per person at most, so a few people do not dominate
     frame_epochs: float = 2.0  # passes over all cached training frames
     frame_pairs: int = 8  # (real, blended) pairs per batch
     frame_lr: float = 3e-4
@@ -179,20 +180,38 @@ STAGE_HELP: dict[str, str] = {
 }
 
 
-def read_configs(path: Path | None, overrides: dict) -> tuple[TrainConfig, StageConfig]:
-    """Split one config file (and --flag overrides) into the two dataclasses."""
-    stage_keys = {f.name for f in fields(StageConfig)}
-    values: dict = {}
-    if path is not None:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+# training.train's keys of its end-to-end schedule and pseudo-fakes, which this recipe does
+# not read (its own stage keys take their place): set otherwise than their default, a warning.
+END_TO_END_KEYS = (
+    "self_blend",
+    "blur",
+    "wavelet",
+    "warp",
+    "removal",
+    "manipulated_ratio",
+    "folds",
+    "eval_clips",
+    "epochs",
+    "batch_size",
+    "lr",
+    "backbone_lr",
+    "patience",
+    "amp",
+)
 
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
-    values.update(overrides)
+
+def read_configs(
+    path: Path | None, overrides: dict, resume: bool = False
+) -> tuple[TrainConfig, StageConfig]:
+    """Split one config file (and --flag overrides) into the two dataclasses. Resuming
+    without a config file reads the run's own (``config.json`` in its --out folder)."""
+    stage_keys = {f.name for f in fields(StageConfig)}
     known = {f.name for f in fields(TrainConfig)} | stage_keys
+    if path is None and resume and "out" in overrides:
+        saved = Path(overrides["out"]) / "config.json"
+        path = saved if saved.exists() else None
+    values = load_config(path, known) if path is not None else {}
+    values.update(overrides)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(known)}")
@@ -200,7 +219,11 @@ def read_configs(path: Path | None, overrides: dict) -> tuple[TrainConfig, Stage
     train_values = {k: v for k, v in values.items() if k not in stage_keys}
     if "split" in train_values:
         train_values["split"] = tuple(train_values["split"])
-    return TrainConfig(**train_values), StageConfig(**stage)
+    cfg = TrainConfig(**train_values)
+    unused = [k for k in END_TO_END_KEYS if k in values and values[k] != getattr(TrainConfig, k)]
+    if unused:
+        log.warning("two-stage training does not use %s (training.train's)", ", ".join(unused))
+    return cfg, StageConfig(**stage)
 
 
 # --------------------------------------------------------------------------- data
@@ -863,10 +886,11 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
         "splits": {k: [e.path for e in v] for k, v in parts.items()},
     }
     (out / "two_stage.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    cap = f"at most {st.max_per_identity} per person" if st.max_per_identity else "all of them"
     provenance = run_provenance(
         cfg,
         f"{len(parts['train'])} train / {len(parts['val'])} val / {len(parts['test'])} test "
-        f"real videos, at most {st.max_per_identity} per person, self-blended fakes",
+        f"real videos, {cap}, self-blended fakes",
         origin,
         command,
     )
@@ -891,13 +915,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
-        epilog="Config keys: every key of python -m training.train's --config, and\n" + stage_keys,
+        epilog=textwrap.fill(
+            "Config keys: every key of python -m training.train's --config (but those of its "
+            f"end-to-end schedule and pseudo-fakes, {', '.join(END_TO_END_KEYS)}, which are not "
+            "used here), and",
+            width=88,
+            break_on_hyphens=False,
+        )
+        + "\n"
+        + stage_keys,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks with errors")
     p.add_argument("--config", type=Path, help="YAML or JSON of TrainConfig and StageConfig keys")
     p.add_argument("--out", help="run folder (overrides the config's)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (with its own config.json unless --config is given)",
+    )
     p.add_argument(
         "--set",
         nargs=2,
@@ -914,7 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         overrides["out"] = args.out
     try:
-        cfg, st = read_configs(args.config, overrides)
+        cfg, st = read_configs(args.config, overrides, args.resume)
     except (*EXPECTED_ERRORS, TypeError, yaml.YAMLError) as e:
         return report_error(PROG, e, args.verbose)
     logging.basicConfig(
