@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -139,13 +140,21 @@ def _perturbations(spec: str) -> list[str]:
 
 
 def _scan(scanner, items: list[VideoItem], folder: Path, perturbation: str) -> dict[str, float]:
-    """Rewrite every item into ``folder`` and scan: item index (as a string) -> score."""
+    """Rewrite every item into ``folder`` and scan: item index (as a string) -> score.
+
+    A rewrite is named after its source's path and written under a temporary name first,
+    so a kept ``--work`` folder is reused only for the same source and never half-written."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for i, it in enumerate(items):
-        target = folder / f"{i:05d}.mp4"
-        if target.exists() or perturb_video(it.path, target, perturbation):
-            paths[str(target)] = str(i)
+        target = folder / f"{hashlib.sha256(str(it.path).encode()).hexdigest()[:20]}.mp4"
+        if not target.exists():
+            partial = target.with_name(target.stem + ".part.mp4")
+            if not perturb_video(it.path, partial, perturbation):
+                partial.unlink(missing_ok=True)
+                continue
+            partial.replace(target)
+        paths[str(target)] = str(i)
     results = []
     scanner.run(list(paths), results.append)
     return {paths[r.path]: float(r.score) for r in results if r.status == "ok"}
