@@ -37,14 +37,15 @@ NO_TENSORRT = tensorrt_missing()
 
 
 @pytest.fixture(scope="module")
-def face(face_clip, tiny_checkpoint):
+def face_track(face_clip, tiny_checkpoint):
+    """The tiny model's face clip of face_clip: (T, S, S, 3) uint8."""
     return face_crops(face_clip, load_checkpoint(tiny_checkpoint).meta.preprocessing)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_checkpoint, face):
+def exported(tmp_path_factory, tiny_checkpoint, face_track):
     out = tmp_path_factory.mktemp("export dir")
-    return export_all(tiny_checkpoint, out, fp16=True, max_batch=4, face=face)
+    return export_all(tiny_checkpoint, out, fp16=True, max_batch=4, face=face_track)
 
 
 def test_export_writes_verified_fp32_and_fp16_onnx(exported, tiny_checkpoint):
@@ -165,24 +166,24 @@ def test_parity_failure_fails_the_export(exported, tiny_checkpoint):
 
 
 def test_exporting_again_into_a_folder_leaves_no_artifact_of_the_earlier_export(
-    tiny_checkpoint, face, tmp_path
+    tiny_checkpoint, face_track, tmp_path
 ):
     """A folder scanned with --weights loads whatever artifacts it holds: those of an earlier
     export (another checkpoint, or formats not written this time) must not stay beside the
     new checkpoint."""
-    export_all(tiny_checkpoint, tmp_path, fp16=True, max_batch=2, face=face)
+    export_all(tiny_checkpoint, tmp_path, fp16=True, max_batch=2, face=face_track)
     assert sidecar_path(tmp_path / ONNX_FP16_FILE).is_file()
-    result = export_all(tiny_checkpoint, tmp_path, fp16=False, max_batch=2, face=face)
+    result = export_all(tiny_checkpoint, tmp_path, fp16=False, max_batch=2, face=face_track)
     assert [a.path.name for a in result.artifacts] == [ONNX_FILE]
     assert not (tmp_path / ONNX_FP16_FILE).exists()
     assert not sidecar_path(tmp_path / ONNX_FP16_FILE).exists()
     assert sidecar_path(tmp_path / ONNX_FILE).is_file()
 
 
-def test_export_cli_end_to_end(tiny_checkpoint, face, tmp_path, monkeypatch):
+def test_export_cli_end_to_end(tiny_checkpoint, face_track, tmp_path, monkeypatch):
     # The CLI checks parity on the bundled sample's face track; MTCNN on it takes ~10 s on two
     # cores, so hand it the fixture's face track instead (same function, same shape).
-    monkeypatch.setattr("export.cli.sample_face_crops", lambda contract: face)
+    monkeypatch.setattr("export.cli.sample_face_crops", lambda contract: face_track)
     out = tmp_path / "with spaces" / "export"
     args = ["export", "--weights", str(tiny_checkpoint), "--out", str(out)]
     res = CliRunner().invoke(main, [*args, "--format", "onnx", "--fp16"])
@@ -197,7 +198,7 @@ def test_export_cli_end_to_end(tiny_checkpoint, face, tmp_path, monkeypatch):
 
 
 def test_an_artifact_no_runtime_here_can_check_fails_without_a_sidecar(
-    tiny_checkpoint, face, tmp_path, monkeypatch
+    tiny_checkpoint, face_track, tmp_path, monkeypatch
 ):
     """An fp16 graph that onnxruntime cannot run here: exit 1, and no sidecar vouches for it."""
     from export import pipeline
@@ -207,7 +208,7 @@ def test_an_artifact_no_runtime_here_can_check_fails_without_a_sidecar(
             raise RuntimeUnavailable(f"onnxruntime cannot run {path.name} on the CPU (stand-in)")
         return verify_onnx(path, cases, tolerance)
 
-    monkeypatch.setattr("export.cli.sample_face_crops", lambda contract: face)
+    monkeypatch.setattr("export.cli.sample_face_crops", lambda contract: face_track)
     monkeypatch.setattr(pipeline, "verify_onnx", verify)
     out = tmp_path / "export"
     args = ["export", "--weights", str(tiny_checkpoint), "--out", str(out), "--fp16"]
@@ -252,10 +253,10 @@ def test_export_of_the_default_model(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(NO_TENSORRT is not None, reason=str(NO_TENSORRT))
 @pytest.mark.parametrize("fp16", [False, True])
-def test_tensorrt_engine_export_and_backend(tiny_checkpoint, face, tmp_path, fp16):
+def test_tensorrt_engine_export_and_backend(tiny_checkpoint, face_track, tmp_path, fp16):
     from scanner.backends import TensorRTBackend, TorchBackend
 
-    result = export_all(tiny_checkpoint, tmp_path, formats="engine", fp16=fp16, face=face)
+    result = export_all(tiny_checkpoint, tmp_path, formats="engine", fp16=fp16, face=face_track)
     (engine,) = result.artifacts
     assert engine.path.name == ENGINE_FILE and not (tmp_path / ONNX_FILE).exists()
     info = engine.info
@@ -267,7 +268,7 @@ def test_tensorrt_engine_export_and_backend(tiny_checkpoint, face, tmp_path, fp1
     assert not (tmp_path / ONNX_FP16_FILE).exists()
     backend = TensorRTBackend(engine.path, torch.device("cuda"))
     reference = TorchBackend.from_path(tiny_checkpoint, torch.device("cpu"))
-    crops = np.stack([face] * 3)
+    crops = np.stack([face_track] * 3)
     p, a = backend(crops)
     q, b = reference(crops)
     tol = TOLERANCE[info.precision]
@@ -381,7 +382,7 @@ def test_engine_build_is_strongly_typed_on_tensorrt_10_and_11(
 
 
 def test_fp16_engine_is_built_from_the_verified_fp16_onnx(
-    tiny_checkpoint, face, tmp_path, monkeypatch
+    tiny_checkpoint, face_track, tmp_path, monkeypatch
 ):
     """Pipeline wiring without a GPU: a stand-in "engine" that is the ONNX it was built from,
     verified through onnxruntime in place of TensorRT."""
@@ -406,7 +407,7 @@ def test_fp16_engine_is_built_from_the_verified_fp16_onnx(
         formats="engine",
         fp16=True,
         max_batch=4,
-        face=face,
+        face=face_track,
         device=torch.device("cpu"),
     )
     assert built == {"source": ONNX_FP16_FILE, "precision": "fp16", "max_batch": 4}

@@ -42,9 +42,9 @@ def result(path: str, status: str = "ok", **kw) -> VideoResult:
 
 
 def test_unscored_statuses_carry_no_score():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly when status is ok"):
         VideoResult("a.mp4", "no_face", 0.5, "m", "torch", "cpu", 1.0, score=0.1, label="REAL")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exactly when status is ok"):
         VideoResult("a.mp4", "ok", 0.5, "m", "torch", "cpu", 1.0)
     with pytest.raises(ValueError, match="status"):
         result("a.mp4", status="weird")

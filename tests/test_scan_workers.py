@@ -145,9 +145,11 @@ def test_a_worker_dying_while_the_model_runs_is_an_error_row(
     """The pool breaks while the scan is busy scoring; the next video submitted to it meets
     a broken pool, which is recovered from like a death seen while waiting."""
     real = scan.prepare_video
+    crashed = tmp_path / "crashed"
 
     def crash_on_b(path, *args, **kw):  # noqa: ANN001, ANN202 - forked workers inherit it
         if path.name == "b.mp4":
+            crashed.touch()
             os._exit(3)
         return real(path, *args, **kw)
 
@@ -161,7 +163,10 @@ def test_a_worker_dying_while_the_model_runs_is_an_error_row(
     forward = scanner._forward
 
     def slow_forward(clips):  # noqa: ANN001, ANN202 - the worker dies on b.mp4 meanwhile
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while not crashed.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # for the pool's manager thread to see the death
         return forward(clips)
 
     monkeypatch.setattr(scanner, "_forward", slow_forward)

@@ -16,15 +16,9 @@ from scanner.cli import main
 from scanner.models import default_weights
 from training.make_samples import read_video
 
-from helpers import SHARED_VIDEOS, write_clip
+from helpers import SHARED_VIDEOS, needs_shared_videos, write_clip
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not SHARED_VIDEOS.is_dir(),
-        reason=f"shared clips not found at {SHARED_VIDEOS} (set DFSCAN_SHARED_VIDEOS)",
-    ),
-]
+pytestmark = [pytest.mark.slow, needs_shared_videos]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +51,8 @@ def test_scan_shared_videos(scanned):
     with open(out, newline="", encoding="utf-8") as f:
         rows = {Path(r["path"]).relative_to(SHARED_VIDEOS).as_posix(): r for r in csv.DictReader(f)}
     manifest = SHARED_VIDEOS.parent / "manifest.csv"
+    if not manifest.is_file():
+        pytest.skip(f"no manifest.csv beside {SHARED_VIDEOS} to compare the rows with")
     with open(manifest, newline="", encoding="utf-8") as f:
         expected = {r["path"].removeprefix("videos/"): r["label"] for r in csv.DictReader(f)}
     assert set(rows) == set(expected)
@@ -119,8 +115,8 @@ def read_square(path: Path, frames: int, side: int) -> list[np.ndarray]:
 @pytest.mark.skipif(default_weights() is None, reason="no default model in this build")
 def test_two_shared_clips_side_by_side_one_self_blended(tmp_path):
     """retalking_1 as it is beside retalking_4 self-blended (seed 2), each 360 x 360, 75
-    frames. Measured with the shipped model: real 0.0462, blended 0.9904 (threshold 0.9953:
-    both REAL, the blend just under it)."""
+    frames: the shipped model scores the blended face above the real one and names it the
+    video's person (the verdicts depend on the model's threshold and are not asserted)."""
     from test_people import self_blended, side_by_side
 
     left = read_square(SHARED_VIDEOS / "real" / "retalking_1.mp4", 75, 360)
