@@ -260,3 +260,28 @@ def write_hostile_files(
     (d / "notes.mp4").write_text("not a video\n" * 50)
     os.symlink(d / "gone.mp4", d / "dangling.mp4")
     return d
+
+
+GEOMETRY = Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3)  # crop geometry only
+
+
+def self_blended(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Every frame's face self-blended (training.selfblend, five-point masks) and pasted back."""
+    from scanner.faces import FaceDetector, extract_track
+    from scanner.video import Frames, VideoInfo
+    from training.make_samples import paste_back
+    from training.selfblend import self_blend
+
+    images = np.stack(frames)
+    n = len(images)
+    info = VideoInfo(images.shape[2], images.shape[1], 25.0, n, n / 25)
+    track = extract_track(Frames(info, tuple(range(n)), images), FaceDetector(GEOMETRY))
+    _, fake, masks = self_blend(track.crops, track.landmarks, np.random.default_rng(seed))
+    return [
+        paste_back(f, c, m, b, GEOMETRY.margin)
+        for f, c, m, b in zip(images, fake, masks, track.boxes)
+    ]
+
+
+def side_by_side(left: list[np.ndarray], right: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate([a, b], axis=1) for a, b in zip(left, right)]

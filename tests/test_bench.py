@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-from test_people import astronaut_pair  # noqa: F401  (module fixture, reused)
 
 from benchmarks.bench import (
     PAPER_TABLE7,
@@ -149,7 +148,7 @@ def test_bench_command_rows_for_each_backend(tiny_checkpoint, face_clip, tmp_pat
     assert e2e["videos"] == 1 and e2e["scored"] == 1 and e2e["bottleneck"]
 
 
-def test_end_to_end_scores_every_person_and_times_their_descriptors(backend, astronaut_pair):  # noqa: F811
+def test_end_to_end_scores_every_person_and_times_their_descriptors(backend, astronaut_pair):
     """As the scan does: both faces of a two-person video are clips for the model, and their
     identity descriptors (where dlib is installed) are a stage of their own, not crop time:
     the first and last face of each person's track, each one person."""

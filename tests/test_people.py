@@ -16,17 +16,14 @@ from click.testing import CliRunner
 
 from scanner.backends import make_backend
 from scanner.cli import main
-from scanner.contract import Preprocessing
-from scanner.faces import FaceDetector, crop_square, extract_track, track_people
+from scanner.faces import FaceDetector, crop_square, track_people
 from scanner.identity import DESCRIPTOR, POSITION, FaceEmbedder
 from scanner.models import default_weights, samples_dir
 from scanner.scan import Scanner, ScanOptions
-from scanner.video import Frames, VideoInfo, read_frames
-from training.make_samples import paste_back, read_video, video_fps
+from scanner.video import read_frames
+from training.make_samples import read_video, video_fps
 
-from helpers import face_frames, write_clip
-
-GEOMETRY = Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3)  # crop geometry only
+from helpers import GEOMETRY, side_by_side, write_clip
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -39,44 +36,8 @@ def details_of(path: Path) -> dict[str, dict]:
     return {Path(d["path"]).name: d for d in lines}
 
 
-def self_blended(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
-    """Every frame's face self-blended (training.selfblend, five-point masks) and pasted back."""
-    from training.selfblend import self_blend
-
-    images = np.stack(frames)
-    n = len(images)
-    info = VideoInfo(images.shape[2], images.shape[1], 25.0, n, n / 25)
-    track = extract_track(Frames(info, tuple(range(n)), images), FaceDetector(GEOMETRY))
-    _, fake, masks = self_blend(track.crops, track.landmarks, np.random.default_rng(seed))
-    return [
-        paste_back(f, c, m, b, GEOMETRY.margin)
-        for f, c, m, b in zip(images, fake, masks, track.boxes)
-    ]
-
-
-def side_by_side(left: list[np.ndarray], right: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.concatenate([a, b], axis=1) for a, b in zip(left, right)]
-
-
 def read_clip(path: Path) -> tuple[list[np.ndarray], float]:
     return list(read_video(path)), video_fps(path)
-
-
-# Self-blending seed of the synthetic clip. Measured with the shipped model (real | blended,
-# 40 frames, seed 0 sampling): seed 0 0.5215 | 0.5226, seed 1 0.5215 | 0.5211 (not separated),
-# seed 2 0.5215 | 0.5421, seed 3 0.5215 | 0.5438. Weak blends (a low blend ratio) are not
-# always told apart by this small model; the test uses seed 2.
-BLEND_SEED = 2
-
-
-@pytest.fixture(scope="module")
-def astronaut_pair(tmp_path_factory, face_image) -> Path:
-    """640x240: the portrait on the left, a self-blended copy of it on the right."""
-    real = face_frames(face_image, 40)
-    fake = self_blended(real, BLEND_SEED)
-    return write_clip(
-        tmp_path_factory.mktemp("two") / "astronaut_pair.mp4", side_by_side(real, fake)
-    )
 
 
 @pytest.fixture(scope="module")

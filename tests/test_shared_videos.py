@@ -16,7 +16,7 @@ from scanner.cli import main
 from scanner.models import default_weights
 from training.make_samples import read_video
 
-from helpers import SHARED_VIDEOS, needs_shared_videos, write_clip
+from helpers import SHARED_VIDEOS, needs_shared_videos, self_blended, side_by_side, write_clip
 
 pytestmark = [pytest.mark.slow, needs_shared_videos]
 
@@ -117,8 +117,6 @@ def test_two_shared_clips_side_by_side_one_self_blended(tmp_path):
     """retalking_1 as it is beside retalking_4 self-blended (seed 2), each 360 x 360, 75
     frames: the shipped model scores the blended face above the real one and names it the
     video's person (the verdicts depend on the model's threshold and are not asserted)."""
-    from test_people import self_blended, side_by_side
-
     left = read_square(SHARED_VIDEOS / "real" / "retalking_1.mp4", 75, 360)
     right = read_square(SHARED_VIDEOS / "real" / "retalking_4.mp4", 75, 360)
     n = min(len(left), len(right))

@@ -47,34 +47,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def real_folder(tmp_path_factory, face_image):
-    """Eight real 'identities': the portrait tinted and placed differently in each."""
-    root = tmp_path_factory.mktemp("data")
-    (root / "real").mkdir()
-    for k in range(8):
-        tint = np.array([1.0 - 0.05 * k, 1.0, 0.8 + 0.05 * k])
-        face = np.clip(face_image * tint, 0, 255).astype(np.uint8)
-        frames = face_frames(face, 20, size=(320 + 16 * k, 240))
-        write_clip(root / "real" / f"person{k}.mp4", frames)
-    return root
-
-
-@pytest.fixture(scope="module")
-def cache(real_folder, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    items = load_dataset(real_folder)
-    preprocess(
-        items,
-        cache,
-        Preprocessing.for_backbone("test_efficientnet"),
-        frames=16,
-        workers=1,
-        progress=False,
-    )
-    return cache
-
-
 def test_preprocess_caches_face_tracks(cache, real_folder):
     entries = read_index(cache)
     assert len(entries) == 8 and all(e.status == "ok" and e.frames == 16 for e in entries)

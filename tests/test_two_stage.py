@@ -8,7 +8,6 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from test_training import cache, real_folder  # noqa: F401  (module fixtures, reused)
 
 from scanner.checkpoint import load_checkpoint
 from scanner.cli import main as dfscan
@@ -50,7 +49,7 @@ def _config(tmp_path, data_dir, cache_dir, **extra) -> str:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, real_folder, cache):  # noqa: F811
+def run(tmp_path_factory, real_folder, cache):
     tmp = tmp_path_factory.mktemp("two_stage")
     recipe = _config(tmp, real_folder, cache)
     assert main(["--config", recipe]) == 0
@@ -72,7 +71,7 @@ def test_writes_a_calibrated_checkpoint(run) -> None:
     assert train and val and not (train & val) and not (train & test) and not (val & test)
 
 
-def test_checkpoint_scans(run, real_folder, tmp_path) -> None:  # noqa: F811
+def test_checkpoint_scans(run, real_folder, tmp_path) -> None:
     out, _ = run
     video = sorted((real_folder / "real").glob("*.mp4"))[0]
     csv_path = tmp_path / "r.csv"
@@ -107,7 +106,7 @@ def test_a_new_run_into_a_used_folder_computes_its_own_features(run, caplog) -> 
     assert "feature cache: read" not in caplog.text
 
 
-def test_config_split_and_unknown_keys(tmp_path, real_folder, cache) -> None:  # noqa: F811
+def test_config_split_and_unknown_keys(tmp_path, real_folder, cache) -> None:
     recipe = Path(_config(tmp_path, real_folder, cache, head_epochs=7))
     cfg, st = read_configs(recipe, {"frame_lr": 0.01})
     assert cfg.backbone == "test_efficientnet" and cfg.split == (0.6, 0.2, 0.2)
@@ -149,7 +148,7 @@ def test_every_stage_key_has_help_and_errors_are_one_line(tmp_path, capsys) -> N
     assert "error:" in capsys.readouterr().err
 
 
-def test_cap_per_identity_keeps_at_most_n(real_folder) -> None:  # noqa: F811
+def test_cap_per_identity_keeps_at_most_n(real_folder) -> None:
     from training.datasets import load_dataset
 
     items = load_dataset(real_folder)
@@ -175,7 +174,7 @@ def test_trainable_parameters_freeze_early_stages() -> None:
     assert len(trainable_parameters(net, -1)) == len(list(net.parameters()))
 
 
-def test_cache_pack_round_trip_trains_without_videos(tmp_path, real_folder, cache) -> None:  # noqa: F811
+def test_cache_pack_round_trip_trains_without_videos(tmp_path, real_folder, cache) -> None:
     """A packed cache, unpacked elsewhere, trains with no videos and no dlib at hand."""
     from training.cache_pack import pack, unpack
     from training.preprocess import load_track, read_index
@@ -204,7 +203,7 @@ def test_cache_pack_round_trip_trains_without_videos(tmp_path, real_folder, cach
     assert (tmp_path / "run" / "model.safetensors").exists()
 
 
-def test_frame_pairs_reenact_from_another_frame(cache) -> None:  # noqa: F811
+def test_frame_pairs_reenact_from_another_frame(cache) -> None:
     """reenact_prob 1: every pair is a cached frame and that frame re-animated from another
     frame of its track (training.reenact), which changes the face and keeps the corners."""
     import numpy as np
@@ -229,7 +228,7 @@ def test_frame_pairs_reenact_from_another_frame(cache) -> None:  # noqa: F811
     assert changed >= 3
 
 
-def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:  # noqa: F811
+def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:
     """degrade_prob 1: the real side of a pair is degraded as well as its pseudo-fake (the
     same draws up to the degradation, so the plain pair is the degraded pair's original)."""
     import numpy as np
@@ -250,7 +249,7 @@ def test_frame_pairs_degrade_real_and_fake_alike(cache) -> None:  # noqa: F811
             assert np.abs(before[side].astype(int) - after[side]).mean() < 40
 
 
-def test_frame_pairs_jitter_real_and_fake_alike(cache) -> None:  # noqa: F811
+def test_frame_pairs_jitter_real_and_fake_alike(cache) -> None:
     """jitter_prob 1: both sides of a pair are reframed by one draw, so where the pseudo-fake
     left the frame alone (a corner) they stay equal."""
     import numpy as np
@@ -287,7 +286,7 @@ def test_degrade_plan_draws_before_or_after_and_nothing_without_before() -> None
     assert set(plans) == {(True, False), (False, True)}
 
 
-def test_frame_pairs_degraded_before_the_fake_is_made(cache) -> None:  # noqa: F811
+def test_frame_pairs_degraded_before_the_fake_is_made(cache) -> None:
     """degrade_before 1: the frame is degraded first and its pseudo-fake made from it, so
     outside the blend the fake is the degraded real itself; degraded after (alike), each side
     gets noise of its own."""
@@ -314,7 +313,7 @@ def test_frame_pairs_degraded_before_the_fake_is_made(cache) -> None:  # noqa: F
         assert not np.array_equal(fake[corner], real[corner])
 
 
-def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_path) -> None:  # noqa: F811
+def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_path) -> None:
     """package_default ships a two-stage run: the weights copied, the card's sha256, the
     development-set table computed from training.evaluate reports (flag counts at each
     report's threshold), splits counted by person; a report of the shipped weights is
@@ -362,7 +361,7 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
     assert "research and evaluation" in card and "Limits" in card
 
 
-def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, caplog) -> None:  # noqa: F811
+def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, caplog) -> None:
     """generated_prob > 0: the run trains one autoencoder per generator kind on the training
     frames and keeps them; a resumed run reads them back (the same drawings); frame pairs then
     draw with them."""
@@ -439,7 +438,7 @@ def test_card_settings_name_the_generated_pseudo_fakes() -> None:
     )
 
 
-def test_generated_match_adds_blurred_real_versions(tmp_path, real_folder, cache, monkeypatch):  # noqa: F811
+def test_generated_match_adds_blurred_real_versions(tmp_path, real_folder, cache, monkeypatch):
     """generated_match 1 with every pseudo-fake a whole-crop redraw by a smoothing generator:
     each training video's feature cache holds, beside its real clip, one blurred real version
     per pseudo-fake variant; validation and test keep their one real clip."""
@@ -469,7 +468,7 @@ def test_generated_match_adds_blurred_real_versions(tmp_path, real_folder, cache
     assert all(vf.more_real == [] for vf in feats["val"] + feats["test"])
 
 
-def test_subsequence_sampling_trains_on_runs_and_scans_alike(tmp_path, real_folder):  # noqa: F811
+def test_subsequence_sampling_trains_on_runs_and_scans_alike(tmp_path, real_folder):
     """sampling subsequence: the run caches runs of consecutive frames, reads every cached
     frame's features, and its model's contract samples runs of consecutive frames, so that
     dfscan scan samples as training did."""
@@ -484,7 +483,7 @@ def test_subsequence_sampling_trains_on_runs_and_scans_alike(tmp_path, real_fold
     assert ck.meta.preprocessing.sampling == "subsequence"
 
 
-def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_folder, cache):  # noqa: F811
+def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_folder, cache):
     """real_variants 2: each training video gets a second real version with its own draws
     (degraded otherwise), validation and test keep one; the head draws among them; a feature
     cache written before the setting reads back with none."""
