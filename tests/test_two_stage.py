@@ -129,6 +129,8 @@ def test_resume_reads_the_runs_own_config_and_unused_keys_warn(run, tmp_path, ca
     caplog.set_level("WARNING")
     read_configs(None, {"epochs": 5, "lr": 3e-4})  # lr as its default: no warning for it
     assert "two-stage training does not use epochs (training.train's)" in caplog.text
+    read_configs(None, {"feature_frames": 8})
+    assert "feature_frames (8) < num_frames (15): the head's clips repeat frames" in caplog.text
     listed = tmp_path / "list.yaml"
     listed.write_text("- backbone\n")
     with pytest.raises(ValueError, match="expected a mapping"):

@@ -220,10 +220,17 @@ def read_configs(
     if "split" in train_values:
         train_values["split"] = tuple(train_values["split"])
     cfg = TrainConfig(**train_values)
+    st = StageConfig(**stage)
+    if st.feature_frames < cfg.num_frames:
+        log.warning(
+            "feature_frames (%d) < num_frames (%d): the head's clips repeat frames",
+            st.feature_frames,
+            cfg.num_frames,
+        )
     unused = [k for k in END_TO_END_KEYS if k in values and values[k] != getattr(TrainConfig, k)]
     if unused:
         log.warning("two-stage training does not use %s (training.train's)", ", ".join(unused))
-    return cfg, StageConfig(**stage)
+    return cfg, st
 
 
 # --------------------------------------------------------------------------- data
