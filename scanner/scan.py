@@ -231,12 +231,12 @@ class Scanner:
         self.threshold = (
             backend.threshold if options.threshold is None else float(options.threshold)
         )
-        self.detector_device = options.detector_device or getattr(
+        detector_device = options.detector_device or getattr(
             backend, "torch_device", torch.device("cpu")
         )
         self.prepare_settings = PrepareSettings(
             contract=self.contract,
-            detector_device=str(self.detector_device),
+            detector_device=str(detector_device),
             sampling=self.sampling,
             seed=options.seed,
             max_people=options.max_people,
@@ -374,7 +374,7 @@ class Scanner:
         spawned workers failed to start."""
         if self._threads_only:
             return None
-        if torch.device(self.detector_device).type != "cpu":
+        if torch.device(self.prepare_settings.detector_device).type != "cpu":
             return "spawn"
         return "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 

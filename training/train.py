@@ -98,9 +98,8 @@ class TrainConfig:
     proj_channels: int = 128
     hidden_channels: int = 128
     num_frames: int = 15
-    sampling: str = (
-        "random"  # TRAIN_SAMPLING (Table 4): random (paper's best), uniform, subsequence
-    )
+    # TRAIN_SAMPLING (Table 4): random (the paper's best), uniform or subsequence
+    sampling: str = "random"
     cache_frames: int = 32  # crops cached per video, from which clips are sampled
     # data
     self_blend: str = "auto"  # auto (on when training data has no fakes), on, off
