@@ -513,3 +513,25 @@ def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_fo
     assert old.more_real == [] and torch.equal(old.real, vf.real)
     with pytest.raises(ValueError, match="real_variants"):
         StageConfig(real_variants=0)
+
+
+def test_card_limits_follow_the_models_own_development_figures() -> None:
+    """The card's first limit names each manipulation family by where the model's own
+    development report puts it: above real footage (AUC >= 0.6), near chance, or below."""
+    from training.package_default import transfer_limits
+
+    def report(**aucs: float) -> dict:
+        return {
+            "groups": [{"group": "all", "auc": 0.6}]
+            + [{"group": g, "auc": a} for g, a in aucs.items()]
+        }
+
+    text = " ".join(
+        transfer_limits(report(faceswap=0.86, reenactment=0.45, lipsync=0.54, other=0.61)).split()
+    )
+    assert "ranks face swaps (0.860) and fully generated people (0.610) above real footage" in text
+    assert "lip-sync and audio-driven heads (0.540) near chance" in text
+    assert "reenactment (0.450) *below* real footage" in text
+    assert "says little" in text
+    good = " ".join(transfer_limits(report(faceswap=0.9, lipsync=0.7)).split())
+    assert "near chance" not in good and "below" not in good and "says little" not in good

@@ -20,6 +20,7 @@ import csv
 import json
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -333,6 +334,45 @@ def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+FAMILY_NAMES = {
+    "faceswap": "face swaps",
+    "reenactment": "reenactment",
+    "lipsync": "lip-sync and audio-driven heads",
+    "other": "fully generated people",
+}
+
+
+def transfer_limits(report: dict) -> str:
+    """The card's first limit, from the model's own ``training.evaluate`` report: the
+    manipulation families it ranks above real footage (AUC >= 0.6), near chance (0.5-0.6)
+    and below it (< 0.5)."""
+    groups = {g["group"]: g["auc"] for g in report["groups"]}
+    named = [(FAMILY_NAMES[f], groups[f]) for f in DEV_FAMILIES if groups.get(f) is not None]
+
+    def listing(items: list[tuple[str, float]]) -> str:
+        named = [f"{name} ({_fmt(auc)})" for name, auc in items]
+        return " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+
+    above = [x for x in named if x[1] >= 0.6]
+    near = [x for x in named if 0.5 <= x[1] < 0.6]
+    below = [x for x in named if x[1] < 0.5]
+    parts = []
+    if above:
+        parts.append(f"On the development set it ranks {listing(above)} above real footage")
+    if near:
+        parts.append(f"{listing(near)} near chance")
+    if below:
+        parts.append(f"{listing(below)} *below* real footage")
+    text = (
+        "Self-blending teaches blending boundaries and colour mismatch. "
+        + "; ".join(parts)
+        + " (AUC against every real clip)."
+    )
+    if near or below:
+        text += " A REAL verdict says little about the families near or below chance."
+    return textwrap.fill(text, width=94, initial_indent="- ", subsequent_indent="  ")
+
+
 def _training_videos(splits: dict[str, list[str]], recipe: Path, manifests: Sequence[Path]) -> str:
     """Per split: videos and people (the recipe's ``source`` column: one identity per
     person); then the licences of every clip used (manifest rows matched by resolved path)."""
@@ -372,6 +412,7 @@ def build_two_stage_card(
     shipped = ckpt.label
     if not any(report["model"] == shipped for _, report in evals):
         raise ValueError(f"no --dev-eval report is of {shipped}: run training.evaluate on it")
+    shipped_eval = next(report for _, report in evals if report["model"] == shipped)
     test = {g["group"]: g for g in record["test"]["groups"]}
     cal = record["calibration"]
     fakes = "self-blended pseudo-fakes (Shiohara & Yamasaki 2022)"
@@ -425,10 +466,7 @@ compressed ones) for a false-positive rate of at most {_fmt(cal["target_fpr"], T
 {notes}
 ## Limits
 
-- Self-blending teaches blending boundaries and colour mismatch. On the development set it
-  transfers partly to face swaps and not to lip-sync, reenactment or audio-driven talking
-  heads, which it scores *below* real footage (AUC under 0.5): a REAL verdict says little
-  about those families.
+{transfer_limits(shipped_eval)}
 - Not trained on FaceForensics++, Celeb-DF or DFDC: its accuracy on the paper's benchmarks is
   unknown; do not expect the paper's figures.
 - Very small or low-resolution faces push scores up, real or fake; clean high-resolution
