@@ -11,6 +11,8 @@ python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --dev-eval "the same recipe, seed 1 (same people split)=$e/two-stage-lite0-imagenet-stages2-seed1.json" \
     --dev-eval "the same recipe, seed 2 (same people split)=$e/two-stage-lite0-imagenet-stages2-seed2.json" \
     --dev-eval "the same recipe, seed 0, its script run into an empty folder (own autoencoders)=$e/two-stage-lite0-imagenet-stages2-reproduced.json" \
+    --dev-eval "the same recipe on Lite2=$e/two-stage-lite2-imagenet-stages2.json" \
+    --dev-eval "ImageNet start, last three stages trained, 1.5 passes=$e/two-stage-lite0-imagenet-stages3-longer.json" \
     --dev-eval "ImageNet start, last stage trained, one pass=$e/two-stage-lite0-imagenet-last-block.json" \
     --dev-eval "ImageNet start, last stage trained, two passes=$e/two-stage-lite0-imagenet-last-block-2passes.json" \
     --dev-eval "ImageNet start, backbone blocks frozen=$e/two-stage-lite0-imagenet-frozen-blocks.json" \
