@@ -305,9 +305,9 @@ def measure_end_to_end(
     and so the detection stage, nearly twice as slow as in the scan (25 s against 14 s on
     the 29 shared clips). The model runs with this process's count, as in the scan.
     """
-    from scanner.scan import WORKER_TORCH_THREADS, Preparer, Scanner, ScanOptions, default_workers
+    from scanner.scan import WORKER_TORCH_THREADS, Preparer, Scanner, ScanOptions
 
-    options = ScanOptions(seed=seed, workers=workers or default_workers())
+    options = ScanOptions(seed=seed, **({"workers": workers} if workers else {}))
     scanner = Scanner(backend, options)
     s = scanner.prepare_settings
     stage = Preparer(s)  # the scan's detector and embedder, built here

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from scanner.backends import Backend, make_backend
 from scanner.checkpoint import CheckpointError
 from scanner.discover import discover_videos
+from scanner.files import is_uri
 from scanner.report import VideoResult
 from scanner.scan import Scanner, ScanOptions
 
@@ -110,8 +111,6 @@ def scan_paths(
             weights = default_weights()
         model = ModelSpec(Path(weights), backend, str(device), precision)
         return scan_ray(videos, options or ScanOptions(), model, runner, RayOptions(ray_address))
-    from scanner.files import is_uri
-
     paths = list(paths)
     uri = next((p for p in paths if is_uri(p)), None)
     if uri is not None:

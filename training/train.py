@@ -524,16 +524,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_config_file(config: Path | None, resume: bool, out: str | None) -> Path | None:
+    """The config file to read: the one given, else, to resume, the run's own config.json."""
+    if config is None and resume and out is not None:
+        saved = Path(out) / "config.json"
+        return saved if saved.exists() else None
+    return config
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     """(config, resume) from parsed flags, a --config file and, to resume, the run's own."""
     values = {k: v for k, v in vars(args).items() if k != "verbose"}
     resume = values.pop("resume")
-    config_file = values.pop("config", None)
+    config_file = run_config_file(values.pop("config", None), resume, values.get("out"))
     loaded = load_config(config_file) if config_file else {}
-    if resume and not config_file and "out" in values:
-        saved = Path(values["out"]) / "config.json"
-        if saved.exists():
-            loaded = load_config(saved)
     loaded.update({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     cfg = TrainConfig(**loaded)
     if not cfg.data:

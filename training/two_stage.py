@@ -59,7 +59,14 @@ from training.metrics import calibrate_threshold, format_table, roc_auc, summari
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import imagenet_backbone, load_backbone_weights
 from training.selfblend import GENERATED_WHOLE, SBI, Draw, SelfBlendConfig, pseudo_fake
-from training.train import Env, TrainConfig, cached_entries, load_config, run_provenance
+from training.train import (
+    Env,
+    TrainConfig,
+    cached_entries,
+    load_config,
+    run_config_file,
+    run_provenance,
+)
 
 log = logging.getLogger("training.two_stage")
 
@@ -207,9 +214,7 @@ def read_configs(
     without a config file reads the run's own (``config.json`` in its --out folder)."""
     stage_keys = {f.name for f in fields(StageConfig)}
     known = {f.name for f in fields(TrainConfig)} | stage_keys
-    if path is None and resume and "out" in overrides:
-        saved = Path(overrides["out"]) / "config.json"
-        path = saved if saved.exists() else None
+    path = run_config_file(path, resume, overrides.get("out"))
     values = load_config(path, known) if path is not None else {}
     values.update(overrides)
     unknown = sorted(set(values) - known)

@@ -114,7 +114,7 @@ class OnnxBackend:
         index = device.index if device.index is not None else torch.cuda.current_device()
         c = self.info.checkpoint.preprocessing
         frame = f"{c.num_frames}x3x{c.crop_size}x{c.crop_size}"
-        _, opt, _ = optimisation_profile(self.info.max_batch)
+        low, opt, high = optimisation_profile(self.info.max_batch)
         providers: list = []
         if "TensorrtExecutionProvider" in available:
             cache = _cache_dir()
@@ -124,9 +124,9 @@ class OnnxBackend:
                 "trt_fp16_enable": self.precision == "fp16",
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(cache),
-                "trt_profile_min_shapes": f"{INPUT_NAME}:1x{frame}",
+                "trt_profile_min_shapes": f"{INPUT_NAME}:{low}x{frame}",
                 "trt_profile_opt_shapes": f"{INPUT_NAME}:{opt}x{frame}",
-                "trt_profile_max_shapes": f"{INPUT_NAME}:{self.info.max_batch}x{frame}",
+                "trt_profile_max_shapes": f"{INPUT_NAME}:{high}x{frame}",
             }
             providers.append(("TensorrtExecutionProvider", trt_options))
         if "CUDAExecutionProvider" in available:
