@@ -215,3 +215,92 @@ def test_pseudo_fake_mixes_the_kinds(dense_clip) -> None:
     a = pseudo_fake(crops, five, np.random.default_rng(0), SBI, dense, 0.0)
     b = self_blend(crops, five, np.random.default_rng(0), SBI, dense)
     np.testing.assert_array_equal(a[1], b[1])  # rerender_prob 0: plain self-blending
+
+
+def test_align_face_undoes_a_similarity(face) -> None:
+    import cv2
+
+    from training.selfblend import align_face
+
+    crop, five = face
+    m = cv2.getRotationMatrix2D((112.0, 112.0), 8.0, 0.9)
+    m[:, 2] += (6.0, -4.0)
+    moved = cv2.warpAffine(crop, m, crop.shape[1::-1], borderMode=cv2.BORDER_REFLECT101)
+    moved_points = five @ m[:, :2].T + m[:, 2]
+    back = align_face(moved, moved_points, five)
+    centre = (slice(70, 160), slice(70, 160))
+    error = np.abs(back[centre].astype(int) - crop[centre]).mean()
+    assert error < 0.2 * np.abs(moved[centre].astype(int) - crop[centre]).mean()
+    assert align_face(crop, np.zeros((5, 2)), five) is None  # points that fit no similarity
+
+
+def test_match_colour_takes_the_targets_colour_inside_the_region(face) -> None:
+    import cv2
+
+    from training.selfblend import match_colour
+
+    crop, five = face
+    tinted = np.clip(crop * np.array([0.6, 1.0, 1.3]) + 20, 0, 255).astype(np.uint8)
+    region = five_point_mask(crop.shape[:2], five).astype(np.float32)
+    matched = np.clip(np.rint(match_colour(tinted, crop, region)), 0, 255).astype(np.uint8)
+    inside = region > 0.5
+
+    def lab_mean(img):
+        return cv2.cvtColor(img, cv2.COLOR_RGB2LAB).astype(np.float32)[inside].mean(0)
+
+    before = np.abs(lab_mean(tinted) - lab_mean(crop)).max()
+    assert np.abs(lab_mean(matched) - lab_mean(crop)).max() < 0.1 * before
+    np.testing.assert_array_equal(match_colour(tinted, crop, 0 * region), tinted)
+
+
+def test_a_donor_face_is_blended_with_the_same_draws(dense_clip) -> None:
+    """With another clip as donor, a blend keeps every draw of the self-blend (the same
+    mask) and only its source changes: the donor's pattern, aligned, shows inside the mask."""
+    import cv2
+
+    from training.selfblend import pseudo_fake
+
+    crops, five, dense = dense_clip
+    ys, xs = np.mgrid[: crops.shape[1], : crops.shape[2]]
+    stripes = (40 * np.sign(np.sin(xs / 2.0)))[..., None]  # 4 px stripes, kept by the colour match
+    shift = np.float32([[1, 0, 9], [0, 1, -5]])
+    donor = np.stack(
+        [
+            cv2.warpAffine(
+                np.clip(c + stripes, 0, 255).astype(np.uint8),
+                shift,
+                c.shape[1::-1],
+                borderMode=cv2.BORDER_REFLECT101,
+            )
+            for c in crops
+        ]
+    )
+    moved = (five + (9, -5), dense + (9, -5))
+    still = dataclasses.replace(  # no misalignment, so that the stripes stay where they were
+        SBI, translate=(0.0, 0.0), scale=(1.0, 1.0), jitter_translate=0.0, jitter_scale=0.0
+    )
+    own = self_blend(crops, five, np.random.default_rng(5), still, dense)
+    swap = self_blend(crops, five, np.random.default_rng(5), still, dense, (donor, *moved))
+    np.testing.assert_array_equal(own[2], swap[2])  # the same mask, ratio and drift
+    np.testing.assert_array_equal(own[0], swap[0])
+    strong = swap[2] > 0.5
+    residual = swap[1].astype(np.float32) - own[1]
+    sign = np.broadcast_to(np.sign(np.sin(xs / 2.0)), strong.shape)
+    assert (residual.mean(-1)[strong] * sign[strong]).mean() > 5  # the stripes, in place
+    assert np.abs(residual[~(swap[2] > 1 / 512)]).max() == 0
+    with pytest.raises(ValueError):
+        self_blend(crops, five, np.random.default_rng(5), dense=dense, donor=(donor[:3], *moved))
+    with pytest.raises(ValueError):
+        pseudo_fake(crops, five, np.random.default_rng(0), SBI, dense, swap_prob=1.0)
+    # swap_prob 1 with a donor that finds no one: a self-blend, the donor asked once
+    asked = []
+    none = pseudo_fake(
+        crops,
+        five,
+        np.random.default_rng(0),
+        SBI,
+        dense,
+        swap_prob=1.0,
+        donor=lambda rng: asked.append(rng) and None,
+    )
+    assert len(asked) == 1 and none[1].shape == crops.shape

@@ -567,3 +567,77 @@ def test_card_limit_places_each_family_by_its_interval() -> None:
     assert "face swaps, reenactment and lip-sync and audio-driven heads not measured" in nan
     with pytest.raises(ValueError, match="no manipulation family"):
         _limit()
+
+
+def test_donors_come_from_other_people_nearest_in_landmarks() -> None:
+    """A donor clip is another identity's, the nearest of the candidates in five-point
+    landmarks, as many frames as the clip; no donor where every video is the same person's."""
+    import numpy as np
+
+    from training.preprocess import CacheEntry
+    from training.two_stage import Donors
+
+    offsets = {"a1": 0.0, "a2": 1.0, "b": 30.0, "c": 4.0, "d": 60.0}
+    entries = [CacheEntry(f"{k}.mp4", 0, "g", k[0], "train", "ok", f"{k}.npz", 10) for k in offsets]
+    five = np.tile(np.arange(10, dtype=np.float32).reshape(5, 2), (3, 1, 1))
+
+    class Store:
+        def track(self, e):
+            return {"landmarks": np.tile(five[0] + offsets[e.path[:-4]], (10, 1, 1))}
+
+        def frames(self, e, idx):
+            return (
+                np.full((len(idx), 4, 4, 3), len(e.path), np.uint8),
+                self.track(e)["landmarks"][idx],
+                None,
+            )
+
+    donors = Donors(Store(), entries, candidates=8)
+    target = entries[0]
+    for seed in range(5):
+        crops, points, dense = donors(target, five, np.random.default_rng(seed))
+        assert crops.shape[0] == 3 and dense is None
+        np.testing.assert_allclose(points, five + offsets["c"])  # nearest of other people: c
+    picked = {
+        float(
+            Donors(Store(), entries, candidates=1)(target, five[:1], np.random.default_rng(s))[1][
+                0, 0, 0
+            ]
+        )
+        for s in range(30)
+    }
+    assert picked == {4.0, 30.0, 60.0}  # one candidate: any other person, never a1's a2
+    assert Donors(Store(), entries[:2])(target, five, np.random.default_rng(0)) is None
+
+
+def test_frame_pairs_swap_in_another_persons_face(cache) -> None:
+    """swap_prob 1: every pair asks for a donor of another identity than its own video's,
+    and its fake is blended from the donor's frame (equal to nothing of its own track)."""
+    import numpy as np
+
+    from training.data import TrackStore
+    from training.preprocess import read_index
+    from training.selfblend import SBI
+    from training.two_stage import FramePairs
+
+    entries = [e for e in read_index(cache) if e.status == "ok"]
+    assert len({e.source for e in entries}) > 1
+    swapped = FramePairs(
+        TrackStore(cache, dense=False), entries, SBI, 0.0, 0, StageConfig(swap_prob=1.0)
+    )
+    asked, ask = [], swapped.donors
+
+    def recorded(entry, five, rng):
+        clip = ask(entry, five, rng)
+        asked.append((entry, clip))
+        return clip
+
+    swapped.donors = recorded
+    for i in range(0, len(swapped), max(1, len(swapped) // 6)):
+        entry, _ = swapped.index[i]
+        real, fake = swapped[i].numpy()
+        target, donor = asked[-1]
+        assert target == entry and donor is not None and len(donor[0]) == 1
+        assert not any(np.array_equal(donor[0][0], c) for c in swapped.store.track(entry)["crops"])
+        assert not np.array_equal(real, fake)
+    assert len(asked) >= 6

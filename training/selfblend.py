@@ -297,14 +297,57 @@ def _check_clip(
     return n, h, w
 
 
+# --------------------------------------------------------------------------- another face
+
+
+def align_face(
+    donor: np.ndarray, donor_points: np.ndarray, target_points: np.ndarray
+) -> np.ndarray | None:
+    """``donor`` (S, S, 3) warped so that its landmarks fall on ``target_points`` (the
+    least-squares similarity of the two point sets, either five or 68 points), or None when
+    no such transform is found."""
+    m, _ = cv2.estimateAffinePartial2D(
+        np.asarray(donor_points, np.float32), np.asarray(target_points, np.float32)
+    )
+    if m is None or not np.isfinite(m).all():
+        return None
+    h, w = donor.shape[:2]
+    return cv2.warpAffine(
+        donor, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+    )
+
+
+def match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``source`` (uint8 RGB) with the mean and spread of each Lab channel of ``target``
+    inside ``region`` (Reinhard's colour transfer, as Face X-ray corrects a donor face before
+    blending it); float32."""
+    inside = region > 0.5
+    if inside.sum() < 16:
+        return source.astype(np.float32)
+    src = cv2.cvtColor(source, cv2.COLOR_RGB2LAB).astype(np.float32)
+    dst = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    s_mean, s_std = src[inside].mean(0), src[inside].std(0) + 1e-3
+    d_mean, d_std = dst[inside].mean(0), dst[inside].std(0) + 1e-3
+    out = np.clip((src - s_mean) * (d_std / s_std) + d_mean, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(out, cv2.COLOR_LAB2RGB).astype(np.float32)
+
+
 def self_blend(
     crops: np.ndarray,
     landmarks5: np.ndarray,
     rng: np.random.Generator,
     config: SelfBlendConfig = SBI,
     dense: np.ndarray | None = None,
+    donor: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Self-blend a real clip -> (real, fake, mask): (T, S, S, 3) uint8 twice, (T, S, S) float32.
+
+    With ``donor`` (crops, five-point and 68-point landmarks of another person's clip, as long
+    as this one), each frame's source is the donor's frame instead: aligned to this frame's
+    landmarks (the 68 points when both fits are plausible, else the five) and colour-matched
+    to it inside the mask, the rest as for a self-blend: a face swap between two people, Face
+    X-ray's blended images (Li et al., CVPR 2020) with SBI's augmentation and mask. A frame
+    whose donor cannot be aligned is self-blended.
 
     ``real`` is the target the fake was blended into: the input, or the input after the
     source-target augmentation when the draw put it on the target side (as SBI returns it), so
@@ -315,6 +358,10 @@ def self_blend(
     landmarks are left as they are.
     """
     n, h, w = _check_clip(crops, landmarks5, dense)
+    if donor is not None:
+        _check_clip(*donor)
+        if len(donor[0]) != n or donor[0].shape[1:3] != (h, w):
+            raise ValueError(f"donor clip {donor[0].shape} does not match {crops.shape}")
     c = config
 
     # Per-clip draws, in a fixed order.
@@ -349,7 +396,13 @@ def self_blend(
             else five_point_mask((h, w), five)
         )
         target = crops[t]
-        source = appearance(target) if augment_source else target.astype(np.float32)
+        face = target
+        if (
+            donor is not None
+            and (swapped := _donor_frame(donor, t, five, dense, use_dense)) is not None
+        ):
+            face = np.clip(np.rint(match_colour(swapped, target, hard)), 0, 255).astype(np.uint8)
+        source = appearance(face) if augment_source else face.astype(np.float32)
         base = target.astype(np.float32) if augment_source else appearance(target)
         # misalignment of source and mask together (SBI's randaffine)
         s = scale0 + c.jitter_scale * jitter[t, 0]
@@ -382,6 +435,22 @@ def self_blend(
         fake[t] = np.clip(np.rint(weight * source + (1 - weight) * base8), 0, 255).astype(np.uint8)
         masks[t] = weight[..., 0]
     return real, fake, masks
+
+
+def _donor_frame(
+    donor: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    t: int,
+    five: np.ndarray,
+    dense: np.ndarray | None,
+    use_dense: bool,
+) -> np.ndarray | None:
+    """Frame ``t`` of a donor clip aligned to a target frame's landmarks, or None."""
+    crops, donor5, donor68 = donor
+    if not np.isfinite(donor5[t]).all():
+        return None
+    if use_dense and donor68 is not None and plausible(donor68[t], donor5[t]):
+        return align_face(crops[t], donor68[t], dense[t])
+    return align_face(crops[t], donor5[t], five)
 
 
 # --------------------------------------------------------------------------- re-rendered faces
@@ -623,8 +692,12 @@ def pseudo_fake(
     generated_lower: float = 0.0,
     generated_whole: float = GENERATED_WHOLE,
     generated_match: float = 0.0,
+    swap_prob: float = 0.0,
+    donor: Callable[[np.random.Generator], tuple | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A self-blend; with probability ``generated_prob`` a face drawn by ``generator``
+    """A self-blend (with probability ``swap_prob`` of another person's face, the clip
+    ``donor(rng)`` returns, when it returns one); with probability ``generated_prob`` a face
+    drawn by ``generator``
     (``generated``: the whole crop with probability ``generated_whole``, its real clip then
     blurred alike with probability ``generated_match``, else its lower face only with
     probability ``generated_lower``), else with
@@ -653,4 +726,9 @@ def pseudo_fake(
         return reenact(crops, landmarks5, rng, REENACT, use, reference)
     if rerender_prob and rng.random() < rerender_prob:
         return rerender(crops, landmarks5, rng, rerender_config, use)
-    return self_blend(crops, landmarks5, rng, blend, dense)
+    other = None
+    if swap_prob and rng.random() < swap_prob:
+        if donor is None:
+            raise ValueError("swap_prob > 0 needs a donor")
+        other = donor(rng)
+    return self_blend(crops, landmarks5, rng, blend, dense, other)

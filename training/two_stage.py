@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -89,6 +90,7 @@ class StageConfig:
     dense_landmarks: bool = True  # 68-point masks (dlib); False: MTCNN's five points
     rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
     reenact_prob: float = 0.0  # share of pseudo-fakes warp-reenacted from one frame (reenact)
+    swap_prob: float = 0.0  # share of self-blends taking another person's face (Donors)
     degrade_prob: float = 0.0  # real and fake degraded alike (augment.degrade_clip)
     degrade_kinds: str = ",".join(DEFAULT_DEGRADATIONS)  # what degrade_clip draws from
     degrade_before: float = 0.0  # share of degraded clips degraded before the fake is made
@@ -138,6 +140,9 @@ STAGE_HELP: dict[str, str] = {
     "reenact_prob": "share of pseudo-fakes re-animated from one of the clip's own frames, "
     "warped to each frame's landmarks and pasted back (training.reenact: the one-shot "
     "talking-head look), drawn before the re-rendered ones",
+    "swap_prob": "share of the self-blends whose source face is another person's (a face "
+    "swap: the nearest in landmarks of a few people drawn from the same split, aligned and "
+    "colour-matched, as Face X-ray's blended images) instead of the clip's own",
     "degrade_prob": "probability that a real clip and its pseudo-fake are degraded alike "
     "(rescaled, GIF palette, noise or blur: training.augment.degrade_clip), so that the quality "
     "of a video is no sign of manipulation",
@@ -287,6 +292,40 @@ def alike(
     return clip
 
 
+class Donors:
+    """Another person's frames to blend into a clip (``StageConfig.swap_prob``): of
+    ``candidates`` videos of other identities drawn from ``entries``, the one whose five
+    landmarks lie nearest the clip's (Face X-ray's nearest-landmark search, over a few), as
+    many frames as the clip, spread over its track."""
+
+    def __init__(self, store: TrackStore, entries: Sequence[CacheEntry], candidates: int = 8):
+        self.store = store
+        self.entries = list(entries)
+        self.candidates = candidates
+
+    def __call__(
+        self, target: CacheEntry, five: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, ...] | None:
+        others = [e for e in self.entries if e.source != target.source and e.frames]
+        if not others:
+            return None
+        n, best = len(five), None
+        for k in rng.choice(len(others), min(self.candidates, len(others)), replace=False):
+            e = others[int(k)]
+            if n == 1:
+                idx = rng.integers(e.frames, size=1)
+            else:
+                idx = np.linspace(0, e.frames - 1, n).round().astype(int)
+            points = self.store.track(e)["landmarks"][idx]
+            gap = np.linalg.norm(points - five, axis=-1)
+            d = float(np.nanmean(gap)) if np.isfinite(gap).any() else math.inf
+            if best is None or d < best[0]:
+                best = (d, e, idx)
+        if best is None or not math.isfinite(best[0]):
+            return None
+        return self.store.frames(best[1], best[2])
+
+
 class FramePairs(Dataset):
     """Item i -> (2, S, S, 3) uint8: a cached frame (as the blend's target) and its blend."""
 
@@ -306,6 +345,7 @@ class FramePairs(Dataset):
         self.stage = stage or StageConfig()
         self.generator = generator
         self.index = [(e, j) for e in entries for j in range(e.frames)]
+        self.donors = Donors(store, entries) if self.stage.swap_prob else None
         self.blend = blend
         self.jpeg_prob = jpeg_prob
         self.seed = seed
@@ -341,6 +381,8 @@ class FramePairs(Dataset):
             generated_lower=st.generated_lower,
             generated_whole=st.generated_whole,
             generated_match=st.generated_match,
+            swap_prob=st.swap_prob,
+            donor=self.donors and functools.partial(self.donors, entry, five),
         )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
@@ -555,6 +597,7 @@ def feature_cache(
     t0, n = time.perf_counter(), 0
     for p, (part, entries) in enumerate(splits.items()):
         result[part] = []
+        donors = Donors(store, entries) if st.swap_prob else None
         for k, e in enumerate(entries):
             if cfg.sampling == "subsequence":  # every cached frame: the runs stay whole
                 idx = np.arange(e.frames)
@@ -585,6 +628,8 @@ def feature_cache(
                     generated_lower=st.generated_lower,
                     generated_whole=st.generated_whole,
                     generated_match=st.generated_match,
+                    swap_prob=st.swap_prob,
+                    donor=donors and functools.partial(donors, e, five),
                 )
                 # a whole-crop redraw's real clip blurred to pair with it (generated_match) is
                 # one more real version of a training video, gone through what the fake goes
