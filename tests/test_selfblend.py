@@ -234,6 +234,29 @@ def test_align_face_undoes_a_similarity(face) -> None:
     assert align_face(crop, np.zeros((5, 2)), five) is None  # points that fit no similarity
 
 
+def test_similarity_is_the_least_squares_fit_over_every_point() -> None:
+    from training.selfblend import similarity
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(60, 160, (5, 2))
+    angle, scale, shift = 0.2, 1.1, np.array([4.0, -7.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = src @ rot.T + shift + rng.normal(0, 6, src.shape)  # two faces never agree exactly
+    # the same fit by linear least squares in (a, b, tx, ty):
+    # x' = a x - b y + tx, y' = b x + a y + ty
+    rows = np.concatenate(
+        [
+            np.stack([src[:, 0], -src[:, 1], np.ones(5), np.zeros(5)], 1),
+            np.stack([src[:, 1], src[:, 0], np.zeros(5), np.ones(5)], 1),
+        ]
+    )
+    a, b, tx, ty = np.linalg.lstsq(rows, np.concatenate([dst[:, 0], dst[:, 1]]), rcond=None)[0]
+    np.testing.assert_allclose(similarity(src, dst), [[a, -b, tx], [b, a, ty]], atol=1e-9)
+    exact = similarity(src, src @ rot.T + shift)
+    np.testing.assert_allclose(exact, np.hstack([rot, shift[:, None]]), atol=1e-9)
+    assert similarity(np.ones((5, 2)), dst) is None
+
+
 def test_match_colour_takes_the_targets_colour_inside_the_region(face) -> None:
     import cv2
 

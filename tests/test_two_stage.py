@@ -583,7 +583,7 @@ def test_donors_come_from_other_people_nearest_in_landmarks() -> None:
 
     class Store:
         def track(self, e):
-            return {"landmarks": np.tile(five[0] + offsets[e.path[:-4]], (10, 1, 1))}
+            return {"landmarks": np.tile(five[0] + offsets[e.path[:-4]], (e.frames, 1, 1))}
 
         def frames(self, e, idx):
             return (
@@ -593,21 +593,30 @@ def test_donors_come_from_other_people_nearest_in_landmarks() -> None:
             )
 
     donors = Donors(Store(), entries, candidates=8)
-    target = entries[0]
+    target, positions = entries[0], np.array([0, 4, 9])
     for seed in range(5):
-        crops, points, dense = donors(target, five, np.random.default_rng(seed))
+        crops, points, dense = donors(target, positions, five, np.random.default_rng(seed))
         assert crops.shape[0] == 3 and dense is None
         np.testing.assert_allclose(points, five + offsets["c"])  # nearest of other people: c
+    one = Donors(Store(), entries, candidates=1)
     picked = {
-        float(
-            Donors(Store(), entries, candidates=1)(target, five[:1], np.random.default_rng(s))[1][
-                0, 0, 0
-            ]
-        )
+        one.pick(target, positions[:1], five[:1], np.random.default_rng(s))[0].source
         for s in range(30)
     }
-    assert picked == {4.0, 30.0, 60.0}  # one candidate: any other person, never a1's a2
-    assert Donors(Store(), entries[:2])(target, five, np.random.default_rng(0)) is None
+    assert picked == {"b", "c", "d"}  # one candidate: any other person, never a1's a2
+    assert Donors(Store(), entries[:2])(target, positions, five, np.random.default_rng(0)) is None
+    # the clip's positions scaled to a donor track of another length; the same length preferred
+    longer = dataclasses.replace(entries[2], frames=19)
+    _, idx = Donors(Store(), [target, longer]).pick(
+        target, positions, five, np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(idx, [0, 8, 18])
+    chosen, _ = Donors(Store(), [target, longer, entries[4]]).pick(
+        target, positions, five, np.random.default_rng(0)
+    )
+    assert chosen is entries[4]  # farther in landmarks, but as many frames as the clip's
+    with pytest.raises(ValueError, match="degrade_before"):
+        StageConfig(swap_prob=0.5, degrade_before=0.5)
 
 
 def test_frame_pairs_swap_in_another_persons_face(cache) -> None:
@@ -625,19 +634,18 @@ def test_frame_pairs_swap_in_another_persons_face(cache) -> None:
     swapped = FramePairs(
         TrackStore(cache, dense=False), entries, SBI, 0.0, 0, StageConfig(swap_prob=1.0)
     )
-    asked, ask = [], swapped.donors
+    asked, pick = [], swapped.donors.pick
 
-    def recorded(entry, five, rng):
-        clip = ask(entry, five, rng)
-        asked.append((entry, clip))
-        return clip
+    def recorded(target, positions, five, rng):
+        picked = pick(target, positions, five, rng)
+        asked.append((target, picked))
+        return picked
 
-    swapped.donors = recorded
+    swapped.donors.pick = recorded
     for i in range(0, len(swapped), max(1, len(swapped) // 6)):
         entry, _ = swapped.index[i]
         real, fake = swapped[i].numpy()
-        target, donor = asked[-1]
-        assert target == entry and donor is not None and len(donor[0]) == 1
-        assert not any(np.array_equal(donor[0][0], c) for c in swapped.store.track(entry)["crops"])
+        target, (donor, frames) = asked[-1]
+        assert target == entry and donor.source != entry.source and len(frames) == 1
         assert not np.array_equal(real, fake)
     assert len(asked) >= 6

@@ -300,15 +300,30 @@ def _check_clip(
 # --------------------------------------------------------------------------- another face
 
 
+def similarity(points: np.ndarray, onto: np.ndarray) -> np.ndarray | None:
+    """The 2x3 similarity (rotation, uniform scale, shift) that takes ``points`` (N, 2) onto
+    ``onto`` with the least squared error over all of them (Umeyama 1991), or None when
+    ``points`` all coincide."""
+    src, dst = np.asarray(points, np.float64), np.asarray(onto, np.float64)
+    a, b = src - src.mean(0), dst - dst.mean(0)
+    spread = (a**2).sum() / len(a)
+    if spread < 1e-9:
+        return None
+    u, d, vt = np.linalg.svd(b.T @ a / len(a))
+    sign = np.array([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    rotation = u @ np.diag(sign) @ vt
+    scale = float((d * sign).sum() / spread)
+    shift = dst.mean(0) - scale * rotation @ src.mean(0)
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
 def align_face(
     donor: np.ndarray, donor_points: np.ndarray, target_points: np.ndarray
 ) -> np.ndarray | None:
     """``donor`` (S, S, 3) warped so that its landmarks fall on ``target_points`` (the
-    least-squares similarity of the two point sets, either five or 68 points), or None when
+    least-squares ``similarity`` of the two point sets, either five or 68 points), or None when
     no such transform is found."""
-    m, _ = cv2.estimateAffinePartial2D(
-        np.asarray(donor_points, np.float32), np.asarray(target_points, np.float32)
-    )
+    m = similarity(donor_points, target_points)
     if m is None or not np.isfinite(m).all():
         return None
     h, w = donor.shape[:2]
@@ -328,7 +343,7 @@ def match_colour(source: np.ndarray, target: np.ndarray, region: np.ndarray) -> 
     dst = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
     s_mean, s_std = src[inside].mean(0), src[inside].std(0) + 1e-3
     d_mean, d_std = dst[inside].mean(0), dst[inside].std(0) + 1e-3
-    out = np.clip((src - s_mean) * (d_std / s_std) + d_mean, 0, 255).astype(np.uint8)
+    out = np.clip(np.rint((src - s_mean) * (d_std / s_std) + d_mean), 0, 255).astype(np.uint8)
     return cv2.cvtColor(out, cv2.COLOR_LAB2RGB).astype(np.float32)
 
 

@@ -116,6 +116,11 @@ class StageConfig:
         unknown = sorted(set(self.kinds) - set(DEGRADATIONS))
         if not self.kinds or unknown:
             raise ValueError(f"degrade_kinds: {unknown or 'none'}; valid: {DEGRADATIONS}")
+        if self.swap_prob and self.degrade_before:
+            raise ValueError(
+                "swap_prob with degrade_before: the donor's face would be pasted undegraded "
+                "into a degraded frame"
+            )
         if self.real_variants < 1 or self.feature_variants < 1:
             raise ValueError("real_variants and feature_variants must be at least 1")
 
@@ -141,8 +146,9 @@ STAGE_HELP: dict[str, str] = {
     "warped to each frame's landmarks and pasted back (training.reenact: the one-shot "
     "talking-head look), drawn before the re-rendered ones",
     "swap_prob": "share of the self-blends whose source face is another person's (a face "
-    "swap: the nearest in landmarks of a few people drawn from the same split, aligned and "
-    "colour-matched, as Face X-ray's blended images) instead of the clip's own",
+    "swap: of eight videos of other people drawn from the same split, the nearest in "
+    "landmarks, aligned and colour-matched, as Face X-ray's blended images) instead of the "
+    "clip's own; validation pairs include them too; not with degrade_before",
     "degrade_prob": "probability that a real clip and its pseudo-fake are degraded alike "
     "(rescaled, GIF palette, noise or blur: training.augment.degrade_clip), so that the quality "
     "of a video is no sign of manipulation",
@@ -294,36 +300,53 @@ def alike(
 
 class Donors:
     """Another person's frames to blend into a clip (``StageConfig.swap_prob``): of
-    ``candidates`` videos of other identities drawn from ``entries``, the one whose five
-    landmarks lie nearest the clip's (Face X-ray's nearest-landmark search, over a few), as
-    many frames as the clip, spread over its track."""
+    ``candidates`` videos of other identities drawn from ``entries`` (those with as many
+    cached frames as the clip's video when there are any), the one whose five landmarks lie
+    nearest the clip's (Face X-ray's nearest-landmark search, over a few)."""
 
     def __init__(self, store: TrackStore, entries: Sequence[CacheEntry], candidates: int = 8):
         self.store = store
         self.entries = list(entries)
         self.candidates = candidates
 
-    def __call__(
-        self, target: CacheEntry, five: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, ...] | None:
+    def pick(
+        self,
+        target: CacheEntry,
+        positions: np.ndarray,
+        five: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[CacheEntry, np.ndarray] | None:
+        """The donor video and its frames for a clip of ``target``'s cached frames
+        ``positions`` with landmarks ``five``: the same positions scaled to the donor's track
+        (a single frame: any of its frames), or None when no other person has a usable one."""
         others = [e for e in self.entries if e.source != target.source and e.frames]
+        others = [e for e in others if e.frames == target.frames] or others
         if not others:
             return None
-        n, best = len(five), None
+        best = None
         for k in rng.choice(len(others), min(self.candidates, len(others)), replace=False):
             e = others[int(k)]
-            if n == 1:
+            if len(positions) == 1:
                 idx = rng.integers(e.frames, size=1)
             else:
-                idx = np.linspace(0, e.frames - 1, n).round().astype(int)
-            points = self.store.track(e)["landmarks"][idx]
-            gap = np.linalg.norm(points - five, axis=-1)
+                scale = (e.frames - 1) / max(1, target.frames - 1)
+                idx = np.clip(np.rint(np.asarray(positions) * scale), 0, e.frames - 1).astype(int)
+            gap = np.linalg.norm(self.store.track(e)["landmarks"][idx] - five, axis=-1)
             d = float(np.nanmean(gap)) if np.isfinite(gap).any() else math.inf
-            if best is None or d < best[0]:
+            if math.isfinite(d) and (best is None or d < best[0]):
                 best = (d, e, idx)
-        if best is None or not math.isfinite(best[0]):
-            return None
-        return self.store.frames(best[1], best[2])
+        return None if best is None else best[1:]
+
+    def __call__(
+        self,
+        target: CacheEntry,
+        positions: np.ndarray,
+        five: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, ...] | None:
+        """The picked donor's crops, five-point and 68-point landmarks, or None."""
+        picked = self.pick(target, positions, five, rng)
+        return None if picked is None else self.store.frames(*picked)
 
 
 class FramePairs(Dataset):
@@ -382,7 +405,9 @@ class FramePairs(Dataset):
             generated_whole=st.generated_whole,
             generated_match=st.generated_match,
             swap_prob=st.swap_prob,
-            donor=self.donors and functools.partial(self.donors, entry, five),
+            donor=functools.partial(self.donors, entry, np.array([j]), five)
+            if self.donors
+            else None,
         )
         pair = np.concatenate([real, fake])
         if rng.random() < 0.5:
@@ -629,7 +654,7 @@ def feature_cache(
                     generated_whole=st.generated_whole,
                     generated_match=st.generated_match,
                     swap_prob=st.swap_prob,
-                    donor=donors and functools.partial(donors, e, five),
+                    donor=functools.partial(donors, e, idx, five) if donors else None,
                 )
                 # a whole-crop redraw's real clip blurred to pair with it (generated_match) is
                 # one more real version of a training video, gone through what the fake goes
