@@ -649,3 +649,34 @@ def test_frame_pairs_swap_in_another_persons_face(cache) -> None:
         assert target == entry and donor.source != entry.source and len(frames) == 1
         assert not np.array_equal(real, fake)
     assert len(asked) >= 6
+
+
+def test_swap_prob_blends_donors_of_the_same_split_in_both_stages(
+    tmp_path, real_folder, cache, monkeypatch
+) -> None:
+    """swap_prob 1 through a whole run: the frame stage and the feature cache ask for donors,
+    each another person's video of the clip's own split, as many frames as the clip."""
+    from training.two_stage import Donors
+
+    asked = []
+    pick = Donors.pick
+
+    def recorded(self, target, positions, five, rng):
+        picked = pick(self, target, positions, five, rng)
+        asked.append((self, target, len(positions), len(five), picked))
+        return picked
+
+    monkeypatch.setattr(Donors, "pick", recorded)
+    recipe = _config(tmp_path, real_folder, cache, swap_prob=1.0)
+    assert main(["--config", recipe]) == 0
+    clips = [a for a in asked if a[2] > 1]  # the feature cache's clips; frame pairs ask for one
+    assert any(a[4] for a in clips) and len(clips) < len(asked)
+    assert len({id(a[0]) for a in clips}) == 3  # one donor list per split: train, val, test
+    for donors, target, n, n_five, picked in asked:
+        assert n == n_five
+        if picked is None:  # a split of one person (the test split here): a self-blend
+            assert {e.source for e in donors.entries} == {target.source}
+            continue
+        donor, frames = picked
+        assert target in donors.entries and donor in donors.entries  # the same split
+        assert donor.source != target.source and len(frames) == n
