@@ -461,11 +461,12 @@ def _donor_frame(
 ) -> np.ndarray | None:
     """Frame ``t`` of a donor clip aligned to a target frame's landmarks, or None."""
     crops, donor5, donor68 = donor
-    if not np.isfinite(donor5[t]).all():
+    if (found := frame_landmarks(donor5, donor68, t)) is None:
         return None
-    if use_dense and donor68 is not None and plausible(donor68[t], donor5[t]):
-        return align_face(crops[t], donor68[t], dense[t])
-    return align_face(crops[t], donor5[t], five)
+    points5, points68 = found
+    if use_dense and points68 is not None:
+        return align_face(crops[t], points68, dense[t])
+    return align_face(crops[t], points5, five)
 
 
 # --------------------------------------------------------------------------- re-rendered faces
