@@ -19,6 +19,9 @@ _MAX_HEADER = 64 << 20  # track headers larger than this are not read (a moov of
 class Track:
     kind: str  # video, audio, subtitle or other
     codec: str  # fourcc (mp4/mov) or codec ID (Matroska) as the container writes it
+    # mp4/mov: whether every sample lasts as long (its last one aside), from the sample
+    # table; None where the container does not say (Matroska, a fragmented mp4)
+    constant_rate: bool | None = None
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.codec})" if self.codec else self.kind
@@ -201,8 +204,24 @@ def _iso_tracks(path: Path) -> list[Track] | None:
         stsd = _child(trak, b"mdia", b"minf", b"stbl", b"stsd")
         handler = hdlr[8:12] if hdlr is not None and len(hdlr) >= 12 else b""
         codec = stsd[12:16].decode("latin-1") if stsd is not None and len(stsd) >= 16 else ""
-        found.append(Track(_ISO_KINDS.get(handler, "other"), codec))
+        stts = _child(trak, b"mdia", b"minf", b"stbl", b"stts")
+        found.append(Track(_ISO_KINDS.get(handler, "other"), codec, _constant_rate(stts)))
     return found
+
+
+def _constant_rate(stts: bytes | None) -> bool | None:
+    """Whether a track's time-to-sample table (runs of samples of one duration) gives every
+    sample the same duration, the last sample aside (muxers often shorten it); None for an
+    empty or missing table (a fragmented mp4 keeps its timing in the fragments)."""
+    if stts is None or len(stts) < 8:
+        return None
+    (count,) = struct.unpack_from(">I", stts, 4)
+    if count == 0 or len(stts) < 8 + 8 * count:
+        return None
+    runs = [struct.unpack_from(">II", stts, 8 + 8 * i) for i in range(count)]
+    if len(runs) > 1 and runs[-1][0] == 1:
+        runs = runs[:-1]
+    return len({delta for _, delta in runs}) == 1
 
 
 _MKV_KINDS = {1: "video", 2: "audio", 0x11: "subtitle"}

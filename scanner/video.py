@@ -166,12 +166,17 @@ def keyframe_indices(change: np.ndarray, num_frames: int) -> np.ndarray:
     return np.sort(np.array(chosen, np.int64))
 
 
-def frame_change(cap: cv2.VideoCapture, first: int, last: int) -> np.ndarray:
+def frame_change(cap: cv2.VideoCapture, first: int, last: int, seek: bool = True) -> np.ndarray:
     """Decode frames first..last (as many as decode) and measure how much each differs from
     the one before: mean absolute difference of 64x36 grey thumbnails; the first frame counts
-    as the largest change."""
-    if first > 0 and not cap.set(cv2.CAP_PROP_POS_FRAMES, first):
+    as the largest change. ``seek``: seek to ``first`` (``frame_exact_seek``) instead of
+    decoding the frames before it."""
+    if seek and first > 0 and not cap.set(cv2.CAP_PROP_POS_FRAMES, first):
         raise DecodeError(f"cannot seek to frame {first}")
+    if not seek:
+        for _ in range(first):
+            if not cap.grab():
+                return np.zeros(0)
     change: list[float] = []
     prev = None
     for _ in range(first, last + 1):
@@ -240,13 +245,28 @@ def _count_frames(cap: cv2.VideoCapture) -> int:
 
 
 # Beyond this many frames ahead, seeking (to the keyframe before, then decoding forward) is
-# cheaper than decoding every frame in between. OpenCV's FFmpeg seek is frame-exact: checked
-# pixel for pixel against sequential decoding on the shared clips (H.264) and in the tests.
+# cheaper than decoding every frame in between. OpenCV's FFmpeg seek is frame-exact on a
+# constant frame rate (checked pixel for pixel against sequential decoding on the shared
+# clips, H.264, and in the tests); it finds a frame by its time, so on a variable frame rate
+# it lands on another frame than the one asked for, and only such videos are seeked.
 SEEK_GAP = 64
 
 
-def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.ndarray], int, bool]:
-    """Decode the frames at ``indices`` (increasing), skipping long gaps by seeking.
+def frame_exact_seek(path: Path, head: bytes) -> bool:
+    """Whether seeking to a frame number lands on that frame: AVI (frames indexed, one
+    duration), an mp4/mov whose video track's sample table gives every frame one duration.
+    Not Matroska/WebM and other containers, whose timing is in the frames themselves."""
+    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"):
+        return True
+    videos = [t for t in tracks(path, head) or () if t.kind == "video"]
+    return bool(videos) and videos[0].constant_rate is True
+
+
+def _grab_indices(
+    cap: cv2.VideoCapture, indices: np.ndarray, seek: bool
+) -> tuple[list[np.ndarray], int, bool]:
+    """Decode the frames at ``indices`` (increasing), skipping long gaps by seeking when
+    ``seek`` (``frame_exact_seek``), else by decoding through them.
 
     Returns the RGB frames read, the position reached and whether it seeked; fewer frames
     than indices means decoding stopped at that position (without a seek, the position is
@@ -256,7 +276,7 @@ def _grab_indices(cap: cv2.VideoCapture, indices: np.ndarray) -> tuple[list[np.n
     pos = 0
     seeked = False
     for target in indices.tolist():
-        if target - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, target):
+        if seek and target - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, target):
             pos = target
             seeked = True
         while pos < target:
@@ -327,8 +347,9 @@ def read_frames(
         lo, hi = _span(declared, span)
         decodable = declared
         change = None
+        seek = frame_exact_seek(path, head)
         if method == "keyframe":
-            change = frame_change(cap, lo, hi)
+            change = frame_change(cap, lo, hi, seek)
             cap.release()
             cap = _open(path, head)
             if len(change) < min(num_frames, hi - lo + 1):
@@ -341,7 +362,7 @@ def read_frames(
                 decodable = lo + len(change)
             hi = lo + len(change) - 1
         indices = _sample_span(lo, hi, num_frames, method, seed, change)
-        images, reached, seeked = _grab_indices(cap, indices)
+        images, reached, seeked = _grab_indices(cap, indices, seek)
         if len(images) < num_frames:
             # The container promised more frames than decode: sample again from what decodes.
             if seeked:  # the position reached past a seek says nothing of the frames before
@@ -361,7 +382,7 @@ def read_frames(
             indices = _sample_span(*_span(decodable, span), num_frames, method, seed)
             cap.release()
             cap = _open(path, head)
-            images, _, _ = _grab_indices(cap, indices)
+            images, _, _ = _grab_indices(cap, indices, seek=False)  # decoded through
             if len(images) < num_frames:
                 raise DecodeError("frames stopped decoding on a second pass", declared_info)
     finally:

@@ -6,6 +6,7 @@ scikit-image as ``skimage.data.astronaut()``.
 
 from __future__ import annotations
 
+import fractions
 import os
 import struct
 from pathlib import Path
@@ -74,6 +75,28 @@ def face_frames(
             canvas[:16, 16 * bit : 16 * bit + 16] = 255 if (i >> bit) & 1 else 0
         out.append(canvas)
     return out
+
+
+def write_vfr_mp4(path: Path, frames: list[np.ndarray], durations_ms: list[int]) -> Path:
+    """An H.264 mp4 (PyAV) whose frame i lasts durations_ms[i]: a variable frame rate, as
+    phones and screen recorders write; a keyframe every 30 frames, so seeks land mid-file."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=1000)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        stream.codec_context.gop_size = 30
+        stream.codec_context.options = {"bf": "0"}
+        pts = 0
+        for image, duration in zip(frames, durations_ms):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+            pts += duration
+        out.mux(stream.encode())
+    return path
 
 
 def frame_mark(image: np.ndarray) -> int:

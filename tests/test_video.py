@@ -5,10 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
+from scanner.container import HEAD_BYTES
 from scanner.video import (
     DecodeError,
     NotAVideoError,
     TooShortError,
+    frame_exact_seek,
     has_video_signature,
     keyframe_indices,
     read_frames,
@@ -24,6 +26,7 @@ from helpers import (
     rotate_mp4,
     write_avi,
     write_clip,
+    write_vfr_mp4,
 )
 
 
@@ -160,12 +163,32 @@ def test_rotated_video_comes_out_upright(tmp_path, face_image):
 def test_long_gaps_are_seeked_exactly(tmp_path, face_image):
     frames = face_frames(face_image, 127, size=(160, 120), face_height=100)
     path = write_clip(tmp_path / "long.mp4", frames)
+    assert frame_exact_seek(path, path.read_bytes()[:HEAD_BYTES])  # a constant frame rate
     for seed in range(3):
         got = read_frames(path, 3, "random", seed)
         assert [frame_mark(im) for im in got.images] == list(got.indices)
     got = read_frames(path, 3, "uniform", 0)
     assert got.indices == (0, 63, 126)
     assert [frame_mark(im) for im in got.images] == [0, 63, 126]
+
+
+@pytest.mark.parametrize("order", ["slow then fast", "fast then slow"])
+def test_a_variable_frame_rate_gives_the_frames_asked_for(order, tmp_path, face_image):
+    """OpenCV seeks by time: on a variable frame rate a seek to frame N lands elsewhere (or
+    past the end), so such a video is decoded through instead."""
+    pytest.importorskip("av", reason="PyAV writes the test clip (pip install av)")
+    frames = face_frames(face_image, 127, size=(160, 120), face_height=100)
+    durations = [40] * 64 + [10] * 63 if order == "slow then fast" else [10] * 64 + [40] * 63
+    path = write_vfr_mp4(tmp_path / "vfr.mp4", frames, durations)
+    assert not frame_exact_seek(path, path.read_bytes()[:HEAD_BYTES])
+    got = read_frames(path, 2, "uniform", 0)
+    assert got.indices == (0, 126)
+    assert [frame_mark(im) for im in got.images] == [0, 126]
+    for seed in range(3):
+        got = read_frames(path, 5, "random", seed)
+        assert [frame_mark(im) for im in got.images] == list(got.indices)
+    got = read_frames(path, 5, "keyframe", 0, span=(70, 126))
+    assert [frame_mark(im) for im in got.images] == list(got.indices)
 
 
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
