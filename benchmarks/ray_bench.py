@@ -27,6 +27,7 @@ from pathlib import Path
 from scanner.api import scan_paths
 from scanner.discover import discover_videos
 from scanner.machine import hardware
+from scanner.ray_engine import connected
 from scanner.scan import ScanOptions
 
 
@@ -69,15 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
     options = ScanOptions(batch_size=args.batch_size)
     start = time.perf_counter()
-    ray.init(
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        _system_config={"worker_niceness": 0},  # as dfscan starts it (scanner.ray_engine)
-    )
-    ray_start = time.perf_counter() - start
-    cpus = int(ray.cluster_resources().get("CPU", 0))
-    runs = []
-    try:
+    with connected(ray, None):  # a new local instance, as `dfscan scan --engine ray` starts
+        ray_start = time.perf_counter() - start
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        runs = []
         for _ in range(args.runs):  # alternated, so that a change of load hits both
             for engine in ("local", "ray"):
                 runs.append(_timed(engine, args.videos, args.weights, options))
@@ -87,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
                     f" -> {runs[-1]['load_after']}",
                     flush=True,
                 )
-    finally:
-        ray.shutdown()
     summary = {}
     for engine in ("local", "ray"):
         mine = [r for r in runs if r["engine"] == engine]

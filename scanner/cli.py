@@ -10,6 +10,7 @@ Exit codes of `dfscan scan`:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import sys
@@ -156,6 +157,22 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     _configure_logging(verbose, quiet)
 
 
+def _interrupted_exit(f):  # noqa: ANN001, ANN202
+    """Ctrl-C anywhere in the command (loading the model, exporting its graph, listing the
+    videos, writing the report) exits with EXIT_INTERRUPTED, as it does while videos are
+    scanned, instead of click's "Aborted!" and 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            return f(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            click.get_current_context().exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, type=PathOrURI())
 @click.option(
@@ -204,7 +221,11 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "suspicious person's.",
 )
 @click.option("--resume", is_flag=True, help="Skip videos already in --out and append to it.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing --out, --details (and its crops) and --report files.",
+)
 @click.option(
     "--threshold",
     type=click.FloatRange(0.0, 1.0),
@@ -224,7 +245,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.IntRange(1),
     help="Workers decoding videos and detecting faces ahead of the model: processes (forked "
     "on the CPU, started afresh with a GPU detector), threads on the CPU without fork. "
-    "Default: the cores less two, at least 2.",
+    "Default: the cores less two, at least 2. With --engine ray: the decode actors (default: "
+    "the cluster's CPUs less the scoring actors').",
 )
 @click.option(
     "--sampling",
@@ -251,6 +273,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_verbosity_options
 @click.pass_context
+@_interrupted_exit
 def scan(
     ctx: click.Context,
     inputs: tuple[Path | str, ...],
@@ -289,12 +312,13 @@ def scan(
         raise click.UsageError("name video files or directories to scan (or --samples)")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
-        raise click.UsageError(
-            f"{out} exists; pass --resume to continue it or --overwrite to replace it"
-        )
-    if report is not None and report.exists() and not (resume or overwrite):
-        raise click.UsageError(f"{report} exists; pass --overwrite (or --resume) to replace it")
+    for option, path in (("--out", out), ("--details", details), ("--report", report)):
+        if path is not None and path.exists() and path.stat().st_size > 0:
+            if not (resume or overwrite):
+                raise click.UsageError(
+                    f"{option} {path} exists; pass --resume to continue the scan or "
+                    "--overwrite to replace it"
+                )
     from scanner.report import crops_dir, output_problem, same_file
 
     outputs = [("--out", out), ("--details", details), ("--report", report)]
@@ -397,10 +421,16 @@ def scan(
         thumbnails=details is not None or report is not None,
     )
     if engine == "ray":
-        from scanner.ray_engine import ModelSpec, RayOptions, scan_ray
+        from scanner.ray_engine import ModelSpec, RayOptions, connected, scan_ray
 
+        try:  # before any output is created: a cluster that cannot be reached is exit 1
+            ctx.with_resource(connected(import_ray(), ray_address))
+        except RayUnavailable as e:
+            raise click.ClickException(str(e)) from e
         model = ModelSpec(weights, backend, device, precision)
-        results = scan_ray(videos, options, model, runner, RayOptions(address=ray_address))
+        # --workers: the decode actors (the cluster's CPUs less the scorers' by default)
+        ray_options = RayOptions(address=ray_address, decode_actors=workers)
+        results = scan_ray(videos, options, model, runner, ray_options)
     else:
         results = scan_paths(videos, options, backend=runner)
     log.info(
@@ -441,11 +471,11 @@ def scan(
         raise click.ClickException(f"cannot write results: {e}") from e
     elapsed = time.perf_counter() - start
     if report is not None:
-        from scanner.html import write_report
+        from scanner.html import ReportError, write_report
 
         try:
             write_report(details, report)
-        except OSError as e:
+        except (OSError, ReportError) as e:
             raise click.ClickException(f"cannot write --report {report}: {e}") from e
         finally:
             if scratch is not None:
@@ -472,7 +502,11 @@ def scan(
     type=click.Path(dir_okay=False, path_type=Path),
     help="HTML file to write.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing --out, --details (and its crops) and --report files.",
+)
 def report_command(details: Path, out: Path, overwrite: bool) -> None:
     """Write a self-contained HTML report of a scan's --details file (JSON Lines).
 

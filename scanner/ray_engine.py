@@ -264,22 +264,30 @@ def _pools(ray: Any, model: ModelSpec, options: RayOptions) -> tuple[int, int, f
 
 
 @contextlib.contextmanager
-def _connected(ray: Any, address: str | None) -> Iterator[None]:
+def connected(ray: Any, address: str | None) -> Iterator[None]:
     """A Ray instance to run on: the one this process is already connected to, else
-    ``address`` (or RAY_ADDRESS), else a new one on this machine, shut down afterwards."""
+    ``address`` (or RAY_ADDRESS), else a new one on this machine (never a cluster that
+    ``ray start`` left running here), shut down afterwards. Raises RayUnavailable when
+    Ray cannot be reached or started."""
     if ray.is_initialized():
         yield
         return
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        # Ray runs its workers at nice 15; on a machine that does anything else that starves
-        # the scan, whose workers here are the whole job.
-        ray.init(
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            _system_config={"worker_niceness": 0},
-        )
+    where = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if where:
+            ray.init(address=address, logging_level=logging.WARNING)
+        else:
+            # Ray runs its workers at nice 15; on a machine that does anything else that
+            # starves the scan, whose workers here are the whole job.
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                _system_config={"worker_niceness": 0},
+            )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        target = f"the Ray cluster at {where}" if where else "a Ray instance on this machine"
+        raise RayUnavailable(f"cannot connect to {target}: {e}") from e
     try:
         yield
     finally:
@@ -375,7 +383,7 @@ def scan_ray(
     crash_on = os.environ.get(CRASH_ON_ENV) or None
     stage_args = ((contract, sampling, options), (model, options, crash_on))
     attempts = ray_options.task_retries + 1
-    with _connected(ray, ray_options.address), _data_context(ray):
+    with connected(ray, ray_options.address), _data_context(ray):
         pools = _pools(ray, model, ray_options)
         log.info(
             "Ray: %d decode actors at most, %d scoring actors (%s)",

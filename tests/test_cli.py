@@ -336,6 +336,34 @@ def test_an_unwritable_output_creates_no_other(bad, video_dir, tiny_checkpoint, 
     assert res.exit_code == 0, res.output
 
 
+def test_an_existing_details_file_needs_overwrite(video_dir, tiny_checkpoint, tmp_path):
+    """As --out and --report: a fresh run would empty it and its crops."""
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    details.write_text("an earlier run's details\n")
+    args = scan_args([video_dir / "short.mp4"], tiny_checkpoint, out, "--details", str(details))
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "--details" in res.output and "--overwrite" in res.output
+    assert details.read_text() == "an earlier run's details\n" and not out.exists()
+    res = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(details.read_text().splitlines()[0])["path"].endswith("short.mp4")
+
+
+def test_ctrl_c_before_the_first_video_exits_130(video_dir, tiny_checkpoint, tmp_path, monkeypatch):
+    """Loading the model (and exporting its graph on first use) takes seconds: Ctrl-C there
+    is an interruption too, not click's "Aborted!" with 1."""
+    import scanner.api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scanner.api, "load_backend", interrupted)
+    out = tmp_path / "r.csv"
+    res = CliRunner().invoke(main, scan_args([video_dir / "short.mp4"], tiny_checkpoint, out))
+    assert res.exit_code == 130 and "interrupted" in res.output
+    assert not out.exists()
+
+
 def test_verbosity_options_are_accepted_after_scan_too(video_dir, tiny_checkpoint, tmp_path):
     clip = [video_dir / "short.mp4"]
     for where in ("group", "scan"):

@@ -302,3 +302,81 @@ def test_scan_help_does_not_import_ray():
     )
     assert "--engine [local|ray]" in res.stdout
     assert res.stdout.rstrip().endswith("ray imported: False"), res.stdout[-300:]
+
+
+class FakeRay:
+    """What `connected` calls of the ray module: records ray.init's arguments, raises
+    ``error`` from it when given."""
+
+    def __init__(self, initialized: bool = False, error: Exception | None = None) -> None:
+        self.initialized, self.error = initialized, error
+        self.inits: list[dict] = []
+        self.shutdowns = 0
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs) -> None:
+        self.inits.append(kwargs)
+        if self.error is not None:
+            raise self.error
+        self.initialized = True
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_without_an_address_the_engine_starts_its_own_instance(monkeypatch):
+    """Not a cluster that `ray start` left running on the machine (ray.init's default when no
+    address is given), whose settings the scan could not set; shut down afterwards."""
+    from scanner.ray_engine import connected
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray = FakeRay()
+    with connected(ray, None):
+        pass
+    assert [i["address"] for i in ray.inits] == ["local"] and ray.shutdowns == 1
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    ray = FakeRay()
+    with connected(ray, None):
+        pass
+    assert ray.inits[0]["address"] is None  # ray.init reads RAY_ADDRESS itself
+    ray = FakeRay(initialized=True)  # already connected: used as it is, left running
+    with connected(ray, "elsewhere:6379"):
+        pass
+    assert ray.inits == [] and ray.shutdowns == 0
+
+
+def test_a_cluster_that_cannot_be_reached_creates_no_output(
+    hostile_dir, tiny_checkpoint, tmp_path, monkeypatch
+):
+    import scanner.ray_engine
+
+    ray = FakeRay(error=ConnectionError("Could not find any running Ray instance."))
+    monkeypatch.setattr(scanner.ray_engine, "import_ray", lambda: ray)
+    out = tmp_path / "r.csv"
+    res = scan([hostile_dir], tiny_checkpoint, out, "--engine", "ray", "--ray-address", "auto")
+    assert res.exit_code == 1, res.output
+    assert "cannot connect to the Ray cluster at auto" in res.output
+    assert "Could not find any running Ray instance" in res.output
+    assert not out.exists() and not out.with_suffix(".jsonl").exists()
+
+
+def test_workers_are_the_ray_engines_decode_actors(
+    hostile_dir, tiny_checkpoint, tmp_path, monkeypatch
+):
+    import scanner.ray_engine
+
+    given = []
+
+    def fake_scan_ray(videos, options, model, loaded, ray_options):
+        given.append(ray_options)
+        return iter(())
+
+    monkeypatch.setattr(scanner.ray_engine, "import_ray", lambda: FakeRay(initialized=True))
+    monkeypatch.setattr(scanner.ray_engine, "scan_ray", fake_scan_ray)
+    for more, actors in ((["--workers", "3"], 3), ([], None)):
+        out = tmp_path / f"r{len(more)}.csv"
+        res = scan([hostile_dir], tiny_checkpoint, out, "--engine", "ray", *more)
+        assert res.exit_code == 0, res.output
+        assert given[-1].decode_actors == actors  # None: the cluster's CPUs less the scorers'
