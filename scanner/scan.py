@@ -19,6 +19,8 @@ status and no score; nothing here invents a score.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -198,16 +200,36 @@ class Preparer:
 
 
 _worker: Preparer | None = None  # the stage of this process, where it is a worker
+_inherited: object = None  # a forked worker's copy of the parent's MTCNN sessions, unused
+
+
+@contextlib.contextmanager
+def _fork_safe() -> Iterator[None]:
+    """Around a fork: the parent's garbage collected first, and everything it holds frozen
+    out of the collector, so that no forked worker ever frees an object of the parent. A
+    scan's garbage (an earlier scan's model backend, say) may hold onnxruntime sessions whose
+    destructors wait on the parent's thread pool, which a fork does not copy: freed in a
+    worker, they hung it for good. Frozen objects also stay unwritten by the worker's
+    collector, so their memory stays shared."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _worker_start(settings: PrepareSettings, started: EventType) -> None:
     """In a new worker process: one thread for torch's operators (OpenMP's pool does not
     survive a fork), and this process's own stage (forked: not the parent's onnxruntime
     sessions); ``started`` tells the scan that a worker got this far."""
-    global _worker
+    global _worker, _inherited
     from scanner.faces import OnnxNets
 
     torch.set_num_threads(WORKER_TORCH_THREADS)
+    # The parent's sessions are kept, never destroyed here: their destructors wait on the
+    # parent's onnxruntime threads, which a fork does not copy, and would hang this worker.
+    _inherited = OnnxNets._shared
     OnnxNets._shared = None
     _worker = Preparer(settings)
     started.set()
@@ -392,12 +414,16 @@ class Scanner:
         context = multiprocessing.get_context(method)
         if self._started is None:  # one for every pool of this scanner: have workers started?
             self._started = context.Event()
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             workers,
             mp_context=context,
             initializer=_worker_start,
             initargs=(self.prepare_settings, self._started),
         )
+        if method == "fork":
+            with _fork_safe():  # a pool of forked workers forks them all on its first call
+                pool.submit(int)
+        return pool
 
     def _fall_back_to_threads(self) -> bool:
         """After the process pool broke: whether its spawned workers died before any of them
