@@ -53,7 +53,7 @@ def read_details(path: Path) -> list[dict]:
     killed scan is left out with a warning; anything else that is not a dfscan details line
     is a ReportError."""
     entries = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:  # as ResultWriter
         lines = f.read().split("\n")
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -446,6 +446,6 @@ def write_report(details: Path, out: Path) -> str:
     page, summary = render(details)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    tmp.write_text(page, encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8", errors="replace")  # a file name not UTF-8: "?"
     tmp.replace(out)
     return summary

@@ -234,7 +234,8 @@ def resume_point(csv_path: Path, details_path: Path | None = None) -> ResumePoin
             raise ValueError(f"{csv_path} is not a dfscan results file (no 'path' column)")
         return ResumePoint(0, details_end, ())
     csv_end = ends[0]
-    rows = list(csv.reader(io.StringIO(data[:csv_end].decode("utf-8"), newline="")))
+    text = data[:csv_end].decode("utf-8", "surrogateescape")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or "path" not in rows[0]:
         raise ValueError(f"{csv_path} is not a dfscan results file (no 'path' column)")
     if tuple(rows[0]) != CSV_FIELDS:
@@ -248,6 +249,12 @@ def resume_point(csv_path: Path, details_path: Path | None = None) -> ResumePoin
         # Killed between the last row and its details line: scan that video again.
         csv_end = _record_ends(data[:csv_end], 2)[1]
         rows = rows[:-1]
+    elif details_path is not None and details_lines != len(rows):
+        raise ValueError(
+            f"{details_path} holds {details_lines} videos and {csv_path} {len(rows)}: not "
+            "the details of that run (an earlier run without --details?); resume with the "
+            "details file that run wrote, or without --details"
+        )
     paths = tuple(unneutralise(r[column]) for r in rows if len(r) > column and r[column])
     return ResumePoint(csv_end, details_end, paths)
 
@@ -330,7 +337,11 @@ class ResultWriter:
         try:
             for target in targets:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                files.append(open(target, "a", newline="", encoding="utf-8"))
+                # a file name that is not UTF-8 (Linux allows any bytes) is written as its
+                # bytes, and read back alike by resume_point
+                files.append(
+                    open(target, "a", newline="", encoding="utf-8", errors="surrogateescape")
+                )
         except BaseException:
             for f in files:
                 f.close()
@@ -342,8 +353,8 @@ class ResultWriter:
         self._details: IO[str] | None = files[1] if details_path is not None else None
         fresh = point is None or point.csv_end == 0
         self._csv.truncate(0 if fresh else point.csv_end)
-        if self._details is not None:
-            self._details.truncate(0 if point is None else point.details_end or 0)
+        if self._details is not None:  # no row kept: no details line either
+            self._details.truncate(0 if fresh else point.details_end or 0)
         self._writer = csv.DictWriter(self._csv, fieldnames=CSV_FIELDS)
         if fresh:
             self._writer.writeheader()

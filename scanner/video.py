@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,8 +206,24 @@ def _head(path: Path) -> bytes:
         return f.read(HEAD_BYTES)
 
 
+def _capture(path: Path) -> cv2.VideoCapture:
+    """OpenCV's FFmpeg capture of the file at ``path``, by its absolute path: FFmpeg takes a
+    name that starts like ``word:`` for a protocol (``pipe:0.mp4`` reads stdin,
+    ``2023-01-01T10:00:00.mp4`` fails to open). A name that is not UTF-8 (Linux keeps any
+    bytes; OpenCV crashes on them) is opened through a link with a name of its own."""
+    name = os.path.abspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        with tempfile.TemporaryDirectory(prefix="dfscan-") as tmp:
+            link = os.path.join(tmp, "video" + "".join(Path(name).suffixes[-1:]))
+            os.symlink(os.fsencode(name), link)
+            return cv2.VideoCapture(link, cv2.CAP_FFMPEG)  # open before the link goes
+    return cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+
+
 def _open(path: Path, head: bytes) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    cap = _capture(path)
     if cap.isOpened():
         return cap
     cap.release()

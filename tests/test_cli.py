@@ -364,6 +364,63 @@ def test_ctrl_c_before_the_first_video_exits_130(video_dir, tiny_checkpoint, tmp
     assert not out.exists()
 
 
+def test_awkward_file_names_are_scanned(face_clip, tiny_checkpoint, tmp_path, monkeypatch):
+    """A name that is not UTF-8 (Linux keeps any bytes: an archive from another system), and
+    names FFmpeg would take for a protocol when given relative (``pipe:`` reads stdin, an ISO
+    time fails to open): each gets its row, the results files keep the name's bytes, and
+    --resume finds them done."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    names = [os.fsdecode(b"clip\xff.mp4"), "2023-01-01T10:00:00.mp4", "pipe:0.mp4"]
+    for name in names:
+        (folder / name).write_bytes(face_clip.read_bytes())
+    monkeypatch.chdir(folder)
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    args = scan_args(["."], tiny_checkpoint, out, "--details", str(details), "--no-progress")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(names)
+    assert {r["status"] for r in rows} == {"ok"}, rows
+    assert len({r["score"] for r in rows}) == 1  # the same clip under three names
+    before = out.read_bytes()
+    res = CliRunner().invoke(main, [*args, "--resume"])
+    assert res.exit_code == 0 and "nothing to do" in res.output, res.output
+    assert out.read_bytes() == before
+    report = tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["report", str(details), "--out", str(report)])
+    assert res.exit_code == 0, res.output
+    assert "clip?.mp4" in report.read_text(encoding="utf-8")
+
+
+def test_resume_refuses_details_of_another_run(face_clip, tiny_checkpoint, tmp_path):
+    """An earlier run without --details: its videos cannot be in the details file, and a
+    report made from it would leave them out without a word."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (folder / name).write_bytes(face_clip.read_bytes())
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    res = CliRunner().invoke(main, scan_args([folder], tiny_checkpoint, out, "--no-progress"))
+    assert res.exit_code == 0, res.output
+    args = scan_args([folder], tiny_checkpoint, out, "--details", str(details), "--resume")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "holds 0 videos" in res.output, res.output
+
+
+def test_a_fresh_csv_starts_fresh_details(face_clip, tiny_checkpoint, tmp_path):
+    """--resume with the CSV gone (or empty) scans every video again: the details file starts
+    again too instead of holding each video twice."""
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    args = scan_args([face_clip], tiny_checkpoint, out, "--details", str(details))
+    assert CliRunner().invoke(main, [*args, "--no-progress"]).exit_code == 0
+    out.unlink()
+    res = CliRunner().invoke(main, [*args, "--no-progress", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert len(rows_of(out)) == 1 and len(details.read_text().splitlines()) == 1
+
+
 def test_verbosity_options_are_accepted_after_scan_too(video_dir, tiny_checkpoint, tmp_path):
     clip = [video_dir / "short.mp4"]
     for where in ("group", "scan"):
