@@ -345,11 +345,19 @@ class Scanner:
         out = []
         at = 0
         for p in batch:
+            mine = slice(at, at + len(p.people))
+            at += len(p.people)
+            if not np.isfinite(probs[mine]).all():  # an overflow (fp16), never a verdict
+                log.warning("%s: the model gave a non-finite score", p.path)
+                message = "model: non-finite score (NaN or infinity)"
+                out.append(self._result(p, status="error", message=message))
+                continue
             people = [
-                self._person(k + 1, track, probs[at + k], attention[at + k])
-                for k, track in enumerate(p.people)
+                self._person(k + 1, track, prob, alpha)
+                for k, (track, prob, alpha) in enumerate(
+                    zip(p.people, probs[mine], attention[mine])
+                )
             ]
-            at += len(people)
             # The most suspicious person; the first (largest) of equal scores.
             worst = max(people, key=lambda x: x.score)
             out.append(

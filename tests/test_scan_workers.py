@@ -185,3 +185,25 @@ def test_a_preparer_looks_for_the_face_descriptor_once(tiny_checkpoint, monkeypa
     assert calls == [1]
     no_descriptors = Scanner(backend, ScanOptions(descriptors=False)).prepare_settings
     assert scan.Preparer(no_descriptors).embedder is None and calls == [1]
+
+
+def test_a_non_finite_score_is_an_error_row_not_a_verdict(videos, tiny_checkpoint, monkeypatch):
+    """NaN compares false with the threshold: it would have read REAL. Only its own video
+    fails; the batch's others keep their scores."""
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    scanner = Scanner(backend, ScanOptions(batch_size=4, workers=1, descriptors=False))
+    prepared = [scanner._prepare(v) for v in videos]
+    want = scanner.score(prepared)
+    forward = scanner._forward
+
+    def overflowing(clips):  # noqa: ANN001, ANN202 - the second clip (b.mp4) overflows
+        probs, attention = forward(clips)
+        probs = probs.copy()
+        probs[1] = float("nan")
+        return probs, attention
+
+    monkeypatch.setattr(scanner, "_forward", overflowing)
+    got = scanner.score(prepared)
+    assert [r.status for r in got] == ["ok", "no_face", "error", "ok"]
+    assert got[2].score is None and got[2].label is None and "non-finite" in got[2].message
+    assert got[0].score == want[0].score and got[3].score == want[3].score

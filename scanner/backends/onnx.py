@@ -70,7 +70,14 @@ class OnnxBackend:
             self.session = onnx_session(path, providers)
         except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf) as e:
             raise ArtifactError(f"onnxruntime cannot load {path}: {e}") from e
-        self._errors = (ort_state.Fail, ort_state.InvalidArgument, ort_state.RuntimeException)
+        # onnxruntime's errors of a run, none a RuntimeError: a GPU provider's (EPFail,
+        # EngineError, DeviceReset) as well as the CPU's; as attributes where this version has them
+        self._errors = tuple(
+            getattr(ort_state, name)
+            for name in ("Fail", "InvalidArgument", "RuntimeException", "NotImplemented")
+            + ("EPFail", "EngineError", "DeviceReset")
+            if hasattr(ort_state, name)
+        )
         props = self.session.get_modelmeta().custom_metadata_map
         embedded = parse_onnx_metadata(props, path)
         if (embedded.checkpoint, embedded.source_sha256, embedded.precision) != (
