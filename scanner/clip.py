@@ -139,18 +139,28 @@ def read_face_clip(
         require_face(frames, track, contract)
         return FaceClip(frames, tuple(people), refocused=False)
     spans = shot_spans(frames, track.in_shot)
+    no_face: NoFaceError | None = None
     for span in (s for s in spans if s[1] - s[0] + 1 >= num_frames):
         try:
             again = run(span, require=True)
         except NoFaceError as e:
             log.info("%s: no face on sampling frames %d..%d again (%s)", path, *span, e)
+            no_face = no_face or e
             continue
         if again[1][0].in_shot.all():
             log.info("%s: shot cut; clip sampled again in frames %d..%d", path, *span)
             return FaceClip(again[0], tuple(again[1]), refocused=True)
         log.info("%s: frames %d..%d hold a cut too", path, *span)
     require_face(frames, track, contract)
+    if no_face is not None:  # the shot is long enough; the face rule is judged inside it
+        raise no_face
     lo, hi = spans[-1]
+    if hi - lo + 1 >= num_frames:
+        raise TooShortError(
+            f"the tracked face's shot is too short: frames {lo}..{hi} around it hold "
+            f"further cuts, and {num_frames} frames of one shot are needed",
+            frames.info,
+        )
     raise TooShortError(
         f"the tracked face's shot is too short: at most frames {lo}..{hi} "
         f"({hi - lo + 1}), {num_frames} frames of one shot needed",

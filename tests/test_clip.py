@@ -93,3 +93,23 @@ def test_a_face_shot_too_short_for_a_clip_is_too_short(tmp_path, face_image, det
     with pytest.raises(TooShortError, match="shot is too short") as e:
         read_face_clip(path, detector, 15, "random", seed=0)
     assert e.value.status == "too_short" and e.value.info.frame_count == 25
+
+
+def test_a_long_shot_that_fails_the_face_rule_inside_it_is_no_face(cut_clip, detector, monkeypatch):
+    """The whole-video sample passes the face rule, the sample inside the face's shot does
+    not: the video has no face by the rule as judged in the shot (no_face), not a shot too
+    short (the shot is long enough)."""
+    from scanner import clip as clip_module
+    from scanner.faces import NoFaceError
+
+    real = clip_module._one_pass
+
+    def no_face_inside(path, detector, num_frames, sampling, seed, span, *rest):  # noqa: ANN001, ANN202
+        if span is not None:
+            raise NoFaceError("face in 2 of 15 sampled frames", 2)
+        return real(path, detector, num_frames, sampling, seed, span, *rest)
+
+    monkeypatch.setattr(clip_module, "_one_pass", no_face_inside)
+    with pytest.raises(NoFaceError) as e:
+        read_face_clip(cut_clip, detector, 15, "random", seed=0)
+    assert e.value.status == "no_face" and e.value.frames_with_face == 2
