@@ -680,3 +680,54 @@ def test_swap_prob_blends_donors_of_the_same_split_in_both_stages(
         donor, frames = picked
         assert target in donors.entries and donor in donors.entries  # the same split
         assert donor.source != target.source and len(frames) == n
+
+
+def test_average_states_is_the_mean_and_keeps_integer_counters() -> None:
+    from training.two_stage import average_states
+
+    a = {
+        "w": torch.tensor([1.0, 2.0]),
+        "n": torch.tensor(3),
+        "h": torch.tensor([1.0], dtype=torch.float16),
+    }
+    b = {
+        "w": torch.tensor([3.0, 6.0]),
+        "n": torch.tensor(5),
+        "h": torch.tensor([2.0], dtype=torch.float16),
+    }
+    mean = average_states([a, b])
+    assert mean["w"].tolist() == [2.0, 4.0] and mean["n"].item() == 3
+    assert mean["h"].dtype == torch.float16 and mean["h"].item() == 1.5
+    with pytest.raises(ValueError, match="different keys"):
+        average_states([a, {"w": a["w"]}])
+
+
+def test_frame_soup_averages_its_members_and_resumes(tmp_path, real_folder, cache, caplog):
+    """frame_soup 2: two frame stages from the same start (seeds 0 and 1), each in its own
+    folder, then the head stage on their averaged backbone; a resumed run reads the soup."""
+    from training.two_stage import SOUP_STATE, average_states
+
+    recipe = _config(tmp_path, real_folder, cache, frame_soup=2, trainable_stages=1)
+    assert main(["--config", recipe]) == 0
+    out = tmp_path / "run"
+    members = [torch.load(out / f"frame-{k}" / FRAME_STATE, weights_only=True) for k in (0, 1)]
+    assert [m["step"] for m in members] == [3, 3]
+    a, b = (m["model"] for m in members)
+    trained = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])]
+    assert any(k.startswith("fc.") for k in trained) and any("backbone" in k for k in trained)
+    soup = torch.load(out / SOUP_STATE, weights_only=True)
+    want = average_states([a, b])
+    assert all(torch.equal(soup["model"][k], want[k]) for k in want)
+    model = load_checkpoint(out / "model.safetensors").model
+    backbone = {
+        k.removeprefix("backbone."): v for k, v in want.items() if k.startswith("backbone.")
+    }
+    for k, v in model.backbone.state_dict().items():  # the checkpoint holds it (fp16)
+        assert torch.allclose(v.float(), backbone[k].float(), atol=1e-2), k
+    summary = json.loads((out / "two_stage.json").read_text())
+    assert len(summary["frame_stage"]["members"]) == 2
+    assert 0.0 <= summary["frame_stage"]["soup_val_frame_auc"] <= 1.0
+    caplog.clear()
+    caplog.set_level("INFO")
+    assert main(["--config", recipe, "--resume"]) == 0
+    assert "frame soup: read back" in caplog.text and "frame soup: member" not in caplog.text

@@ -86,6 +86,7 @@ class StageConfig:
     frame_epochs: float = 2.0  # passes over all cached training frames
     frame_pairs: int = 8  # (real, blended) pairs per batch
     frame_lr: float = 3e-4
+    frame_soup: int = 1  # frame stages (seeds seed, seed+1, ...) whose weights are averaged
     trainable_stages: int = 3  # last backbone stages trained (plus conv_head); -1: all
     dense_landmarks: bool = True  # 68-point masks (dlib); False: MTCNN's five points
     rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
@@ -123,6 +124,8 @@ class StageConfig:
             )
         if self.real_variants < 1 or self.feature_variants < 1:
             raise ValueError("real_variants and feature_variants must be at least 1")
+        if self.frame_soup < 1:
+            raise ValueError("frame_soup must be at least 1")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -136,6 +139,9 @@ STAGE_HELP: dict[str, str] = {
     "frame_epochs": "frame stage length, in passes over every cached training frame",
     "frame_pairs": "frame stage batch, in (real frame, pseudo-fake of it) pairs",
     "frame_lr": "frame stage peak learning rate (AdamW, one-cycle schedule)",
+    "frame_soup": "frame stages to train, each from the same start with its own seed (seed, "
+    "seed + 1, ...), their weights then averaged (a uniform model soup, Wortsman et al. 2022) "
+    "before the head stage; 1 trains one",
     "trainable_stages": "how many of the backbone's last stages (plus its head convolution) "
     "the frame stage trains; -1 trains the whole backbone",
     "dense_landmarks": "self-blending masks from dlib's 68 landmarks (false: from MTCNN's "
@@ -556,6 +562,79 @@ def frame_stage(
     return {"steps": step, "history": history}
 
 
+SOUP_STATE = "frame_soup.pt"
+
+
+def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts with the same keys and shapes (floating-point
+    tensors; integer ones, such as batch-norm step counts, are taken from the first)."""
+    keys = list(states[0])
+    if any(list(s) != keys for s in states[1:]):
+        raise ValueError("state dicts to average hold different keys")
+    return {
+        k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype)
+        if states[0][k].is_floating_point()
+        else states[0][k].clone()
+        for k in keys
+    }
+
+
+def frame_soup(
+    cfg: TrainConfig,
+    st: StageConfig,
+    model: Detector,
+    store: TrackStore,
+    train: list[CacheEntry],
+    val: list[CacheEntry],
+    out: Path,
+    env: Env,
+    resume: bool,
+    generator: Draw | None = None,
+) -> dict:
+    """``st.frame_soup`` frame stages, each from ``model``'s starting backbone with its own
+    seed (``cfg.seed + k``; each in ``out/frame-K``, resumable), their frame classifiers'
+    weights averaged into ``model.backbone`` (a uniform soup: the members share their start
+    and differ in the frame classifier's initialisation, the pseudo-fakes drawn and their
+    order). Returns the stage's log: each member's and the soup's validation frame AUC."""
+    clf = FrameClassifier(model.backbone).to(env.device)
+    soup_path = out / SOUP_STATE
+    if resume and soup_path.exists():
+        state = torch.load(soup_path, map_location="cpu", weights_only=True)
+        clf.load_state_dict(state["model"])
+        log.info("frame soup: read back from %s", soup_path)
+        return json.loads(state["log"])
+    start = copy.deepcopy(model.backbone.state_dict())
+    members, logs = [], []
+    for k in range(st.frame_soup):
+        member_out = out / f"frame-{k}"
+        member_out.mkdir(exist_ok=True)
+        model.backbone.load_state_dict(start)
+        torch.manual_seed(cfg.seed + k)
+        log.info("frame soup: member %d of %d (seed %d)", k + 1, st.frame_soup, cfg.seed + k)
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + k)
+        logs.append(
+            frame_stage(
+                member_cfg, st, model, store, train, val, member_out, env, resume, generator
+            )
+        )
+        state = torch.load(member_out / FRAME_STATE, map_location="cpu", weights_only=True)
+        members.append(state["model"])
+    clf.load_state_dict(average_states(members))
+    clf.to(env.device)
+    blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
+    clean = dataclasses.replace(st, degrade_prob=0.0, degrade_before=0.0, jitter_prob=0.0)
+    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, clean, generator)
+    val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
+    auc = _frame_auc(clf, val_pairs, val_idx, cfg.contract, env)
+    member_aucs = [m["history"][-1]["val_frame_auc"] if m["history"] else None for m in logs]
+    log.info("frame soup: validation frame AUC %.4f (members: %s)", auc, member_aucs)
+    result = {"members": logs, "soup_val_frame_auc": auc}
+    tmp = soup_path.with_suffix(".tmp")
+    torch.save({"model": clf.state_dict(), "log": json.dumps(result)}, tmp)
+    tmp.replace(soup_path)
+    return result
+
+
 def _frame_auc(
     clf: FrameClassifier, data: FramePairs, idx: np.ndarray, contract, env: Env
 ) -> float:
@@ -924,7 +1003,8 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
 
     generator = fingerprint_generator(cfg, st, store, parts["train"], out)
     t0 = time.perf_counter()
-    frame_log = frame_stage(
+    stage = frame_soup if st.frame_soup > 1 else frame_stage
+    frame_log = stage(
         cfg, st, model, store, parts["train"], parts["val"], out, env, resume, generator
     )
     t1 = time.perf_counter()
