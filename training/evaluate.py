@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=8, help="Clips per forward pass (default: 8).")
     p.add_argument(
-        "--workers", type=int, default=2, help="Decoding and face-detection threads (default: 2)."
+        "--workers",
+        type=int,
+        default=2,
+        help="Decoding and face-detection workers, as `dfscan scan --workers` (default: 2).",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="Show the traceback of an error too."

@@ -126,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="Also write the report here as JSON.")
     p.add_argument("--work", type=Path, default=None, help="Keep the rewritten videos here.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
-    p.add_argument("--workers", type=int, default=2, help="Decoding and detection threads.")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="Decoding and face-detection workers, as `dfscan scan --workers`.",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="Show a traceback on error.")
     return p
 
