@@ -445,6 +445,11 @@ def test_card_settings_name_the_generated_pseudo_fakes() -> None:
     assert "reframed and recoloured alike with probability 0.5" in _stage_settings(
         base | {"jitter_prob": 0.5}, record
     )
+    assert "frame stage from ImageNet weights: 0.5 passes" in plain
+    soup = _stage_settings(base | {"frame_soup": 3, "seed": 0}, record)
+    assert (
+        "3 frame stages (seeds 0-2) from ImageNet weights, their weights averaged, each: " in soup
+    )
 
 
 def test_generated_match_adds_blurred_real_versions(tmp_path, real_folder, cache, monkeypatch):

@@ -296,8 +296,13 @@ def _stage_settings(cfg: dict, record: dict) -> str:
     if cfg.get("jitter_prob"):
         fakes += f"; reframed and recoloured alike with probability {cfg['jitter_prob']:g}"
     reals = f" and {cfg['real_variants']} real versions" if cfg.get("real_variants", 1) > 1 else ""
+    soup = cfg.get("frame_soup", 1)
+    frame = f"frame stage from {start}"
+    if soup > 1:
+        seeds = f"seeds {cfg['seed']}-{cfg['seed'] + soup - 1}"
+        frame = f"{soup} frame stages ({seeds}) from {start}, their weights averaged, each"
     return (
-        f"these settings (frame stage from {start}: {cfg['frame_epochs']:g} passes, "
+        f"these settings ({frame}: {cfg['frame_epochs']:g} passes, "
         f"{cfg['frame_pairs']} pairs a batch, {trained}; pseudo-fakes: {fakes}; head stage on "
         f"cached features of {cfg['feature_frames']} frames and {cfg['feature_variants']} "
         f"pseudo-fake variants{reals} per video, best of {len(record['head_stage']['history'])} epochs "
