@@ -312,14 +312,19 @@ def scan(
         raise click.UsageError("name video files or directories to scan (or --samples)")
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    for option, path in (("--out", out), ("--details", details), ("--report", report)):
-        if path is not None and path.exists() and path.stat().st_size > 0:
-            if not (resume or overwrite):
-                raise click.UsageError(
-                    f"{option} {path} exists; pass --resume to continue the scan or "
-                    "--overwrite to replace it"
-                )
     from scanner.report import crops_dir, output_problem, same_file
+
+    for option, path in (("--out", out), ("--details", details), ("--report", report)):
+        if path is None or resume or overwrite:
+            continue
+        used = path.exists() and path.stat().st_size > 0
+        if option == "--details" and crops_dir(path).is_dir():
+            used = used or any(crops_dir(path).iterdir())  # a fresh run empties it
+        if used:
+            raise click.UsageError(
+                f"{option} {path} exists; pass --resume to continue the scan or "
+                "--overwrite to replace it"
+            )
 
     outputs = [("--out", out), ("--details", details), ("--report", report)]
     outputs = [(option, path) for option, path in outputs if path is not None]
@@ -364,7 +369,7 @@ def scan(
     from tqdm import tqdm
 
     from scanner.api import load_backend, scan_paths
-    from scanner.backends import BackendUnavailable, resolve_device
+    from scanner.backends import BackendUnavailable, DeviceFailure, resolve_device
     from scanner.checkpoint import CheckpointError
     from scanner.discover import discover_videos
     from scanner.report import ResultWriter, resume_point
@@ -467,6 +472,11 @@ def scan(
         if scratch is not None:
             scratch.cleanup()
         click.get_current_context().exit(EXIT_INTERRUPTED)
+    except DeviceFailure as e:
+        raise click.ClickException(
+            f"the model's device failed: {e}; finished rows are in {out} (continue with "
+            "--resume once it works again)"
+        ) from e
     except OSError as e:
         raise click.ClickException(f"cannot write results: {e}") from e
     elapsed = time.perf_counter() - start
@@ -505,7 +515,7 @@ def scan(
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Replace existing --out, --details (and its crops) and --report files.",
+    help="Replace an existing --out file.",
 )
 def report_command(details: Path, out: Path, overwrite: bool) -> None:
     """Write a self-contained HTML report of a scan's --details file (JSON Lines).

@@ -416,9 +416,57 @@ def test_a_fresh_csv_starts_fresh_details(face_clip, tiny_checkpoint, tmp_path):
     args = scan_args([face_clip], tiny_checkpoint, out, "--details", str(details))
     assert CliRunner().invoke(main, [*args, "--no-progress"]).exit_code == 0
     out.unlink()
+    stale = tmp_path / "r.crops" / f"{'0' * 16}-p1.jpg"  # another run's crops
+    stale.write_bytes(b"jpeg")
     res = CliRunner().invoke(main, [*args, "--no-progress", "--resume"])
     assert res.exit_code == 0, res.output
     assert len(rows_of(out)) == 1 and len(details.read_text().splitlines()) == 1
+    assert not stale.exists() and len(list(stale.parent.iterdir())) == 1
+
+
+def test_a_file_named_with_an_extension_that_is_not_utf8(face_clip, tiny_checkpoint, tmp_path):
+    """Named on the command line (a folder scan lists known extensions only): opened through a
+    link without the extension, FFmpeg finds the format from the content."""
+    video = tmp_path / os.fsdecode(b"clip.m\xffv")
+    video.write_bytes(face_clip.read_bytes())
+    out = tmp_path / "r.csv"
+    res = CliRunner().invoke(main, scan_args([video], tiny_checkpoint, out, "--no-progress"))
+    assert res.exit_code == 0, res.output
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        (row,) = csv.DictReader(f)
+    assert row["status"] == "ok" and row["path"] == str(video)
+
+
+def test_a_failed_device_stops_the_scan_and_keeps_its_rows(
+    face_clip, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """A GPU reset fails every call after it: the scan stops (exit 1) instead of writing an
+    error row for every video left, which --resume would then skip."""
+    from scanner.backends import DeviceFailure
+    from scanner.scan import Scanner
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (folder / name).write_bytes(face_clip.read_bytes())
+    forward, calls = Scanner._forward, []
+
+    def failing(self, clips):  # noqa: ANN001, ANN202
+        calls.append(len(clips))
+        if len(calls) > 1:
+            raise DeviceFailure("onnxruntime on cuda:0: device reset")
+        return forward(self, clips)
+
+    monkeypatch.setattr(Scanner, "_forward", failing)
+    out = tmp_path / "r.csv"
+    args = scan_args([folder], tiny_checkpoint, out, "--batch-size", "1", "--workers", "1")
+    res = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert res.exit_code == 1 and "device failed" in res.output and "--resume" in res.output
+    assert [r["status"] for r in rows_of(out)] == ["ok"]
+    monkeypatch.setattr(Scanner, "_forward", forward)
+    res = CliRunner().invoke(main, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert [r["status"] for r in rows_of(out)] == ["ok"] * 3
 
 
 def test_verbosity_options_are_accepted_after_scan_too(video_dir, tiny_checkpoint, tmp_path):

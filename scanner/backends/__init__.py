@@ -14,7 +14,7 @@ the scanner reads them from the backend and never re-declares them. One module p
 export directory. onnxruntime and TensorRT are imported inside the backend that needs them.
 """
 
-from scanner.backends.base import Backend, BackendUnavailable, resolve_device
+from scanner.backends.base import Backend, BackendUnavailable, DeviceFailure, resolve_device
 from scanner.backends.onnx import OnnxBackend
 from scanner.backends.select import (
     AUTO_ORDER_CPU,
@@ -33,6 +33,7 @@ __all__ = [
     "PRECISIONS",
     "Backend",
     "BackendUnavailable",
+    "DeviceFailure",
     "OnnxBackend",
     "TensorRTBackend",
     "TorchBackend",

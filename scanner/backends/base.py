@@ -19,6 +19,12 @@ class BackendUnavailable(Exception):
     """A backend cannot run here: a package, a GPU or an artifact it needs is missing."""
 
 
+class DeviceFailure(Exception):
+    """The device running the model failed as a whole (a GPU reset, a provider that stopped):
+    no later call can succeed, so the scan stops here rather than give every video left an
+    error row that --resume would then skip; its finished rows stay and --resume continues."""
+
+
 class Backend(Protocol):
     name: str  # reported in the CSV `backend` column
     device: str  # reported in the CSV `device` column

@@ -15,7 +15,12 @@ from scanner.artifacts import (
     parse_onnx_metadata,
     verify_artifact,
 )
-from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable, optimisation_profile
+from scanner.backends.base import (
+    GPU_INSTALL_HINT,
+    BackendUnavailable,
+    DeviceFailure,
+    optimisation_profile,
+)
 from scanner.checkpoint import CheckpointMeta
 from scanner.contract import normalise_lookup, normalise_table
 from scanner.files import cache_root
@@ -40,6 +45,11 @@ def onnx_session(path: Path, providers: list):  # noqa: ANN201 - onnxruntime is 
 def _cache_dir() -> Path:
     """Where onnxruntime's TensorRT provider keeps built engines (never the working dir)."""
     return cache_root() / "ort-tensorrt"
+
+
+def _ort_errors(ort_state: object, *names: str) -> tuple[type[BaseException], ...]:
+    """onnxruntime's exception classes of these names that this version has."""
+    return tuple(getattr(ort_state, n) for n in names if hasattr(ort_state, n))
 
 
 class OnnxBackend:
@@ -70,14 +80,11 @@ class OnnxBackend:
             self.session = onnx_session(path, providers)
         except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf) as e:
             raise ArtifactError(f"onnxruntime cannot load {path}: {e}") from e
-        # onnxruntime's errors of a run, none a RuntimeError: a GPU provider's (EPFail,
-        # EngineError, DeviceReset) as well as the CPU's; as attributes where this version has them
-        self._errors = tuple(
-            getattr(ort_state, name)
-            for name in ("Fail", "InvalidArgument", "RuntimeException", "NotImplemented")
-            + ("EPFail", "EngineError", "DeviceReset")
-            if hasattr(ort_state, name)
-        )
+        # onnxruntime's errors of a run, none a RuntimeError: those of one call (an error
+        # row for its video), and those of the device as a whole (the scan stops); as
+        # attributes where this version has them
+        self._errors = _ort_errors(ort_state, "Fail", "InvalidArgument", "RuntimeException")
+        self._fatal = _ort_errors(ort_state, "DeviceReset", "EPFail", "EngineError")
         props = self.session.get_modelmeta().custom_metadata_map
         embedded = parse_onnx_metadata(props, path)
         if (embedded.checkpoint, embedded.source_sha256, embedded.precision) != (
@@ -149,6 +156,8 @@ class OnnxBackend:
                 p, a = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: piece})
             except self._errors as e:  # not RuntimeError subclasses; the scanner catches those
                 raise RuntimeError(f"onnxruntime: {e}") from e
+            except self._fatal as e:
+                raise DeviceFailure(f"onnxruntime on {self.device}: {e}") from e
             probs.append(p)
             attention.append(a)
         p, a = np.concatenate(probs), np.concatenate(attention)
