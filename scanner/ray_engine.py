@@ -74,7 +74,7 @@ _COPY_CHUNK = 8 * 2**20
 
 
 class RayUnavailable(RuntimeError):
-    """Ray Data is not installed."""
+    """Ray Data is not installed, or no Ray instance can be reached or started."""
 
 
 def list_uri_videos(uri: str) -> list[str]:
@@ -286,6 +286,7 @@ def connected(ray: Any, address: str | None) -> Iterator[None]:
                 _system_config={"worker_niceness": 0},
             )
     except (ConnectionError, RuntimeError, ValueError) as e:
+        ray.shutdown()  # whatever a start that failed half-way left running
         target = f"the Ray cluster at {where}" if where else "a Ray instance on this machine"
         raise RayUnavailable(f"cannot connect to {target}: {e}") from e
     try:

@@ -360,7 +360,7 @@ class ResultWriter:
             self._writer.writeheader()
             self._csv.flush()
         self._crops = crops_dir(details_path) if details_path is not None else None
-        if self._crops is not None and point is None and self._crops.is_dir():
+        if self._crops is not None and fresh and self._crops.is_dir():
             for old in self._crops.iterdir():  # an earlier run's crops, not this one's
                 if _CROPS_FILE.match(old.name):
                     old.unlink()

@@ -200,37 +200,36 @@ class Preparer:
 
 
 _worker: Preparer | None = None  # the stage of this process, where it is a worker
-_inherited: object = None  # a forked worker's copy of the parent's MTCNN sessions, unused
 
 
 @contextlib.contextmanager
 def _fork_safe() -> Iterator[None]:
     """Around a fork: the parent's garbage collected first, and everything it holds frozen
-    out of the collector, so that no forked worker ever frees an object of the parent. A
-    scan's garbage (an earlier scan's model backend, say) may hold onnxruntime sessions whose
-    destructors wait on the parent's thread pool, which a fork does not copy: freed in a
-    worker, they hung it for good. Frozen objects also stay unwritten by the worker's
-    collector, so their memory stays shared."""
+    out of the cycle collector, so that a forked worker's collector frees no object of the
+    parent. A scan's garbage (an earlier scan's model backend, say) may hold onnxruntime
+    sessions whose destructors wait on the parent's thread pool, which a fork does not copy:
+    freed in a worker, they hung it for good (a third scan in one test process did). Frozen
+    objects also stay unwritten by the worker's collector, so their memory stays shared. A
+    freeze made by the program around the scan is left as it is."""
     gc.collect()
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
 
 
 def _worker_start(settings: PrepareSettings, started: EventType) -> None:
     """In a new worker process: one thread for torch's operators (OpenMP's pool does not
     survive a fork), and this process's own stage (forked: not the parent's onnxruntime
     sessions); ``started`` tells the scan that a worker got this far."""
-    global _worker, _inherited
+    global _worker
     from scanner.faces import OnnxNets
 
     torch.set_num_threads(WORKER_TORCH_THREADS)
-    # The parent's sessions are kept, never destroyed here: their destructors wait on the
-    # parent's onnxruntime threads, which a fork does not copy, and would hang this worker.
-    _inherited = OnnxNets._shared
-    OnnxNets._shared = None
+    OnnxNets._shared = None  # single-threaded sessions: dropped here without waiting on a pool
     _worker = Preparer(settings)
     started.set()
 
@@ -347,7 +346,8 @@ class Scanner:
         for p in batch:
             mine = slice(at, at + len(p.people))
             at += len(p.people)
-            if not np.isfinite(probs[mine]).all():  # an overflow (fp16), never a verdict
+            finite = np.isfinite(probs[mine]).all() and np.isfinite(attention[mine]).all()
+            if not finite:  # an overflow (fp16), never a verdict
                 log.warning("%s: the model gave a non-finite score", p.path)
                 message = "model: non-finite score (NaN or infinity)"
                 out.append(self._result(p, status="error", message=message))
@@ -429,8 +429,12 @@ class Scanner:
             initargs=(self.prepare_settings, self._started),
         )
         if method == "fork":
-            with _fork_safe():  # a pool of forked workers forks them all on its first call
-                pool.submit(int)
+            try:
+                with _fork_safe():  # a pool of forked workers forks them all on its first call
+                    pool.submit(int)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         return pool
 
     def _fall_back_to_threads(self) -> bool:

@@ -216,7 +216,8 @@ def _capture(path: Path) -> cv2.VideoCapture:
         name.encode("utf-8")
     except UnicodeEncodeError:
         with tempfile.TemporaryDirectory(prefix="dfscan-") as tmp:
-            link = os.path.join(tmp, "video" + "".join(Path(name).suffixes[-1:]))
+            suffix = Path(name).suffix  # for FFmpeg's format guess, where it is plain
+            link = os.path.join(tmp, "video" + (suffix if suffix.isascii() else ""))
             os.symlink(os.fsencode(name), link)
             return cv2.VideoCapture(link, cv2.CAP_FFMPEG)  # open before the link goes
     return cv2.VideoCapture(name, cv2.CAP_FFMPEG)

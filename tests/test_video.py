@@ -160,16 +160,29 @@ def test_rotated_video_comes_out_upright(tmp_path, face_image):
     assert [frame_mark(im) for im in frames.images] == list(frames.indices)
 
 
-def test_long_gaps_are_seeked_exactly(tmp_path, face_image):
+def test_long_gaps_are_seeked_exactly(tmp_path, face_image, monkeypatch):
+    import scanner.video
+
     frames = face_frames(face_image, 127, size=(160, 120), face_height=100)
     path = write_clip(tmp_path / "long.mp4", frames)
     assert frame_exact_seek(path, path.read_bytes()[:HEAD_BYTES])  # a constant frame rate
+    grab, seeked = scanner.video._grab_indices, []
+
+    def recorded(cap, indices, seek):  # noqa: ANN001, ANN202
+        got = grab(cap, indices, seek)
+        seeked.append(got[2])
+        return got
+
+    monkeypatch.setattr(scanner.video, "_grab_indices", recorded)
     for seed in range(3):
         got = read_frames(path, 3, "random", seed)
         assert [frame_mark(im) for im in got.images] == list(got.indices)
     got = read_frames(path, 3, "uniform", 0)
     assert got.indices == (0, 63, 126)
     assert [frame_mark(im) for im in got.images] == [0, 63, 126]
+    got = read_frames(path, 2, "uniform", 0)
+    assert [frame_mark(im) for im in got.images] == [0, 126]
+    assert seeked[-1]  # 125 frames between them: seeked, not decoded through
 
 
 @pytest.mark.parametrize("order", ["slow then fast", "fast then slow"])
