@@ -470,9 +470,11 @@ def frame_stage(
     env: Env,
     resume: bool,
     generator: Draw | None = None,
+    val_seed: int | None = None,
 ) -> dict:
     """Fine-tune ``model.backbone`` on frame pairs; returns the stage's log. ``generator``
-    draws the generated pseudo-fakes (``StageConfig.generated_prob``)."""
+    draws the generated pseudo-fakes (``StageConfig.generated_prob``); the validation pairs
+    are drawn with ``val_seed`` (default ``cfg.seed + 1``)."""
     contract = cfg.contract
     clf = FrameClassifier(model.backbone).to(env.device)
     params = trainable_parameters(clf.backbone, st.trainable_stages) + list(clf.fc.parameters())
@@ -504,9 +506,8 @@ def frame_stage(
         total,
         st.frame_pairs,
     )
-    clean = dataclasses.replace(st, degrade_prob=0.0, degrade_before=0.0, jitter_prob=0.0)
-    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, clean, generator)
-    val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
+    seed = cfg.seed + 1 if val_seed is None else val_seed
+    val_pairs, val_idx = _validation_pairs(store, val, st, seed, generator)
 
     def save() -> None:
         tmp = state_path.with_suffix(".tmp")
@@ -565,6 +566,17 @@ def frame_stage(
 SOUP_STATE = "frame_soup.pt"
 
 
+def _validation_pairs(
+    store: TrackStore, val: list[CacheEntry], st: StageConfig, seed: int, generator: Draw | None
+) -> tuple[FramePairs, np.ndarray]:
+    """The frame stage's validation pairs (undegraded, unjittered, no JPEG) and the at most
+    192 of them, spread evenly, on which its frame AUC is measured."""
+    blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
+    clean = dataclasses.replace(st, degrade_prob=0.0, degrade_before=0.0, jitter_prob=0.0)
+    pairs = FramePairs(store, val, blend, 0.0, seed, clean, generator)
+    return pairs, np.linspace(0, len(pairs) - 1, min(len(pairs), 192)).astype(int)
+
+
 def average_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The element-wise mean of state dicts with the same keys and shapes (floating-point
     tensors; integer ones, such as batch-norm step counts, are taken from the first)."""
@@ -595,7 +607,8 @@ def frame_soup(
     seed (``cfg.seed + k``; each in ``out/frame-K``, resumable), their frame classifiers'
     weights averaged into ``model.backbone`` (a uniform soup: the members share their start
     and differ in the frame classifier's initialisation, the pseudo-fakes drawn and their
-    order). Returns the stage's log: each member's and the soup's validation frame AUC."""
+    order). Returns the stage's log: each member's and the soup's validation frame AUC, all
+    on the same validation pairs (``cfg.seed + 1``)."""
     clf = FrameClassifier(model.backbone).to(env.device)
     soup_path = out / SOUP_STATE
     if resume and soup_path.exists():
@@ -614,17 +627,24 @@ def frame_soup(
         member_cfg = dataclasses.replace(cfg, seed=cfg.seed + k)
         logs.append(
             frame_stage(
-                member_cfg, st, model, store, train, val, member_out, env, resume, generator
+                member_cfg,
+                st,
+                model,
+                store,
+                train,
+                val,
+                member_out,
+                env,
+                resume,
+                generator,
+                val_seed=cfg.seed + 1,
             )
         )
         state = torch.load(member_out / FRAME_STATE, map_location="cpu", weights_only=True)
         members.append(state["model"])
     clf.load_state_dict(average_states(members))
     clf.to(env.device)
-    blend = dataclasses.replace(SBI, dense_landmarks=st.dense_landmarks)
-    clean = dataclasses.replace(st, degrade_prob=0.0, degrade_before=0.0, jitter_prob=0.0)
-    val_pairs = FramePairs(store, val, blend, 0.0, cfg.seed + 1, clean, generator)
-    val_idx = np.linspace(0, len(val_pairs) - 1, min(len(val_pairs), 192)).astype(int)
+    val_pairs, val_idx = _validation_pairs(store, val, st, cfg.seed + 1, generator)
     auc = _frame_auc(clf, val_pairs, val_idx, cfg.contract, env)
     member_aucs = [m["history"][-1]["val_frame_auc"] if m["history"] else None for m in logs]
     log.info("frame soup: validation frame AUC %.4f (members: %s)", auc, member_aucs)
