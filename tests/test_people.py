@@ -118,9 +118,9 @@ needs_default = pytest.mark.skipif(
 @needs_default
 def test_the_shipped_model_scores_the_blended_person_higher(astronaut_pair, samples_pair, tmp_path):
     """Both people found, each scored; the row is the blended person's. Measured with the
-    shipped model (threshold 0.5934): astronaut pair real 0.4695, blended 0.4791 (both REAL:
-    the blend is told apart from the real face, not called FAKE); samples pair real 0.4180,
-    blended 0.7313 (FAKE)."""
+    shipped model (threshold 0.8553): astronaut pair real 0.3103, blended 0.4076 (both REAL:
+    the blend is told apart from the real face, not called FAKE); samples pair real 0.0732,
+    blended 0.9329 (FAKE)."""
     out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
     args = ["scan", str(astronaut_pair), str(samples_pair), "--out", str(out)]
     res = CliRunner().invoke(main, [*args, "--details", str(details), "--no-progress"])

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# The command that packaged the fourth default model of 2026-11-29 (run folder of
-# training/results/soup-2026-11-29.sh; the development-set reports are
-# training.evaluate --json outputs).
+# The command that packaged the third default model of 2026-11-29 again, its card's table
+# with the later candidates (run folder of training/results/imagenet-2026-11-29.sh; the
+# development-set reports are training.evaluate --json outputs).
 set -euo pipefail
 run=${1:?usage: package-2026-11-29-v4.sh RUN_DIR [DEST]}
 e=training/results/dev-eval
 python -m training.package_default --run "$run" ${2:+--dest "$2"} \
-    --notes training/results/soup-2026-11-29.md \
-    --dev-eval "this model: three frame stages averaged (frame_soup 3), run as written (ships)=$e/two-stage-lite0-imagenet-stages2-soup3.json" \
-    --dev-eval "the frame stages of seeds 0-2 below averaged, head seed 0=$e/two-stage-lite0-imagenet-stages2-soup-of-seeds012.json" \
-    --dev-eval "the same, head seed 1=$e/two-stage-lite0-imagenet-stages2-soup-of-seeds012-head1.json" \
-    --dev-eval "the same, head seed 2=$e/two-stage-lite0-imagenet-stages2-soup-of-seeds012-head2.json" \
-    --dev-eval "previous default (third of 2026-11-29): ImageNet start, last two stages trained, 1.5 passes, seed 0=$e/two-stage-lite0-imagenet-stages2.json" \
+    --notes training/results/imagenet-2026-11-29.md \
+    --dev-eval "this model: ImageNet start, last two stages trained, 1.5 passes (ships)=$e/two-stage-lite0-imagenet-stages2.json" \
     --dev-eval "the same recipe, seed 1 (same people split)=$e/two-stage-lite0-imagenet-stages2-seed1.json" \
     --dev-eval "the same recipe, seed 2 (same people split)=$e/two-stage-lite0-imagenet-stages2-seed2.json" \
     --dev-eval "the same recipe, seed 3 (same people split)=$e/two-stage-lite0-imagenet-stages2-seed3.json" \
     --dev-eval "the same recipe, seed 4 (same people split)=$e/two-stage-lite0-imagenet-stages2-seed4.json" \
+    --dev-eval "three frame stages averaged (frame_soup 3), run as written (not shipped)=$e/two-stage-lite0-imagenet-stages2-soup3.json" \
+    --dev-eval "the frame stages of seeds 0-2 above averaged, head seed 0=$e/two-stage-lite0-imagenet-stages2-soup-of-seeds012.json" \
+    --dev-eval "the same, head seed 1=$e/two-stage-lite0-imagenet-stages2-soup-of-seeds012-head1.json" \
+    --dev-eval "the same, head seed 2=$e/two-stage-lite0-imagenet-stages2-soup-of-seeds012-head2.json" \
     --dev-eval "the same recipe, seed 0, its script run into an empty folder (own autoencoders)=$e/two-stage-lite0-imagenet-stages2-reproduced.json" \
     --dev-eval "the same recipe on Lite2=$e/two-stage-lite2-imagenet-stages2.json" \
     --dev-eval "ImageNet start, last three stages trained, 1.5 passes=$e/two-stage-lite0-imagenet-stages3-longer.json" \
