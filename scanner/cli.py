@@ -2,7 +2,8 @@
 
 Exit codes of `dfscan scan`:
   0  every video has a row and none failed (statuses ok, no_face or too_short)
-  1  the run could not start or stopped (bad checkpoint, output not writable, ...)
+  1  the run could not start or stopped (bad checkpoint, output not writable, the model's
+     device failed, ...)
   2  usage error (bad option or argument)
   3  the run finished, but some videos failed (decode_error, not_video or error)
   130 interrupted (Ctrl-C); the rows written so far are kept, `--resume` continues
