@@ -513,11 +513,7 @@ def scan(
     type=click.Path(dir_okay=False, path_type=Path),
     help="HTML file to write.",
 )
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace an existing --out file.",
-)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def report_command(details: Path, out: Path, overwrite: bool) -> None:
     """Write a self-contained HTML report of a scan's --details file (JSON Lines).
 

@@ -8,6 +8,7 @@ upright.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -365,9 +366,10 @@ def read_frames(
         lo, hi = _span(declared, span)
         decodable = declared
         change = None
-        seek = frame_exact_seek(path, head)
+        # the container's timing is read only where a seek would save decoding
+        exact = functools.cache(lambda: frame_exact_seek(path, head))
         if method == "keyframe":
-            change = frame_change(cap, lo, hi, seek)
+            change = frame_change(cap, lo, hi, seek=lo > 0 and exact())
             cap.release()
             cap = _open(path, head)
             if len(change) < min(num_frames, hi - lo + 1):
@@ -380,6 +382,8 @@ def read_frames(
                 decodable = lo + len(change)
             hi = lo + len(change) - 1
         indices = _sample_span(lo, hi, num_frames, method, seed, change)
+        gaps = np.diff(indices, prepend=-1) - 1  # frames decoded through before each one
+        seek = bool((gaps > SEEK_GAP).any()) and exact()
         images, reached, seeked = _grab_indices(cap, indices, seek)
         if len(images) < num_frames:
             # The container promised more frames than decode: sample again from what decodes.
