@@ -343,7 +343,11 @@ def read_frames(
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if declared <= 0:  # some containers (streamed webm, raw TS, still images) do not say
+        if declared < num_frames:
+            # Some containers do not say (streamed webm, raw TS, still images); Matroska's
+            # count is its duration times a nominal rate, which undercounts a variable frame
+            # rate (20 frames 10 ms apart at a nominal 25/s: 6). Too few to sample from is
+            # checked by decoding: a short video costs few frames.
             declared = _count_frames(cap)
             cap.release()
             cap = _open(path, head)

@@ -77,14 +77,17 @@ def face_frames(
     return out
 
 
-def write_vfr_mp4(path: Path, frames: list[np.ndarray], durations_ms: list[int]) -> Path:
-    """An H.264 mp4 (PyAV) whose frame i lasts durations_ms[i]: a variable frame rate, as
-    phones and screen recorders write; a keyframe every 30 frames, so seeks land mid-file."""
+def write_vfr_mp4(
+    path: Path, frames: list[np.ndarray], durations_ms: list[int], nominal_rate: int = 1000
+) -> Path:
+    """An H.264 video (PyAV; mp4, or Matroska for a .mkv path) whose frame i lasts
+    durations_ms[i]: a variable frame rate, as phones and screen recorders write; a keyframe
+    every 30 frames, so seeks land mid-file. ``nominal_rate`` is the rate the stream declares."""
     import av
 
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=1000)
+        stream = out.add_stream("libx264", rate=nominal_rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.codec_context.time_base = fractions.Fraction(1, 1000)
         stream.codec_context.gop_size = 30
