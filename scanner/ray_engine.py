@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from scanner.backends.base import DeviceFailure
 from scanner.contract import Preprocessing
 from scanner.discover import discover_videos
 from scanner.files import is_uri
@@ -61,9 +62,10 @@ log = logging.getLogger(__name__)
 
 RAY_INSTALL_HINT = 'pip install "dfscan[ray]" (Ray Data: ray[data])'
 
-# Tests only: the scoring actor ends its process (as a crash would) on a video whose path ends
-# with this, read on the driver when a scan starts.
+# Tests only, read on the driver when a scan starts: the scoring actor ends its process (as a
+# crash would), or its device fails (``DeviceFailure``), on a video whose path ends with this.
 CRASH_ON_ENV = "DFSCAN_RAY_CRASH_ON"
+DEVICE_FAILS_ON_ENV = "DFSCAN_RAY_DEVICE_FAILS_ON"
 
 # Blocks the video list is cut into: one video per block up to this many videos, so a block
 # that fails takes as few videos with it as the driver's memory for block references allows.
@@ -219,15 +221,21 @@ class _Decode:
 class _Score:
     """Ray Data stage 2 (an actor): the model on the clips of a batch of prepared videos."""
 
-    def __init__(self, model: ModelSpec, options: ScanOptions, crash_on: str | None) -> None:
+    def __init__(
+        self, model: ModelSpec, options: ScanOptions, faults: tuple[str | None, str | None]
+    ) -> None:
         from scanner.api import load_backend
         from scanner.scan import Scanner
 
         backend = load_backend(model.weights, model.backend, model.device, model.precision)
         self.scanner = Scanner(backend, options)
-        self.crash_on = crash_on
+        self.crash_on, self.device_fails_on = faults
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """-> the batch's indices, pickled ``VideoResult``s and, per video, why the device
+        failed ("" when it did not). A device that fails is data, not an exception: Ray
+        Data would drop the block as if its worker had died, and the driver must stop."""
+        index = np.asarray(batch["index"], np.int64)
         prepared = []
         for record, crops in zip(batch["prepared"], batch["crops"]):
             p: Prepared = pickle.loads(record)
@@ -235,10 +243,23 @@ class _Score:
                 os._exit(17)  # a crash, as a segfault in a native library would be
             people = tuple(dataclasses.replace(t, crops=c) for t, c in zip(p.people, crops))
             prepared.append(dataclasses.replace(p, people=people))
-        results = self.scanner.score(prepared)
+        try:
+            if self.device_fails_on and any(
+                str(p.path).endswith(self.device_fails_on) for p in prepared
+            ):
+                raise DeviceFailure("simulated")
+            results = self.scanner.score(prepared)
+        except DeviceFailure as e:
+            failed = f"{self.scanner.backend.device}: {e}"
+            return {
+                "index": index,
+                "result": np.asarray([b""] * len(index), dtype=object),
+                "device_failure": np.asarray([failed] * len(index), dtype=object),
+            }
         return {
-            "index": np.asarray(batch["index"], np.int64),
+            "index": index,
             "result": np.asarray([pickle.dumps(r, protocol=5) for r in results], dtype=object),
+            "device_failure": np.asarray([""] * len(index), dtype=object),
         }
 
 
@@ -354,6 +375,9 @@ def _run(
             **restart,
         )
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        for failed in batch["device_failure"]:
+            if failed:
+                raise DeviceFailure(f"on a Ray scoring actor, {failed}")
         for index, record in zip(batch["index"], batch["result"]):
             yield int(index), pickle.loads(record)
 
@@ -381,8 +405,8 @@ def scan_ray(
         return
     contract = loaded.contract
     sampling = options.sampling or contract.sampling
-    crash_on = os.environ.get(CRASH_ON_ENV) or None
-    stage_args = ((contract, sampling, options), (model, options, crash_on))
+    faults = (os.environ.get(CRASH_ON_ENV) or None, os.environ.get(DEVICE_FAILS_ON_ENV) or None)
+    stage_args = ((contract, sampling, options), (model, options, faults))
     attempts = ray_options.task_retries + 1
     with connected(ray, ray_options.address), _data_context(ray):
         pools = _pools(ray, model, ray_options)

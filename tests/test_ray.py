@@ -205,6 +205,30 @@ def test_a_crashing_scoring_actor_is_retried_then_an_error_row(
             assert abs(got.score - float(want["score"])) <= SCORE_TOLERANCE
 
 
+def test_a_failing_model_device_on_ray_stops_the_scan_and_resume_finishes(
+    ray_instance, hostile_dir, local_hostile, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The scoring actor's device fails (a GPU gone, as onnxruntime's DeviceReset): the scan
+    stops with exit 1 and keeps the rows it has, instead of an error row for every video left
+    as if its worker had died; --resume finishes with the local rows."""
+    from scanner.ray_engine import DEVICE_FAILS_ON_ENV
+
+    out = tmp_path / "ray.csv"
+    monkeypatch.setenv(DEVICE_FAILS_ON_ENV, "portrait.mp4")
+    res = scan([hostile_dir], tiny_checkpoint, out, "--batch-size", "1", "--engine", "ray")
+    assert res.exit_code == 1, res.output
+    assert "the model's device failed" in res.output and "simulated" in res.output
+    rows = rows_of(out)
+    assert str(hostile_dir / "portrait.mp4") not in rows
+    assert not any("worker died" in r["message"] for r in rows.values())
+    monkeypatch.delenv(DEVICE_FAILS_ON_ENV)
+    res = scan(
+        [hostile_dir], tiny_checkpoint, out, "--batch-size", "1", "--engine", "ray", "--resume"
+    )
+    assert res.exit_code == 3, res.output
+    assert_same_rows(rows_of(local_hostile), rows_of(out))
+
+
 @pytest.mark.slow
 @needs_shared_videos
 def test_ray_gives_the_local_rows_on_the_shared_clips(ray_instance, tiny_checkpoint, tmp_path):
