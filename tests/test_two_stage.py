@@ -164,6 +164,23 @@ def test_cap_per_identity_keeps_at_most_n(real_folder) -> None:
     assert cap_per_identity(items + extra, 0, 0) == items + extra
 
 
+def test_cap_per_identity_draws_the_same_videos_in_any_order(real_folder) -> None:
+    """The GPU script lists videos in the cache's order, the CPU run in path order: the
+    same seed keeps the same videos of each person either way."""
+    from training.datasets import load_dataset
+
+    items = load_dataset(real_folder)
+    extra = [
+        dataclasses.replace(items[0], path=items[0].path.with_name(f"same{k}.mp4"), source="same")
+        for k in range(6)
+    ]
+    kept = {it.path for it in cap_per_identity(items + extra, 2, seed=3)}
+    for order in (list(reversed(items + extra)), extra[3:] + items + extra[:3]):
+        capped = cap_per_identity(order, 2, seed=3)
+        assert {it.path for it in capped} == kept
+        assert capped == [it for it in order if it.path in kept]  # their order kept
+
+
 def test_trainable_parameters_freeze_early_stages() -> None:
     import timm
 

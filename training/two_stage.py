@@ -259,12 +259,13 @@ def read_configs(
 
 
 def cap_per_identity(items: list[VideoItem], cap: int, seed: int) -> list[VideoItem]:
-    """At most ``cap`` videos per identity (``source``), drawn by seed; order kept."""
+    """At most ``cap`` videos per identity (``source``), drawn by seed from each person's
+    videos in path order, so that the draw does not hang on the order given; order kept."""
     if cap <= 0:
         return items
     rng = np.random.default_rng(seed)
     by_source: dict[str, list[VideoItem]] = {}
-    for it in items:
+    for it in sorted(items, key=lambda it: str(it.path)):
         by_source.setdefault(it.source, []).append(it)
     keep = set()
     for source in sorted(by_source):
