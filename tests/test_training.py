@@ -97,6 +97,31 @@ def test_preprocess_records_failures(tmp_path, face_image):
     assert sorted(e.status for e in entries) == ["not_video", "too_short"]
 
 
+def test_preprocess_tries_a_failed_extraction_again(tmp_path, face_image):
+    """An exception of the run (out of memory, a killed worker) is recorded as "error" and
+    the video extracted on the next run; a video's own fault (too short) is not redone."""
+    real = tmp_path / "data" / "real"
+    real.mkdir(parents=True)
+    write_clip(real / "face.mp4", face_frames(face_image, 20))
+    write_clip(real / "short.mp4", face_frames(face_image, 8))
+    items = load_dataset(tmp_path / "data")
+    contract = Preprocessing.for_backbone("test_efficientnet")
+    cache = tmp_path / "cache"
+    first = preprocess(items, cache, contract, frames=16, workers=1, progress=False)
+    assert sorted(e.status for e in first) == ["ok", "too_short"]
+    # As a run whose worker ran out of memory on face.mp4 would have left the index:
+    lines = (cache / "index.jsonl").read_text().splitlines()
+    failed = [json.loads(x) for x in lines]
+    for e in failed:
+        if e["status"] == "ok":
+            e.update(status="error", file="", frames=0, message="MemoryError: simulated")
+    (cache / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in failed))
+    again = preprocess(items, cache, contract, frames=16, workers=1, progress=False)
+    assert sorted(e.status for e in again) == ["ok", "too_short"]
+    lines = (cache / "index.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # face.mp4 extracted again; the short video not
+
+
 def test_preprocess_caches_only_the_face_shot(tmp_path, face_image):
     """A cut to a wall: the cache holds frames of the face's shot only, sampled again there,
     and a face shot shorter than the cache depth is too short."""
@@ -148,6 +173,8 @@ def test_preprocess_caches_runs_of_consecutive_frames_for_subsequence(cache, rea
             assert picked.tolist() == indices.tolist()  # 15 of 15: the runs themselves
     with pytest.raises(ValueError, match="sampling"):
         preprocess(items, cache, runs, frames=16, workers=1, progress=False)
+    with pytest.raises(ValueError, match="seed"):  # the runs' starts were drawn by seed 0
+        preprocess(items, made, runs, frames=15, workers=1, seed=1, progress=False)
     with pytest.raises(ValueError, match="sampling"):
         preprocess(
             items,

@@ -176,6 +176,8 @@ def preprocess(
         mismatched = [k for k in CROP_FIELDS if made[k] != contract.to_dict()[k]]
         if old.get("sampling", "uniform") != sampling:  # older caches: equally spaced
             mismatched.append("sampling")
+        elif sampling == "subsequence" and old.get("seed", seed) != seed:
+            mismatched.append("seed")  # where the runs of frames start is drawn by seed
         if mismatched or old["frames"] != frames:
             raise ValueError(
                 f"{cache} was made with other settings ({mismatched or 'frames'}); "
@@ -183,9 +185,19 @@ def preprocess(
             )
     else:
         settings_path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
-    done = {e.path for e in read_index(cache)}
+    # A video's own faults (no face, too short, undecodable) stay recorded; an "error" (an
+    # exception of the run: out of memory, a killed worker) is tried again.
+    known = {e.path: e for e in read_index(cache)}
+    done = {path for path, e in known.items() if e.status != "error"}
     todo = [it for it in items if str(it.path) not in done]
-    log.info("%d videos, %d already cached, %d to extract", len(items), len(done), len(todo))
+    again = sum(str(it.path) in known for it in todo)
+    log.info(
+        "%d videos, %d already cached, %d to extract%s",
+        len(items),
+        len(done),
+        len(todo),
+        f" ({again} of them failed before)" if again else "",
+    )
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     with (
         open(cache / INDEX, "a", encoding="utf-8") as index,
