@@ -315,6 +315,18 @@ def scan(
         raise click.UsageError("--resume and --overwrite exclude each other")
     from scanner.report import crops_dir, output_problem, same_file
 
+    if details is not None:
+        # The details file's crops folder is made when the first crops are written: an
+        # output file of that name (``--details r.crops`` is its own, r.crops) would end the
+        # scan after its first row.
+        crops = crops_dir(details)
+        for option, path in (("--out", out), ("--details", details), ("--report", report)):
+            if path is not None and same_file(path, crops):
+                whose = "its own" if option == "--details" else f"those of --details {details}"
+                raise click.UsageError(
+                    f"{option} {path} is the folder {crops} of face crops ({whose}): name "
+                    "the file otherwise (--details NAME.jsonl puts its crops in NAME.crops/)"
+                )
     for option, path in (("--out", out), ("--details", details), ("--report", report)):
         if path is None or resume or overwrite:
             continue

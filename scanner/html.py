@@ -12,6 +12,10 @@ URL's fragment (``report.html#status=ok&verdict=FAKE&sort=path``).
 The crops come from the JPEG strips the scan wrote beside the details file (``NAME.crops/``,
 see ``scanner.report.ResultWriter``); a video whose crops are missing gets its frame numbers
 and attention without pictures.
+
+A details file may come from someone else, and the report is meant to be passed on: every
+field is checked for the type a scan writes (else ReportError), every text is escaped, and
+only crops strips inside the crops folder are inlined (``scanner.report.crops_file``).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from scanner.report import STATUSES
+from scanner.report import STATUSES, crops_dir, crops_file
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +76,90 @@ def read_details(path: Path) -> list[dict]:
             ) from e
         if not isinstance(entry, dict) or "path" not in entry or "status" not in entry:
             raise ReportError(f"{path} line {number} is not a dfscan details entry")
-        entries.append(_upgrade(entry))
+        entry = _upgrade(entry)
+        problem = _problem(entry)
+        if problem:
+            raise ReportError(f"{path} line {number} is not a dfscan details entry: {problem}")
+        entries.append(entry)
     return entries
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite(v: object) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+# What a scan writes in each field the page shows (None, or the field left out, is fine
+# for all but path and status). "number" allows NaN and infinities (OpenCV's fps of a broken
+# file), which format as text; scores and thresholds place bars and sort the cards.
+_KINDS = {
+    "text": (lambda v: isinstance(v, str), "text"),
+    "int": (_is_int, "a whole number"),
+    "number": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "finite": (_is_finite, "a finite number"),
+    "ints": (lambda v: isinstance(v, list) and all(map(_is_int, v)), "a list of whole numbers"),
+    "finites": (lambda v: isinstance(v, list) and all(map(_is_finite, v)), "a list of numbers"),
+    "times": (
+        lambda v: isinstance(v, list) and all(t is None or _is_finite(t) for t in v),
+        "a list of numbers",
+    ),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+_VIDEO_FIELDS = {
+    "path": "text",
+    "status": "text",
+    "score": "finite",
+    "label": "text",
+    "person": "int",
+    "threshold": "finite",
+    "message": "text",
+    "frames_sampled": "int",
+    "width": "int",
+    "height": "int",
+    "fps": "number",
+    "duration_s": "number",
+    "model": "text",
+    "identity": "text",
+    "faces_left_unscored": "int",
+    "people": "list",
+}
+_PERSON_FIELDS = {
+    "person": "int",
+    "score": "finite",
+    "label": "text",
+    "frame_indices": "ints",
+    "times_s": "times",
+    "face_detected": "list",
+    "attention": "finites",
+}
+
+
+def _field_problem(entry: dict, fields: dict[str, str], where: str) -> str | None:
+    for name, kind in fields.items():
+        value = entry.get(name)
+        ok, what = _KINDS[kind]
+        if value is not None and not ok(value):
+            return f"{where}{name} {json.dumps(value)[:60]} is not {what}"
+    return None
+
+
+def _problem(entry: dict) -> str | None:
+    """Why ``entry`` is not what a scan writes, or None: each shown field has its type."""
+    if not isinstance(entry["path"], str) or not isinstance(entry["status"], str):
+        return "path and status are not text"
+    problem = _field_problem(entry, _VIDEO_FIELDS, "")
+    if problem:
+        return problem
+    for i, person in enumerate(entry.get("people") or [], 1):
+        if not isinstance(person, dict):
+            return f"people[{i}] is not an object"
+        problem = _field_problem(person, _PERSON_FIELDS, f"people[{i}].")
+        if problem:
+            return problem
+    return None
 
 
 def _upgrade(entry: dict) -> dict:
@@ -107,15 +195,29 @@ def rank(entries: list[dict]) -> list[Video]:
 
 
 def _crops_uri(details: Path, person: dict) -> str | None:
+    """The person's crops strip as a data URI; None (the frames shown without pictures)
+    when there is none, it is missing, or ``crops`` names anything but a strip in the
+    details file's crops folder (see ``crops_file``): that is never read."""
     rel = person.get("crops")
     if not rel:
         return None
+    path = crops_file(details, rel)
+    if path is None:
+        log.warning(
+            "%s: face crops %r are not a strip in %s: left out", details, rel, crops_dir(details)
+        )
+        return None
     try:
-        data = (details.parent / rel).read_bytes()
+        data = path.read_bytes()
     except OSError:
         log.warning("%s: face crops %s not found", details, rel)
         return None
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _token(text: str) -> str:
+    """``text`` as one CSS class name: only letters, digits, '_' and '-' kept."""
+    return re.sub(r"[^A-Za-z0-9_-]", "", text)
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -128,7 +230,7 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
     scores = [float(v.detail["score"]) for v in videos if v.detail.get("score") is not None]
     counts = [0] * bins
     for s in scores:
-        counts[min(bins - 1, int(s * bins))] += 1
+        counts[max(0, min(bins - 1, int(s * bins)))] += 1
     w, h, pad = 400, 120, 20
     head = 30  # room above the bars for the counts and the threshold's label
     top = max(counts) or 1
@@ -150,7 +252,8 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{head + h - bh - 3:.1f}" class="n">{c}</text>'
             )
-    for t in sorted({float(v.detail["threshold"]) for v in videos if "threshold" in v.detail}):
+    thresholds = {v.detail.get("threshold") for v in videos} - {None}
+    for t in sorted(float(t) for t in thresholds):
         x = pad + t * w
         parts.append(
             f'<line class="thr" x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{head + h}"/>'
@@ -172,7 +275,7 @@ def _person_html(details: Path, person: dict, styles: list[str], uid: str, score
     detected = person.get("face_detected") or [True] * len(indices)
     times = person.get("times_s") or [None] * len(indices)
     uri = _crops_uri(details, person)
-    cls = f"s{uid}"
+    cls = f"s{_token(uid)}"
     if uri:
         styles.append(f".{cls}{{background-image:url({uri})}}")
     top = max(attention, default=0) or 1
@@ -201,11 +304,12 @@ def _person_html(details: Path, person: dict, styles: list[str], uid: str, score
             f"{'' if t is None else f'<br>{t:.2f} s'}</figcaption></figure>"
         )
     found = sum(bool(d) for d in detected)
-    label = escape(person.get("label") or "")
+    label = person.get("label") or ""
+    number = escape(str(person.get("person")))
     mark = ' <span class="tag">the video\'s score</span>' if scored else ""
     return (
-        f'<section class="person" data-person="{person.get("person")}">'
-        f'<h3>Person {person.get("person")}: <span class="v {label}">{label}</span> '
+        f'<section class="person" data-person="{number}">'
+        f'<h3>Person {number}: <span class="v {_token(label)}">{escape(label)}</span> '
         f"{_fmt(person.get('score'))}{mark} "
         f"<small>face detected in {found} of {len(detected)} frames</small></h3>"
         f'<div class="strip">{"".join(frames)}</div>'
@@ -220,18 +324,19 @@ def _card(details: Path, v: Video, styles: list[str]) -> str:
     threshold = d.get("threshold")
     people = d.get("people") or []
     facts = []
+    # read_details checked the numbers' types; they are escaped all the same, as all text
     if d.get("width") and d.get("height"):
-        facts.append(f"{d['width']}x{d['height']}")
+        facts.append(escape(f"{d['width']}x{d['height']}"))
     if d.get("fps"):
-        facts.append(f"{d['fps']:g} fps")
+        facts.append(escape(f"{d['fps']:g} fps"))
     if d.get("duration_s") is not None:
-        facts.append(f"{d['duration_s']:g} s")
+        facts.append(escape(f"{d['duration_s']:g} s"))
     if d.get("frames_sampled"):
-        facts.append(f"{d['frames_sampled']} frames sampled")
+        facts.append(escape(f"{d['frames_sampled']} frames sampled"))
     if people:
         facts.append(f"{len(people)} {'person' if len(people) == 1 else 'people'} scored")
     if d.get("faces_left_unscored"):
-        facts.append(f"{d['faces_left_unscored']} more faces left unscored")
+        facts.append(escape(f"{d['faces_left_unscored']} more faces left unscored"))
     if d.get("identity") and len(people) > 1:
         facts.append(f"tracks kept apart by {escape(d['identity'].replace('_', ' '))}")
     if score is not None and threshold is not None:
@@ -241,9 +346,13 @@ def _card(details: Path, v: Video, styles: list[str]) -> str:
             f'<i style="left:{threshold * 100:.1f}%"></i></div>'
         )
         head = (
-            f'<span class="v {escape(v.verdict)}">{escape(v.verdict)}</span> score {score:.3f} '
+            f'<span class="v {_token(v.verdict)}">{escape(v.verdict)}</span> score {score:.3f} '
             f"(threshold {threshold:.3f}"
-            + (f", person {d.get('person')} of {len(people)}" if len(people) > 1 else "")
+            + (
+                f", person {escape(str(d.get('person')))} of {len(people)}"
+                if len(people) > 1
+                else ""
+            )
             + f"){meter}"
         )
     else:
@@ -251,11 +360,9 @@ def _card(details: Path, v: Video, styles: list[str]) -> str:
             f'<span class="v unscored">not scored</span> <span class="st">{escape(status)}</span>'
         )
     message = f'<p class="msg">{escape(d["message"])}</p>' if d.get("message") else ""
-    persons = "".join(
-        _person_html(
-            details, p, styles, f"{v.rank}-{p.get('person')}", p.get("person") == d.get("person")
-        )
-        for p in people
+    persons = "".join(  # a class per strip: by place, as two entries may share a number
+        _person_html(details, p, styles, f"{v.rank}-{i}", p.get("person") == d.get("person"))
+        for i, p in enumerate(people)
     )
     return (
         f'<article class="card" data-status="{escape(status)}" data-verdict="{escape(v.verdict)}" '

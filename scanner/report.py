@@ -174,12 +174,21 @@ class VideoResult:
 
 
 def neutralise(text: str) -> str:
-    """Prefix a quote to text a spreadsheet would evaluate as a formula."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    """Prefix a quote to text a spreadsheet would evaluate as a formula.
+
+    Text that already starts with the quote gets one too, so that ``unneutralise`` can tell
+    an added quote from one of the text's own (a video named ``'=1+1.mp4``): the two are
+    exact inverses, which --resume needs to find every row's path again.
+    """
+    return "'" + text if text.startswith((*_FORMULA_START, "'")) else text
 
 
 def unneutralise(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+    """The text ``neutralise`` was given. A quote is only ever added before a formula
+    character or a quote, so other text (every ordinary name) reads back as it is."""
+    if text.startswith("'") and text[1:].startswith((*_FORMULA_START, "'")):
+        return text[1:]
+    return text
 
 
 @dataclass(frozen=True)
@@ -299,7 +308,31 @@ def crops_dir(details_path: Path) -> Path:
     return details_path.with_name(details_path.stem + ".crops")
 
 
-_CROPS_FILE = re.compile(r"^[0-9a-f]{16}-p\d+\.jpg$")
+# The name of a crops strip ResultWriter writes (ASCII digits only, the whole name: fullmatch).
+_CROPS_FILE = re.compile(r"[0-9a-f]{16}-p[0-9]+\.jpg")
+_CROPS_DIR = re.compile(r"[^/\\]+\.crops")  # a sibling of the details file: NAME.crops
+
+
+def crops_file(details_path: Path, crops: object) -> Path | None:
+    """The crops strip that a details entry's ``crops`` field names, or None when the field
+    is not a name ResultWriter writes (``NAME.crops/HASH-pN.jpg``) or the file it names lies
+    elsewhere, through a link. A details file can come from anyone, and a report made from
+    it is meant to be shared: an absolute path, a ``..`` or a link planted in the crops
+    folder must not inline some other local file (``~/.ssh/id_rsa``) into the page."""
+    if not isinstance(crops, str):
+        return None
+    folder, _, name = crops.partition("/")
+    # The folder is named after the details file when it was written: a renamed details
+    # file keeps reading its crops from a sibling folder, never from further away.
+    if not (_CROPS_DIR.fullmatch(folder) and _CROPS_FILE.fullmatch(name)):
+        return None
+    home = details_path.parent / folder
+    path = home / name
+    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(home):
+        return None  # a link out of the crops folder
+    if os.path.dirname(os.path.realpath(home)) != os.path.realpath(details_path.parent):
+        return None  # the crops folder itself a link elsewhere
+    return path
 
 
 def crops_strip(thumbnails: np.ndarray, quality: int = 85) -> bytes:
@@ -362,7 +395,7 @@ class ResultWriter:
         self._crops = crops_dir(details_path) if details_path is not None else None
         if self._crops is not None and fresh and self._crops.is_dir():
             for old in self._crops.iterdir():  # an earlier run's crops, not this one's
-                if _CROPS_FILE.match(old.name):
+                if _CROPS_FILE.fullmatch(old.name):
                     old.unlink()
 
     def _write_crops(self, result: VideoResult) -> dict[int, str]:

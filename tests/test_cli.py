@@ -349,6 +349,51 @@ def test_an_existing_details_file_needs_overwrite(video_dir, tiny_checkpoint, tm
     assert json.loads(details.read_text().splitlines()[0])["path"].endswith("short.mp4")
 
 
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"--details": "r.crops"},  # its crops folder is r.crops: itself
+        {"--details": "r.jsonl", "--out": "r.crops"},
+        {"--details": "r.jsonl", "--report": "r.crops"},
+        {"--details": "sub/../r.jsonl", "--out": "r.crops"},
+    ],
+    ids=["details", "out", "report", "spelt otherwise"],
+)
+def test_an_output_named_as_the_crops_folder_is_refused(
+    outputs, face_clip, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The crops folder is made on the first scored video: a file of its name would end the
+    scan after one row with FileExistsError. Refused up front, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    out = outputs.get("--out", "r.csv")
+    more = [str(x) for option, path in outputs.items() if option != "--out" for x in (option, path)]
+    res = CliRunner().invoke(main, scan_args([face_clip], tiny_checkpoint, out, *more))
+    assert res.exit_code == 2, res.output
+    assert "r.crops" in res.output and "face crops" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]  # no output begun
+
+
+def test_resume_finds_a_video_whose_name_starts_with_a_quote(
+    face_clip, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Named relatively, ``'=1+1.mp4`` is a CSV cell that starts with a quote: written with
+    a second quote, read back as itself, so --resume skips it instead of adding a row."""
+    monkeypatch.chdir(tmp_path)
+    name = "'=1+1.mp4"
+    (tmp_path / name).write_bytes(face_clip.read_bytes())
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    args = scan_args([name], tiny_checkpoint, out, "--details", str(details), "--no-progress")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    (row,) = rows_of(out)
+    assert row["path"] == "'" + name and row["status"] == "ok"
+    before, before_details = out.read_bytes(), details.read_bytes()
+    res = CliRunner().invoke(main, [*args, "--resume"])
+    assert res.exit_code == 0 and "nothing to do" in res.output, res.output
+    assert out.read_bytes() == before and details.read_bytes() == before_details
+
+
 def test_ctrl_c_before_the_first_video_exits_130(video_dir, tiny_checkpoint, tmp_path, monkeypatch):
     """Loading the model (and exporting its graph on first use) takes seconds: Ctrl-C there
     is an interruption too, not click's "Aborted!" with 1."""

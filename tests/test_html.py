@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import logging
+import os
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
@@ -14,10 +18,11 @@ from browser import CHROMIUM, WHY_NOT, Cards, open_page, screenshot
 from click.testing import CliRunner
 
 from scanner.cli import main
-from scanner.html import ATTENTION_LABEL, render
+from scanner.html import ATTENTION_LABEL, ReportError, render
 from scanner.report import THUMB_SIZE, crops_strip
 
 FRAMES = 15
+A, B, GONE = ("a" * 16, "b" * 16, "c" * 16)  # hashes of paths, as ResultWriter names strips
 
 
 def person(number: int, score: float, crops: str | None, fps: float = 25.0) -> dict:
@@ -68,14 +73,14 @@ def details(tmp_path_factory, face_image) -> Path:
     crops = folder / "r.crops"
     crops.mkdir()
     face = cv2.resize(face_image[40:220, 130:310], (THUMB_SIZE, THUMB_SIZE))
-    for name in ("a-p1", "a-p2", "b-p1"):
+    for name in (f"{A}-p1", f"{A}-p2", f"{B}-p1"):
         shades = np.stack([np.clip(face.astype(int) + 6 * t, 0, 255) for t in range(FRAMES)])
         (crops / f"{name}.jpg").write_bytes(crops_strip(shades.astype(np.uint8)))
     lines = [
-        video("clips/real one.mp4", people=[person(1, 0.21, "r.crops/b-p1.jpg")]),
+        video("clips/real one.mp4", people=[person(1, 0.21, f"r.crops/{B}-p1.jpg")]),
         video(
             "clips/<two> & people.mp4",
-            people=[person(1, 0.35, "r.crops/a-p1.jpg"), person(2, 0.92, "r.crops/a-p2.jpg")],
+            people=[person(1, 0.35, f"r.crops/{A}-p1.jpg"), person(2, 0.92, f"r.crops/{A}-p2.jpg")],
             identity="position+dlib_descriptor",
         ),
         video(
@@ -83,7 +88,7 @@ def details(tmp_path_factory, face_image) -> Path:
             status="no_face",
             message="face found in 1 of 15 sampled frames, 5 needed",
         ),
-        video("clips/gone.mp4", people=[person(1, 0.6, "r.crops/missing.jpg")]),
+        video("clips/gone.mp4", people=[person(1, 0.6, f"r.crops/{GONE}-p1.jpg")]),
     ]
     path = folder / "r.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
@@ -199,6 +204,132 @@ def test_scan_writes_the_report(face_clip, noface_clip, tiny_checkpoint, tmp_pat
     )
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "d.crops").glob("*.jpg"))) == 1
+
+
+def write_details(path: Path, *entries: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    return path
+
+
+def test_only_strips_in_the_crops_folder_are_inlined(tmp_path, caplog):
+    """A details file from someone else must not make the report carry a local file (an SSH
+    key) to whoever it is shared with: an absolute path, '..', a name the scan never writes
+    or a link out of the crops folder shows the person without pictures, with a warning."""
+    secret = tmp_path / "id_rsa"
+    secret.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    details = tmp_path / "scan" / "r.jsonl"
+    crops = details.parent / "r.crops"
+    crops.mkdir(parents=True)
+    strip = crops_strip(np.full((FRAMES, THUMB_SIZE, THUMB_SIZE, 3), 90, np.uint8))
+    (crops / f"{A}-p1.jpg").write_bytes(strip)
+    (crops / "notes.jpg").write_bytes(secret.read_bytes())  # in the folder, not a strip's name
+    os.symlink(secret, crops / f"{B}-p1.jpg")  # a strip's name, linking out
+    hostile = [
+        str(secret),
+        "../id_rsa",
+        "r.crops/../../id_rsa",
+        f"r.crops/{B}-p1.jpg",
+        "r.crops/notes.jpg",
+        f"r.crops/{A}-p1.jpg/../../../id_rsa",
+        f"other.crops/{A}-p1.jpg",
+        f"r.crops/{A}-p1.jpg\n",
+        ["r.crops", f"{A}-p1.jpg"],
+    ]
+    entries = [video("good.mp4", people=[person(1, 0.9, f"r.crops/{A}-p1.jpg")])]
+    entries += [video(f"bad{i}.mp4", people=[person(1, 0.1, c)]) for i, c in enumerate(hostile)]
+    with caplog.at_level(logging.WARNING, logger="scanner.html"):
+        page, summary = render(write_details(details, *entries))
+    assert summary.startswith(f"{len(entries)} videos")
+    uris = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page)
+    assert [base64.b64decode(u) for u in uris] == [strip]  # the real strip only
+    assert base64.b64encode(secret.read_bytes())[:24].decode() not in page
+    assert page.count("no crop") == len(hostile) * FRAMES
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == len(hostile)
+    renamed = details.with_name("renamed.jsonl")  # its crops still in r.crops/ beside it
+    renamed.write_bytes(details.read_bytes())
+    page, _ = render(renamed)
+    uris = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page)
+    assert [base64.b64decode(u) for u in uris] == [strip]
+
+
+class Tags(HTMLParser):
+    """Every start tag of a page with its attributes, and its text, as a browser parses it."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+XSS = '"><script>alert(1)</script><img src=x onerror=alert(2)> x}body{color:red'
+
+
+def test_every_text_of_a_crafted_details_file_stays_text(tmp_path):
+    """The page's policy allows inline script (its filters), so a tag or attribute a details
+    file smuggles in would run: every text field lands escaped, labels become class names
+    only as letters and digits."""
+    one = person(1, 0.9, None) | {"label": XSS}
+    entries = [
+        video(XSS, status=XSS, people=[one], label=XSS, message=XSS, model=XSS, identity=XSS),
+        video("two.mp4", people=[person(1, 0.2, None), person(2, 0.7, None) | {"label": XSS}]),
+    ]
+    page, _ = render(write_details(tmp_path / "r.jsonl", *entries))
+    parsed = Tags(page)
+    assert [t for t, _ in parsed.tags].count("script") == 1  # the page's own
+    assert "img" not in [t for t, _ in parsed.tags]
+    assert not [a for _, attrs in parsed.tags for a in attrs if a.startswith("on")]
+    for _, attrs in parsed.tags:
+        for name in attrs.get("class", "").split():
+            assert re.fullmatch(r"[A-Za-z0-9_-]+", name), name
+    text = "".join(parsed.text)
+    assert text.count(XSS) >= 5  # path, status... shown as they are
+    assert "color:red" not in page.split("</style>")[0]  # nothing added to the style sheet
+    assert {c["path"] for c, _ in Cards(page).cards} == {XSS, "two.mp4"}
+
+
+BAD_FIELDS = [
+    ("person", XSS),
+    ("width", XSS),
+    ("height", "360<b>"),
+    ("frames_sampled", XSS),
+    ("faces_left_unscored", "2<script>"),
+    ("score", "0.9<script>"),
+    ("threshold", float("nan")),
+    ("fps", "25<b>"),
+    ("identity", ["<b>"]),
+    ("people", XSS),
+    ("people[1].person", "<script>alert(1)</script>"),
+    ("people[1].frame_indices", [XSS]),
+    ("people[1].attention", ["0.5<b>"]),
+    ("people[1].times_s", [XSS]),
+    ("people[1].score", True),
+    ("people[1].label", 1),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_FIELDS, ids=[f for f, _ in BAD_FIELDS])
+def test_a_field_not_of_its_type_is_a_report_error(field, value, tmp_path):
+    """Numbers are shown as the numbers a scan writes, so one that is not (markup in a
+    width, a person named by a script) makes the report fail with where, not a page."""
+    entry = video("a.mp4", people=[person(1, 0.9, None)])
+    if field.startswith("people[1]."):
+        entry["people"][0][field.split(".")[1]] = value
+    else:
+        entry[field] = value
+    details = write_details(tmp_path / "r.jsonl", video("fine.mp4"), entry)
+    with pytest.raises(ReportError, match=rf"line 2 .*{re.escape(field)}"):
+        render(details)
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["report", str(details), "--out", str(out)])
+    assert res.exit_code == 1 and field in res.output and not out.exists(), res.output
 
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason=WHY_NOT)

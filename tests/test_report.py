@@ -15,6 +15,7 @@ from scanner.report import (
     done_paths,
     neutralise,
     resume_point,
+    unneutralise,
 )
 
 
@@ -64,6 +65,46 @@ def test_formula_cells_are_neutralised():
     for text in ('=HYPERLINK("x")', "+1", "-2", "@SUM(A1)", "\tx"):
         assert neutralise(text) == "'" + text
     assert neutralise("videos/clip.mp4") == "videos/clip.mp4"
+
+
+TRICKY_NAMES = [
+    "'=1+1.mp4",  # a name of its own quote before a formula character
+    "''=1+1.mp4",
+    "'",
+    "''",
+    "'plain.mp4",
+    "=1+1.mp4",
+    "'-",
+    "'\t.mp4",
+    "a'b.mp4",
+    "",
+    "plain.mp4",
+]
+
+
+@pytest.mark.parametrize("name", TRICKY_NAMES)
+def test_neutralising_is_undone_exactly(name):
+    """--resume finds a row by its unneutralised path: any other text than the name means
+    the video is scanned again and gets a second row."""
+    written = neutralise(name)
+    assert unneutralise(written) == name
+    assert not written.startswith(("=", "+", "-", "@", "\t", "\r"))  # still no formula
+
+
+def test_ordinary_names_of_an_earlier_csv_read_back_as_written():
+    """A CSV written before quotes were doubled: names without a leading quote, the
+    neutralised formulas and a quote before anything else read as they did."""
+    for cell, name in [("clip.mp4", "clip.mp4"), ("'=x.mp4", "=x.mp4"), ("'abc", "'abc")]:
+        assert unneutralise(cell) == name
+
+
+def test_resume_point_gives_back_every_tricky_name(tmp_path):
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    names = [n for n in TRICKY_NAMES if n]
+    with ResultWriter(out, details) as w:
+        for name in names:
+            w.write(result(name, status="no_face"))
+    assert resume_point(out, details).paths == tuple(names)
 
 
 def test_csv_schema_and_rows(tmp_path):
