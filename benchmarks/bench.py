@@ -1,8 +1,9 @@
 """Size, latency, throughput and end-to-end speed of dfscan models and backends.
 
 Everything is measured through the public path: the same backends, decoder and face cropper
-the scanner uses. Latency is per model call on a batch of 15-frame clips (normalisation,
-host-device copies and the forward pass), after warm-up, as median and 90th percentile over
+the scanner uses. Latency is per model call on a batch of clips as long as the checkpoint's
+contract says (``num_frames``: 15 in the paper's configuration), normalisation, host-device
+copies and the forward pass included, after warm-up, as median and 90th percentile over
 repeated runs; on CUDA it is timed with CUDA events. A backend that fails to load or run is a
 row with its error, never a silent omission. Table 7 of Su et al. 2021 is printed beside the
 measured rows as the paper reported it (two GTX 1080 Ti, PyTorch).
@@ -73,6 +74,7 @@ class LatencyRow:
     hardware: str
     versions: str
     error: str = ""
+    frames: int | None = None  # frames per clip, the checkpoint's contract (None: not loaded)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,26 @@ class StageTimes:
     # seconds from the pipeline's start to each result, in order (worker start-up included)
     result_s: tuple[float, ...] = ()
     workers: int = 0  # the pipeline's decode + face workers
+    error: str = ""  # why the measurement failed (its times are then 0)
+
+    @classmethod
+    def failed(cls, model: str, device: str, videos: int, error: BaseException) -> StageTimes:
+        """The row of a measurement that failed: no times, the error."""
+        return cls(
+            model=model,
+            backend="?",
+            device=device,
+            videos=videos,
+            scored=0,
+            decode_s=0.0,
+            detect_s=0.0,
+            crop_s=0.0,
+            model_s=0.0,
+            pipeline_s=0.0,
+            hardware=hardware(),
+            versions=versions(),
+            error=f"{type(error).__name__}: {error}",
+        )
 
     @property
     def decode_fps(self) -> float:
@@ -129,6 +151,8 @@ class StageTimes:
 
     @property
     def bottleneck(self) -> str:
+        if self.error:
+            return ""
         stages = {
             "decode": self.decode_s,
             "detect": self.detect_s,
@@ -245,6 +269,7 @@ def measure_latency(
                     hw,
                     ver,
                     error=f"{type(e).__name__}: {e}",
+                    frames=c.num_frames,
                 )
             )
             continue
@@ -262,6 +287,7 @@ def measure_latency(
                 runs,
                 hw,
                 ver,
+                frames=c.num_frames,
             )
         )
         log.info(
@@ -361,6 +387,16 @@ def measure_end_to_end(
     )
 
 
+def forward_title(rows: Sequence[LatencyRow]) -> str:
+    """The latency table's title, with the clip length of the measured checkpoints."""
+    frames = sorted({r.frames for r in rows if r.frames})
+    if len(frames) == 1:
+        return f"Forward pass per {frames[0]}-frame clip"
+    if frames:
+        return f"Forward pass per clip ({'/'.join(map(str, frames))} frames by model)"
+    return "Forward pass per clip"
+
+
 def format_report(report: BenchReport) -> str:
     """Measured rows beside the paper's Table 7."""
     lines = [
@@ -379,8 +415,7 @@ def format_report(report: BenchReport) -> str:
         lines.append(f"    {r.model + ' ' + r.artifact:<40} {params:>8} {size:>7}")
     lines += [
         "",
-        "Forward pass per 15-frame clip                    batch  median ms  p90 ms  "
-        "ms/clip  clips/s",
+        f"{forward_title(report.latency):<50}batch  median ms  p90 ms  ms/clip  clips/s",
         "  Su et al. 2021, Table 7 (reported, 2x GTX 1080 Ti):",
     ]
     for m, _, ms in PAPER_TABLE7:
@@ -402,6 +437,11 @@ def format_report(report: BenchReport) -> str:
             "the overlapped scan pipeline)",
         ]
         for e in report.end_to_end:
+            if e.error:
+                lines.append(
+                    f"  {e.model} {e.backend} {e.device}: {e.videos} videos, error: {e.error}"
+                )
+                continue
             lines.append(
                 f"  {e.model} {e.backend} {e.device}: {e.videos} videos ({e.scored} scored, "
                 f"{e.clips} face clips), decode {e.decode_s:.2f} s ({e.decode_fps:.1f} frames/s), "
@@ -417,10 +457,12 @@ def format_report(report: BenchReport) -> str:
 
 
 def write_report(report: BenchReport, out: Path) -> list[Path]:
-    """JSON and CSV (latency rows) at ``out`` (a path without or with .json), plus a PNG plot."""
+    """``OUT.json``, ``OUT.csv`` (latency rows) and ``OUT.png`` (a plot) for ``out`` = OUT
+    or OUT.json (.csv, .png): the suffixes are appended to the name, so ``runs/bench.v2``
+    writes ``runs/bench.v2.json``."""
     out = out.with_suffix("") if out.suffix in (".json", ".csv", ".png") else out
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = [out.with_suffix(".json"), out.with_suffix(".csv"), out.with_suffix(".png")]
+    written = [out.with_name(out.name + suffix) for suffix in (".json", ".csv", ".png")]
     written[0].write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     import csv
 

@@ -12,6 +12,7 @@ import click
 from benchmarks.bench import format_report, write_report
 from benchmarks.run import BenchConfig, default_batches, parse_batches, run_bench
 from scanner.backends import resolve_device
+from scanner.checkpoint import CheckpointError
 
 
 @click.command("bench")
@@ -72,7 +73,11 @@ def bench(
     workers: int | None,
     out: Path | None,
 ) -> None:
-    """Model size, forward latency and end-to-end speed, beside the paper's Table 7."""
+    """Model size, forward latency and end-to-end speed, beside the paper's Table 7.
+
+    Exit code 0: the report (a measurement that failed is a row with its error); 1: the
+    checkpoint to measure cannot be read; 2: usage error.
+    """
     try:
         dev = resolve_device(device)
     except ValueError as e:
@@ -96,7 +101,10 @@ def bench(
         backends=kinds,
         workers=workers,
     )
-    report = run_bench(config)
+    try:
+        report = run_bench(config)
+    except CheckpointError as e:  # --weights (or the shipped model) is no usable checkpoint
+        raise click.ClickException(str(e)) from e
     click.echo(format_report(report))
     if out is not None:
         for path in write_report(report, out):

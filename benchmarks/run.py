@@ -19,11 +19,18 @@ import torch
 from benchmarks.bench import (
     BenchReport,
     SizeRow,
+    StageTimes,
     file_size_row,
     measure_end_to_end,
     measure_latency,
 )
-from scanner.artifacts import CHECKPOINT_FILE, ENGINE_FILE, ONNX_FILE, ONNX_FP16_FILE
+from scanner.artifacts import (
+    CHECKPOINT_FILE,
+    ENGINE_FILE,
+    ONNX_FILE,
+    ONNX_FP16_FILE,
+    sidecar_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,43 +78,42 @@ def bench_model(
     label: str, checkpoint: Path, scratch: Path, cfg: BenchConfig, device: torch.device
 ) -> tuple[list[SizeRow], list]:
     """Size rows and latency rows of one checkpoint across the requested backends."""
-    from scanner.backends import make_backend
+    from scanner.backends import BackendUnavailable, make_backend
 
     params = _params(checkpoint)
     sizes = [file_size_row(label, "checkpoint", checkpoint, params)]
     out = scratch / label.split()[0]
-    failed: dict[str, str] = {}  # artifact kind -> why it was not exported
-    if cfg.export and any(b != "torch" for b in cfg.backends):
-        from export.pipeline import export_all
-
-        try:
-            export_all(
-                checkpoint,
-                out,
-                formats="onnx",
-                fp16="onnx-fp16" in cfg.backends,
-                max_batch=cfg.max_batch,
-            )
-        except Exception as e:  # noqa: BLE001 - a failed export shows as error rows below
-            log.warning("%s: ONNX export failed: %s", label, e)
-            failed["onnx"] = failed["onnx-fp16"] = f"export failed: {e}"
-        if "tensorrt" in cfg.backends:
-            try:
-                export_all(
-                    checkpoint,
-                    out,
-                    formats="engine",
-                    fp16=device.type == "cuda",
-                    max_batch=cfg.max_batch,
-                )
-            except Exception as e:  # noqa: BLE001
-                log.info("%s: no TensorRT engine: %s", label, e)
-                failed["tensorrt"] = f"not built: {e}"
     artifacts = {
         "onnx": out / ONNX_FILE,
         "onnx-fp16": out / ONNX_FP16_FILE,
         "tensorrt": out / ENGINE_FILE,
     }
+    failed: dict[str, str] = {}  # artifact kind -> why it was not exported
+
+    def export(formats: str, kinds: tuple[str, ...], fp16: bool, why: str) -> None:
+        """One export into ``out``; a kind it was to write that has no sidecar afterwards
+        (the export stopped before it, or its check failed) is marked failed. Artifacts of
+        the other format, written by an earlier call, stay (export_all keeps them)."""
+        from export.pipeline import export_all
+
+        try:
+            export_all(
+                checkpoint, out, formats=formats, fp16=fp16, max_batch=cfg.max_batch, device=device
+            )
+        except Exception as e:  # noqa: BLE001 - a failed export shows as error rows below
+            # No engine where TensorRT or a GPU is missing is the common case, not a warning.
+            (log.warning if formats == "onnx" else log.info)(
+                "%s: %s export failed: %s", label, formats, e
+            )
+            for kind in kinds:
+                if not sidecar_path(artifacts[kind]).is_file():
+                    failed[kind] = f"{why}: {e}"
+
+    if cfg.export and any(b != "torch" for b in cfg.backends):
+        fp16 = "onnx-fp16" in cfg.backends
+        export("onnx", ("onnx", "onnx-fp16") if fp16 else ("onnx",), fp16, "export failed")
+        if "tensorrt" in cfg.backends:
+            export("engine", ("tensorrt",), device.type == "cuda", "not built")
     for kind, path in artifacts.items():
         if kind not in cfg.backends:
             continue
@@ -124,6 +130,8 @@ def bench_model(
         else:
 
             def factory(kind=kind):  # noqa: ANN202
+                if kind in failed:
+                    raise BackendUnavailable(failed[kind])
                 backend = "onnx" if kind.startswith("onnx") else kind
                 return make_backend(artifacts[kind], backend, device)
 
@@ -132,6 +140,8 @@ def bench_model(
 
 
 def run_bench(cfg: BenchConfig) -> BenchReport:
+    """Every measurement of ``cfg``; one that fails is a row with its error. Raises
+    CheckpointError where the checkpoint to measure (``cfg.weights``) cannot be read."""
     from scanner.backends import make_backend, resolve_device
     from scanner.discover import discover_videos
     from scanner.models import default_weights, samples_dir
@@ -159,10 +169,13 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
             label, path = models[0]
             export_dir = scratch / label.split()[0]
             source = export_dir if (export_dir / CHECKPOINT_FILE).exists() else path
-            backend = make_backend(source, "auto", device)
-            report.end_to_end.append(
-                measure_end_to_end(label, backend, videos, workers=cfg.workers)
-            )
+            try:
+                backend = make_backend(source, "auto", device)
+                stages = measure_end_to_end(label, backend, videos, workers=cfg.workers)
+            except Exception as e:  # noqa: BLE001 - a failed measurement is a row with its error
+                log.warning("%s: end-to-end measurement failed: %s", label, e)
+                stages = StageTimes.failed(label, str(device), len(videos), e)
+            report.end_to_end.append(stages)
     return report
 
 

@@ -10,6 +10,12 @@ before its sidecar is written (an artifact without a sidecar does not load):
    ``model.fp16.onnx`` with fp16) -> ``model.engine``, ``verify_engine`` at that precision's
    tolerance. With ``formats="engine"`` the ONNX files are written to a scratch directory.
 
+Before it writes, an export removes from the output directory the files of the formats it
+writes (``onnx``: both ONNX files, so no ``model.fp16.onnx`` of an earlier ``--fp16`` stays
+beside a new ``model.onnx``; ``engine``: the engine) and any artifact whose sidecar does not
+say it is of the same checkpoint. Another format's artifact of the same checkpoint stays:
+``--format engine`` into a folder of verified ONNX files adds the engine beside them.
+
 A step that fails, or whose parity cannot be checked here (no runtime that can run the
 artifact: RuntimeUnavailable), raises; that artifact gets no sidecar, so it does not load.
 Artifacts finished before it keep theirs.
@@ -35,7 +41,9 @@ from scanner.artifacts import (
     ENGINE_FILE,
     ONNX_FILE,
     ONNX_FP16_FILE,
+    ArtifactError,
     ArtifactInfo,
+    read_sidecar,
     sidecar_path,
 )
 from scanner.backends.tensorrt import tensorrt_missing
@@ -97,12 +105,42 @@ def check_formats(formats: str) -> None:
         raise RuntimeUnavailable(f"a TensorRT engine cannot be built here: {reason}")
 
 
-def _clear_artifacts(out_dir: Path) -> None:
-    """The artifacts of an earlier export into ``out_dir`` and their sidecars: they are of
-    the checkpoint that is being replaced, and a scan of the folder would load them."""
+# The files each value of ``formats`` writes into the output directory.
+FORMAT_FILES = {
+    "onnx": (ONNX_FILE, ONNX_FP16_FILE),
+    "engine": (ENGINE_FILE,),
+    "all": (ONNX_FILE, ONNX_FP16_FILE, ENGINE_FILE),
+}
+
+
+def _of_checkpoint(path: Path, source_sha256: str) -> bool:
+    """Whether ``path`` is an artifact whose sidecar says it was exported from the checkpoint
+    with file sha256 ``source_sha256`` (the artifact itself is checked when it loads)."""
+    if not path.is_file():
+        return False
+    try:
+        info = read_sidecar(path)
+    except ArtifactError:
+        return False
+    return info.file == path.name and info.source_sha256 == source_sha256
+
+
+def _clear_artifacts(out_dir: Path, formats: str, source_sha256: str) -> None:
+    """Remove, with their sidecars, the artifacts in ``out_dir`` this export replaces: every
+    file of the formats it writes (stale, whatever wrote them), and another format's file
+    unless its sidecar says it is of the same checkpoint (``source_sha256``): one of another
+    checkpoint, or one that never passed its check, must not stay beside the new checkpoint,
+    where a scan of the folder would load it."""
+    writing = FORMAT_FILES[formats]
     for name in (ONNX_FILE, ONNX_FP16_FILE, ENGINE_FILE):
-        (out_dir / name).unlink(missing_ok=True)
-        sidecar_path(out_dir / name).unlink(missing_ok=True)
+        path = out_dir / name
+        if name not in writing and _of_checkpoint(path, source_sha256):
+            log.info("keeping %s: a verified export of the same checkpoint", path)
+            continue
+        if path.exists():
+            log.info("removing %s of an earlier export", path)
+        path.unlink(missing_ok=True)
+        sidecar_path(path).unlink(missing_ok=True)
 
 
 def _copy_checkpoint(source: Path, out_dir: Path) -> Path:
@@ -141,7 +179,7 @@ def export_all(
     checkpoint = load_checkpoint(weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_artifacts(out_dir)
+    _clear_artifacts(out_dir, formats, checkpoint.file_sha256)
     copy = _copy_checkpoint(checkpoint.path, out_dir)
     contract = checkpoint.meta.preprocessing
     log.info(

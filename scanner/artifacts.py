@@ -22,6 +22,7 @@ The writers (export, parity, sidecars, ONNX metadata) are in the ``export`` pack
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,8 @@ CHECKPOINT_FILE = "model.safetensors"  # copy of the source checkpoint, for the 
 SIDECAR_FORMAT = "dfscan-artifact"
 SIDECAR_VERSION = 1
 METADATA_KEY = "dfscan"  # ONNX metadata_props key holding the JSON metadata
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactError(CheckpointError):
@@ -204,22 +207,53 @@ def parse_onnx_metadata(props: dict[str, str], where: Path) -> OnnxMetadata:
 
 @dataclass(frozen=True)
 class Artifacts:
-    """What a ``--weights`` path offers: a checkpoint and/or exported files."""
+    """What a ``--weights`` path offers: a checkpoint and/or exported files.
+
+    In a directory, an exported file counts only with its sidecar beside it: export writes
+    the sidecar once the file has passed its parity check, and keeps a file that failed it
+    without one. Such files are listed in ``unverified`` instead, so a backend can say why it
+    does not use them."""
 
     source: Path
     checkpoint: Path | None = None
     onnx: Path | None = None  # fp32
     onnx_fp16: Path | None = None
     engine: Path | None = None
+    unverified: tuple[Path, ...] = ()  # exported files in a directory without their sidecar
+
+    def unverified_file(self, name: str) -> Path | None:
+        """The file called ``name`` among ``unverified``, if it is there."""
+        return next((p for p in self.unverified if p.name == name), None)
+
+
+def unverified_reason(path: Path) -> str:
+    """Why an exported file without its sidecar is not used."""
+    return (
+        f"{path} has no sidecar {sidecar_path(path).name}: it did not pass its check at "
+        "export (or was copied without its sidecar), so it is not used; export it again "
+        "with `dfscan export`"
+    )
 
 
 def find_artifacts(weights: Path) -> Artifacts:
-    """A checkpoint, an ``.onnx``, an ``.engine``, or a directory written by ``dfscan export``."""
+    """A checkpoint, an ``.onnx``, an ``.engine``, or a directory written by ``dfscan export``.
+
+    In a directory, an exported file without its sidecar is left out (with a warning) and
+    listed in ``unverified``; one with its sidecar is checked against it when it loads.
+    """
     weights = Path(weights)
     if weights.is_dir():
+        unverified = []
 
         def present(name: str) -> Path | None:
-            return weights / name if (weights / name).is_file() else None
+            path = weights / name
+            if not path.is_file():
+                return None
+            if name != CHECKPOINT_FILE and not sidecar_path(path).is_file():
+                log.warning("%s", unverified_reason(path))
+                unverified.append(path)
+                return None
+            return path
 
         found = Artifacts(
             weights,
@@ -227,11 +261,17 @@ def find_artifacts(weights: Path) -> Artifacts:
             present(ONNX_FILE),
             present(ONNX_FP16_FILE),
             present(ENGINE_FILE),
+            tuple(unverified),
         )
         if found == Artifacts(weights):
             raise CheckpointError(
                 f"{weights} holds none of {CHECKPOINT_FILE}, {ONNX_FILE}, {ONNX_FP16_FILE}, "
                 f"{ENGINE_FILE}: not a directory written by `dfscan export`"
+            )
+        if found == Artifacts(weights, unverified=found.unverified):
+            raise ArtifactError(
+                f"{weights} holds no usable model: "
+                + "; ".join(unverified_reason(p) for p in found.unverified)
             )
         return found
     suffix = weights.suffix.lower()

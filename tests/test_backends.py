@@ -1,6 +1,7 @@
 """Backend selection (make_backend), the ONNX backend against PyTorch, and `scan --backend`."""
 
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 
 from export.pipeline import export_all
 from scanner.artifact_writer import TOLERANCE
-from scanner.artifacts import ONNX_FILE, sidecar_path
+from scanner.artifacts import ENGINE_FILE, ONNX_FILE, ONNX_FP16_FILE, sidecar_path
 from scanner.backends import (
     AUTO_ORDER_CPU,
     BackendUnavailable,
@@ -147,6 +148,45 @@ def test_damaged_artifact_is_not_skipped_by_auto(export_dir, tmp_path):
     (damaged / ONNX_FILE).write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="modified after export"):
         make_backend(damaged, "auto", CPU, "auto")
+
+
+def test_auto_passes_over_files_that_failed_their_check_at_export(
+    export_dir, tmp_path, monkeypatch, caplog
+):
+    """Export keeps a file that failed its check without a sidecar. On CUDA, auto takes the
+    verified model.onnx beside an unverified model.engine and model.fp16.onnx, with a
+    warning for each; a backend or precision only an unverified file could serve is an error
+    that says why; a folder of unverified files only is no model."""
+    from scanner.backends import select
+
+    class Opened:
+        name, device = "stand-in", "cuda"
+
+        def __init__(self, path, device):
+            self.path = path
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in (ONNX_FILE, ONNX_FILE + ".json", "model.safetensors"):
+        (folder / name).write_bytes((export_dir / name).read_bytes())
+    for name in (ONNX_FP16_FILE, ENGINE_FILE):
+        (folder / name).write_bytes(b"failed its check")
+    monkeypatch.setattr(select, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(select, "TensorRTBackend", Opened)
+    monkeypatch.setattr(select, "OnnxBackend", Opened)
+    gpu = torch.device("cuda")
+    with caplog.at_level(logging.WARNING, logger="scanner.artifacts"):
+        assert make_backend(folder, "auto", gpu, "auto").path == folder / ONNX_FILE
+    for name in (ONNX_FP16_FILE, ENGINE_FILE):
+        assert f"{name} has no sidecar" in caplog.text
+    assert make_backend(folder, "onnx", gpu, "auto").path == folder / ONNX_FILE
+    for backend, precision in (("onnx", "fp16"), ("tensorrt", "auto")):
+        with pytest.raises(BackendUnavailable, match="has no sidecar .* did not pass its check"):
+            make_backend(folder, backend, gpu, precision)
+    for name in (ONNX_FILE + ".json", "model.safetensors"):
+        (folder / name).unlink()
+    with pytest.raises(CheckpointError, match="no usable model"):
+        make_backend(folder, "auto", gpu, "auto")
 
 
 def test_scan_through_onnx_matches_torch(export_dir, tiny_checkpoint, face_clip, tmp_path):

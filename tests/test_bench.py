@@ -178,3 +178,148 @@ def test_second_half_rate_leaves_out_the_start_up():
     assert e.first_result_s == 5.0
     assert e.second_half_videos_per_s == pytest.approx(2 / 1.8)
     assert e.videos_per_s == pytest.approx(5 / 7.5)
+
+
+def _fake_engine_build(monkeypatch):
+    """TensorRT stand-ins for the export pipeline without a GPU: the "engine" is the ONNX it
+    was built from, verified through onnxruntime."""
+    from export import pipeline
+    from scanner.onnx_writer import verify_onnx
+
+    def fake_build(source, path, contract, *, precision, max_batch, device):
+        path.write_bytes(source.read_bytes())
+        return {"version": "stand-in", "built_from": source.name}
+
+    def fake_verify(path, cases, tolerance, device):
+        return verify_onnx(path, cases, tolerance)
+
+    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(pipeline, "build_engine", fake_build)
+    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
+
+
+def test_bench_measures_the_onnx_files_beside_the_engine(tiny_checkpoint, tmp_path, monkeypatch):
+    """The engine is exported into the folder of the ONNX files after them; they stay, and
+    both are sized and measured."""
+    import torch
+
+    from benchmarks.run import BenchConfig, bench_model
+
+    _fake_engine_build(monkeypatch)
+    kinds = ("onnx", "onnx-fp16", "tensorrt")
+    cfg = BenchConfig(batches=(1,), runs=1, warmup=0, backends=kinds, max_batch=2)
+    sizes, latency = bench_model("tiny (test)", tiny_checkpoint, tmp_path, cfg, torch.device("cpu"))
+    rows = {r.artifact: r for r in sizes}
+    for kind in kinds:
+        assert rows[kind].error == "" and rows[kind].size_mb > 0, rows[kind]
+    measured = {r.model: r for r in latency}
+    for kind in ("onnx", "onnx-fp16"):  # the stand-in engine needs TensorRT to run
+        assert measured[f"tiny (test) [{kind}]"].error == ""
+        assert measured[f"tiny (test) [{kind}]"].median_ms > 0
+
+
+def test_a_failed_fp16_check_fails_only_the_fp16_rows(tiny_checkpoint, tmp_path, monkeypatch):
+    """The fp32 file was verified before the fp16 check failed: its rows are measured."""
+    import torch
+
+    from benchmarks.run import BenchConfig, bench_model
+    from export import pipeline
+    from scanner.artifact_writer import ExportError
+    from scanner.onnx_writer import verify_onnx
+
+    def verify(path, cases, tolerance):
+        if path.name == "model.fp16.onnx":
+            raise ExportError("fp16 does not match PyTorch (stand-in)")
+        return verify_onnx(path, cases, tolerance)
+
+    monkeypatch.setattr(pipeline, "verify_onnx", verify)
+    cfg = BenchConfig(batches=(1,), runs=1, warmup=0, backends=("onnx", "onnx-fp16"))
+    sizes, latency = bench_model("tiny (test)", tiny_checkpoint, tmp_path, cfg, torch.device("cpu"))
+    rows = {r.artifact: r for r in sizes}
+    assert rows["onnx"].error == "" and rows["onnx"].size_mb > 0
+    assert rows["onnx-fp16"].size_mb is None
+    assert rows["onnx-fp16"].error == "export failed: fp16 does not match PyTorch (stand-in)"
+    measured = {r.model: r for r in latency}
+    assert measured["tiny (test) [onnx]"].error == ""
+    assert "fp16 does not match PyTorch" in measured["tiny (test) [onnx-fp16]"].error
+
+
+def test_bench_with_weights_that_are_no_checkpoint_is_a_clear_error(tmp_path):
+    """Exit 1 with the reason, as `dfscan scan` does, not a traceback."""
+    import torch
+    from click.testing import CliRunner
+    from safetensors.torch import save_file
+
+    from scanner.cli import main
+
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    for weights, reason in ((junk, "cannot read checkpoint"), (plain, "without dfscan metadata")):
+        args = ["bench", "--weights", str(weights), "--no-paper", "--device", "cpu"]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
+        assert "Error:" in res.output and reason in res.output
+
+
+def test_a_failed_end_to_end_measurement_is_a_row_with_its_error(
+    tiny_checkpoint, face_clip, tmp_path, monkeypatch
+):
+    import benchmarks.run as run
+
+    def fail(*args, **kw):
+        raise RuntimeError("the pipeline broke (stand-in)")
+
+    monkeypatch.setattr(run, "measure_end_to_end", fail)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "face.mp4").write_bytes(face_clip.read_bytes())
+    cfg = run.BenchConfig(
+        weights=tiny_checkpoint,
+        paper=False,
+        videos=videos,
+        batches=(1,),
+        runs=1,
+        warmup=0,
+        device="cpu",
+        backends=("torch",),
+    )
+    report = run.run_bench(cfg)
+    assert report.latency[0].error == "" and report.sizes[0].error == ""
+    (e2e,) = report.end_to_end
+    assert e2e.error == "RuntimeError: the pipeline broke (stand-in)"
+    assert e2e.videos == 1 and e2e.scored == 0 and e2e.bottleneck == ""
+    assert "1 videos, error: RuntimeError: the pipeline broke" in format_report(report)
+    (json_path, _, _) = write_report(report, tmp_path / "bench")
+    assert json.loads(json_path.read_text())["end_to_end"][0]["error"] == e2e.error
+
+
+@pytest.mark.parametrize(
+    "out, stem",
+    [("bench.v2", "bench.v2"), ("bench", "bench"), ("bench.json", "bench"), ("b.v2.csv", "b.v2")],
+)
+def test_report_file_names_append_their_suffixes(out, stem, tmp_path):
+    paths = write_report(BenchReport(), tmp_path / "runs" / out)
+    assert [p.name for p in paths] == [f"{stem}.json", f"{stem}.csv", f"{stem}.png"]
+    assert all(p.is_file() and p.parent == tmp_path / "runs" for p in paths)
+
+
+def test_the_latency_table_names_the_checkpoints_clip_length(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from helpers import TINY_CONFIG, make_checkpoint
+
+    weights = make_checkpoint(
+        tmp_path / "four.safetensors", dataclasses.replace(TINY_CONFIG, num_frames=4)
+    )
+    backend = TorchBackend(load_checkpoint(weights), torch.device("cpu"))
+    rows = measure_latency("four", lambda: backend, batches=[1], runs=1, warmup=0)
+    assert rows[0].frames == 4
+    text = format_report(BenchReport(latency=rows))
+    assert "Forward pass per 4-frame clip" in text and "15-frame" not in text
+    assert "per clip (4/15 frames by model)" in format_report(
+        BenchReport(latency=[*rows, dataclasses.replace(rows[0], frames=15)])
+    )

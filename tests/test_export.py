@@ -168,9 +168,9 @@ def test_parity_failure_fails_the_export(exported, tiny_checkpoint):
 def test_exporting_again_into_a_folder_leaves_no_artifact_of_the_earlier_export(
     tiny_checkpoint, face_track, tmp_path
 ):
-    """A folder scanned with --weights loads whatever artifacts it holds: those of an earlier
-    export (another checkpoint, or formats not written this time) must not stay beside the
-    new checkpoint."""
+    """A folder scanned with --weights loads whatever artifacts it holds: the files of the
+    format written that this export does not write (model.fp16.onnx without --fp16) must not
+    stay beside the new ones."""
     export_all(tiny_checkpoint, tmp_path, fp16=True, max_batch=2, face=face_track)
     assert sidecar_path(tmp_path / ONNX_FP16_FILE).is_file()
     result = export_all(tiny_checkpoint, tmp_path, fp16=False, max_batch=2, face=face_track)
@@ -178,6 +178,53 @@ def test_exporting_again_into_a_folder_leaves_no_artifact_of_the_earlier_export(
     assert not (tmp_path / ONNX_FP16_FILE).exists()
     assert not sidecar_path(tmp_path / ONNX_FP16_FILE).exists()
     assert sidecar_path(tmp_path / ONNX_FILE).is_file()
+
+
+def _fake_engine_build(monkeypatch):
+    """TensorRT stand-ins for the pipeline without a GPU: the "engine" is the ONNX it was
+    built from, verified through onnxruntime."""
+    from export import pipeline
+
+    def fake_build(source, path, contract, *, precision, max_batch, device):
+        path.write_bytes(source.read_bytes())
+        return {"version": "stand-in", "built_from": source.name}
+
+    def fake_verify(path, cases, tolerance, device):
+        return verify_onnx(path, cases, tolerance)
+
+    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(pipeline, "build_engine", fake_build)
+    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
+
+
+def test_an_engine_export_keeps_the_verified_onnx_of_the_same_checkpoint(
+    tiny_checkpoint, face_track, tmp_path, monkeypatch
+):
+    """`dfscan export --format engine` into a folder of verified ONNX files adds the engine
+    beside them; an engine of another checkpoint takes the ONNX files of the first with it
+    (they would be scanned beside the new checkpoint)."""
+    from helpers import make_checkpoint
+
+    _fake_engine_build(monkeypatch)
+    export_all(tiny_checkpoint, tmp_path, fp16=True, max_batch=2, face=face_track)
+    onnx_files = [
+        tmp_path / n for name in (ONNX_FILE, ONNX_FP16_FILE) for n in (name, name + ".json")
+    ]
+    before = {p: p.read_bytes() for p in onnx_files}
+    cpu = torch.device("cpu")
+    result = export_all(tiny_checkpoint, tmp_path, formats="engine", max_batch=2, device=cpu)
+    assert [a.path.name for a in result.artifacts] == [ENGINE_FILE]
+    assert {p: p.read_bytes() for p in onnx_files} == before
+    assert sidecar_path(tmp_path / ENGINE_FILE).is_file()
+    for name in (ONNX_FILE, ONNX_FP16_FILE):
+        OnnxBackend(tmp_path / name, cpu)  # still loads: checked against its sidecar
+
+    other = make_checkpoint(tmp_path.parent / f"{tmp_path.name}-other.safetensors", seed=5)
+    result = export_all(other, tmp_path, formats="engine", max_batch=2, device=cpu)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [ENGINE_FILE, ENGINE_FILE + ".json", "model.safetensors"]
+    )
+    assert result.artifacts[0].info.source_sha256 == file_sha256(other)
 
 
 def test_export_cli_end_to_end(tiny_checkpoint, face_track, tmp_path, monkeypatch):

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import torch
 
-from scanner.artifacts import ONNX_FILE, ONNX_FP16_FILE, Artifacts, find_artifacts, read_sidecar
+from scanner.artifacts import (
+    ENGINE_FILE,
+    ONNX_FILE,
+    ONNX_FP16_FILE,
+    Artifacts,
+    find_artifacts,
+    read_sidecar,
+    unverified_reason,
+)
 from scanner.backends.base import Backend, BackendUnavailable, resolve_device
 from scanner.backends.onnx import OnnxBackend
 from scanner.backends.tensorrt import TensorRTBackend, tensorrt_missing
@@ -59,6 +67,12 @@ def _onnx(found: Artifacts, device: torch.device, precision: str) -> Backend:
         order = [found.onnx_fp16, found.onnx] if gpu else [found.onnx, found.onnx_fp16]
     path = next((p for p in order if p is not None), None)
     if path is None:
+        names = {"fp16": [ONNX_FP16_FILE], "fp32": [ONNX_FILE]}.get(
+            precision, [ONNX_FP16_FILE, ONNX_FILE]
+        )
+        unverified = [p for p in map(found.unverified_file, names) if p is not None]
+        if unverified:  # exported, but it failed its check: say so, not "export one"
+            raise BackendUnavailable("; ".join(map(unverified_reason, unverified)))
         wanted = {"fp16": ONNX_FP16_FILE, "fp32": ONNX_FILE}.get(precision, "ONNX file")
         raise BackendUnavailable(
             f"{found.source} has no {wanted}: write one with `dfscan export --format onnx`"
@@ -74,6 +88,9 @@ def _tensorrt(found: Artifacts, device: torch.device, precision: str) -> Backend
     if device.type != "cuda":
         raise BackendUnavailable(f"TensorRT runs on a CUDA device, not {device}")
     if found.engine is None:
+        unverified = found.unverified_file(ENGINE_FILE)
+        if unverified is not None:
+            raise BackendUnavailable(unverified_reason(unverified))
         raise BackendUnavailable(
             f"{found.source} has no TensorRT engine: build one with `dfscan export --format engine`"
         )
@@ -111,7 +128,10 @@ def make_backend(
     fp32 graph, exported once into the user's cache (``scanner.onnx_writer.cached_onnx``;
     PyTorch if that fails). A named one that cannot run raises BackendUnavailable. A damaged
     checkpoint or artifact raises CheckpointError (ArtifactError) either way: it is never
-    skipped in favour of another file.
+    skipped in favour of another file. An exported file in a directory without its sidecar
+    (one that failed its check at export) is not a candidate: ``auto`` passes over it with a
+    warning, a named backend or precision that only it could serve raises BackendUnavailable
+    saying so.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
