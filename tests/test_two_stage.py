@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,22 @@ def test_cache_pack_round_trip_trains_without_videos(tmp_path, real_folder, cach
     recipe = _config(tmp_path, real_folder, tmp_path / "cache2", data="", cache_frames=16)
     assert main(["--config", recipe]) == 0
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_without_data_the_settings_of_a_dataset_are_said_to_be_unused(cache, caplog) -> None:
+    """With ``data ""`` the cache's index is the dataset: a layout or quality given is not
+    applied, and the run says so instead of dropping it silently."""
+    import types
+
+    from training.two_stage import dataset_items
+
+    cfg = types.SimpleNamespace(data="", layout="ffpp", quality="c23", cache_dir=cache)
+    with caplog.at_level(logging.WARNING, logger="training.two_stage"):
+        items = dataset_items(cfg)
+    assert items and "layout 'ffpp', quality 'c23' is not used" in caplog.text
+    caplog.clear()
+    dataset_items(types.SimpleNamespace(data="", layout="auto", quality="", cache_dir=cache))
+    assert "not used" not in caplog.text
 
 
 def test_frame_pairs_reenact_from_another_frame(cache) -> None:

@@ -937,6 +937,15 @@ def dataset_items(cfg: TrainConfig) -> list[VideoItem]:
     ``training.cache_pack`` on a machine that has the crops but not the videos)."""
     if cfg.data:
         return load_dataset(Path(cfg.data), cfg.layout, quality=cfg.quality or None)
+    ignored = [
+        f"{k} {getattr(cfg, k)!r}"
+        for k in ("layout", "quality")
+        if getattr(cfg, k) not in ("", "auto")
+    ]
+    if ignored:
+        log.warning(
+            "no data given: the cache's index is the dataset, so %s is not used", ", ".join(ignored)
+        )
     entries = read_index(cfg.cache_dir)  # failed videos too, so that splits match the data's
     if not any(e.status == "ok" for e in entries):
         raise ValueError(f"no data given and no face tracks in the cache {cfg.cache_dir}")

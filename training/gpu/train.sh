@@ -13,16 +13,18 @@
 # unpacking 14 s, frame stage 8 passes over 1,620 frames 116 s (350-480 img/s, bound by the CPU's
 # self-blending), feature cache 46 s, head stage 3.5 s an epoch: about 5 minutes in all.
 # If it is cut short, run the same command with RESUME=1 on the same machine: the run
-# continues from its last checkpoint (frame stage, features, head epoch) in WORK.
+# continues from its last checkpoint (frame stage, features, head epoch) in WORK
+# (/tmp/dfscan-gpu-train unless set; a fresh run without WORK set empties that folder first).
 # Overrides: GENERATED, GENERATED_LOWER (above); for a dry run elsewhere: PYTHON (python3),
-# DEVICE (cuda), WORKERS (14), FRAMES (crops per video in the pack, 20: as prepare.sh), WORK (a folder kept for RESUME),
+# DEVICE (cuda), WORKERS (14), FRAMES (crops per video in the pack, 20: as prepare.sh), WORK,
 # and EXTRA: more "--set KEY VALUE" pairs (e.g. tiny schedules for a dry run).
 set -uo pipefail
 out=${1:?usage: train.sh OUT_DIR}
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 stage=.gpu-train
-work=${WORK:-$(mktemp -d)}
+work=${WORK:-/tmp/dfscan-gpu-train}  # one place, so that RESUME=1 finds the cut run
+if [ -z "${RESUME:-}" ] && [ -z "${WORK:-}" ]; then rm -rf "$work"; fi
 mkdir -p "$out"
 started=$(date +%s)
 step() { echo "[$(($(date +%s) - started)) s] $*" | tee -a "$out/train.log" >&2; }
