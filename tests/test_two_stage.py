@@ -151,6 +151,33 @@ def test_every_stage_key_has_help_and_errors_are_one_line(tmp_path, capsys) -> N
     assert "error:" in capsys.readouterr().err
 
 
+def test_a_diverged_run_stops_with_one_line_and_status_1(
+    tmp_path, real_folder, cache, capsys, monkeypatch
+) -> None:
+    """A loss that is NaN (a learning rate too high, broken inputs) stops the run at once,
+    saying where, with exit status 1: not a flag error (2), not a traceback, not a model
+    trained on through NaN."""
+    import torch.nn.functional as F
+
+    def nan_loss(logits, y):  # noqa: ANN001, ANN202
+        return (logits * float("nan")).sum()
+
+    monkeypatch.setattr(F, "cross_entropy", nan_loss)
+    assert main(["--config", _config(tmp_path, real_folder, cache)]) == 1
+    err = capsys.readouterr().err
+    assert "error: the loss is nan (frame stage, step 1): training diverged" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_non_finite_scores_are_not_a_flag_error() -> None:
+    from training.metrics import NonFinite, roc_auc
+
+    with pytest.raises(NonFinite, match="1 of 3 scores are not finite"):
+        roc_auc([0, 1, 1], [0.1, float("nan"), 0.9])
+    assert not issubclass(NonFinite, ValueError)  # the entry points' exit status 2
+
+
 def test_cap_per_identity_keeps_at_most_n(real_folder) -> None:
     from training.datasets import load_dataset
 

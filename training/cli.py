@@ -4,7 +4,8 @@
 ``training.robustness`` catch :data:`EXPECTED_ERRORS` (a flag, config, dataset or split that
 cannot work, a path that cannot be read or written, a cache of other settings, a checkpoint
 that does not load) and print one line, ``PROG: error: MESSAGE``, with exit status 2; ``-v``
-prints the traceback too. Anything else is a bug and keeps its traceback.
+prints the traceback too. A loss or scores that stop being finite (``NonFinite``: training
+diverged) are one line too, with exit status 1. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scanner.checkpoint import CheckpointError
+from training.metrics import NonFinite
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, CheckpointError)
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # the run itself failed (training diverged)
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +50,13 @@ def report_error(prog: str, error: BaseException, verbose: bool) -> int:
     return EXIT_USAGE
 
 
+def report_failure(prog: str, error: NonFinite, verbose: bool) -> int:
+    """A run that failed on its own (training diverged), not on the user's flags: one line
+    as ``report_error``, exit status 1."""
+    report_error(prog, error, verbose)
+    return EXIT_FAILED
+
+
 def check_writable(folder: Path, flag: str) -> None:
     """Create ``folder`` if needed and make sure a file can be written there (ValueError)."""
     try:
@@ -69,3 +79,5 @@ def run_command(
         return body(args)
     except EXPECTED_ERRORS as e:
         return report_error(prog, e, args.verbose)
+    except NonFinite as e:
+        return report_failure(prog, e, args.verbose)

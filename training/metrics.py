@@ -24,14 +24,29 @@ import numpy as np
 __all__ = [
     "Calibration",
     "GroupMetrics",
+    "NonFinite",
     "accuracy",
     "calibrate_threshold",
     "format_table",
     "mean_std",
+    "require_finite",
     "roc_auc",
     "roc_curve",
     "summarise",
 ]
+
+
+class NonFinite(ArithmeticError):
+    """A loss or scores that are NaN or infinite: training diverged (a learning rate too
+    high, broken inputs) or the model is broken. Not a flag to correct, so not a ValueError:
+    the entry points report it as such (``training.cli``)."""
+
+
+def require_finite(loss: float, where: str) -> float:
+    """``loss`` if it is finite, else NonFinite saying ``where`` (e.g. "frame stage, step 40")."""
+    if not math.isfinite(loss):
+        raise NonFinite(f"the loss is {loss} ({where}): training diverged")
+    return loss
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +61,7 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
         raise ValueError("labels must be 0 (real) or 1 (fake)")
     if not np.isfinite(s).all():
         # A NaN score would silently count as "real" under >= and corrupt every rate.
-        raise ValueError("scores must be finite")
+        raise NonFinite(f"{int((~np.isfinite(s)).sum())} of {s.size} scores are not finite")
     return y.astype(np.int64), s
 
 

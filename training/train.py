@@ -45,7 +45,7 @@ from scanner.contract import Preprocessing, normalise
 from scanner.files import replacing
 from scanner.model import Detector, DetectorConfig, build_detector
 from training.augment import AugmentConfig
-from training.cli import EXPECTED_ERRORS, check_writable, report_error
+from training.cli import EXPECTED_ERRORS, check_writable, report_error, report_failure
 from training.data import ClipDataset, Sample, make_samples
 from training.datasets import (
     FAKE,
@@ -60,10 +60,12 @@ from training.datasets import (
     split_items,
 )
 from training.metrics import (
+    NonFinite,
     accuracy,
     calibrate_threshold,
     format_table,
     mean_std,
+    require_finite,
     roc_auc,
     summarise,
 )
@@ -931,7 +933,9 @@ def train_epoch(
         total += loss.item() * len(y)
         count += len(y)
         progress.step += 1
-    return total / max(count, 1)
+    # Under fp16 autocast the scaler skips a step whose gradients overflow; a whole epoch
+    # without one finite loss has diverged.
+    return require_finite(total / max(count, 1), f"an epoch's mean, at step {progress.step}")
 
 
 def end_of_epoch(
@@ -1178,6 +1182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(cfg, resume, argv)
     except EXPECTED_ERRORS as e:
         return report_error(PROG, e, args.verbose)
+    except NonFinite as e:
+        return report_failure(PROG, e, args.verbose)
 
 
 def _train(cfg: TrainConfig, resume: bool, argv: Sequence[str] | None) -> int:

@@ -53,10 +53,17 @@ from training.augment import (
     jitter_clip,
     jpeg_clip,
 )
-from training.cli import EXPECTED_ERRORS, report_error
+from training.cli import EXPECTED_ERRORS, report_error, report_failure
 from training.data import SELF_BLEND_GROUP, TrackStore, clip_positions
 from training.datasets import VideoItem, load_dataset, split_items
-from training.metrics import calibrate_threshold, format_table, roc_auc, summarise
+from training.metrics import (
+    NonFinite,
+    calibrate_threshold,
+    format_table,
+    require_finite,
+    roc_auc,
+    summarise,
+)
 from training.preprocess import CacheEntry, read_index
 from training.pretrained import imagenet_backbone, load_backbone_weights
 from training.selfblend import GENERATED_WHOLE, SBI, Draw, SelfBlendConfig, pseudo_fake
@@ -542,13 +549,14 @@ def frame_stage(
             x = normalise(pairs.to(env.device), contract).flatten(0, 1)  # real, fake, real, ...
             y = torch.tensor([0, 1] * len(pairs), device=env.device)
             loss = F.cross_entropy(clf(x), y)
+            value = require_finite(loss.item(), f"frame stage, step {step + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
             seen += len(x)
-            running = 0.9 * running + 0.1 * loss.item() if running else loss.item()
+            running = 0.9 * running + 0.1 * value if running else value
             if step % 50 == 0 or step == total:
                 rate = seen / (time.perf_counter() - t0)
                 log.info("frame step %d/%d: loss %.4f, %.1f img/s", step, total, running, rate)
@@ -892,10 +900,11 @@ def head_stage(
             v = model.proj(x.flatten(0, 1)).unflatten(0, (len(x), t))
             logits, _ = model.head(v)
             loss = F.cross_entropy(logits, y)
+            value = require_finite(loss.item(), f"head stage, epoch {epoch + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(y)
+            total += value * len(y)
             count += len(y)
         sched.step()
         auc = roc_auc(val_y, _head_scores(model, val_x, env))
@@ -1156,6 +1165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(cfg, st, args.resume, command)
     except EXPECTED_ERRORS as e:
         return report_error(PROG, e, args.verbose)
+    except NonFinite as e:
+        return report_failure(PROG, e, args.verbose)
     return 0
 
 
