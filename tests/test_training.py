@@ -319,6 +319,15 @@ def test_resume_continues_from_saved_step(real_folder, cache, tmp_path):
     assert main([*base, "--epochs", "1"]) == 0
     first = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [r["step"] for r in first] == ["2"]
+    # The state holds the epoch's weights: a run killed after writing last.safetensors of a
+    # later epoch, before its state, resumes from weights and progress of one epoch.
+    import torch
+
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    last = load_checkpoint(tmp_path / "last.safetensors").model.state_dict()
+    assert state["model"].keys() == last.keys()
+    assert all(torch.equal(state["model"][k], last[k]) for k in last)
+    (tmp_path / "last.safetensors").write_bytes(b"cut short")
     assert main([*base, "--epochs", "2", "--resume"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [(r["epoch"], r["step"]) for r in rows] == [("0", "2"), ("1", "4")]

@@ -824,9 +824,12 @@ class Progress:
     history: list[dict] = dataclasses.field(default_factory=list)  # one row per epoch
     step: int = 0  # optimiser steps so far
 
-    def state(self, opt: Optimisation, epoch: int) -> dict:
+    def state(self, opt: Optimisation, epoch: int, model: Detector) -> dict:
+        """What a resumed run restores, the weights included: one file written at once, so
+        that weights and progress cannot be of two different epochs."""
         return {
             "epoch": epoch,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": opt.optimizer.state_dict(),
             "scheduler": opt.scheduler.state_dict(),
             "best": self.best,
@@ -842,7 +845,10 @@ def resume_progress(out: Path, resume: bool, model: Detector, opt: Optimisation)
     if not (resume and (out / STATE).exists()):
         return Progress()
     state = torch.load(out / STATE, map_location="cpu", weights_only=True)
-    model.load_state_dict(load_checkpoint(out / LAST).model.state_dict())
+    if "model" in state:
+        model.load_state_dict(state["model"])
+    else:  # a state written before the weights were kept in it
+        model.load_state_dict(load_checkpoint(out / LAST).model.state_dict())
     opt.optimizer.load_state_dict(state["optimizer"])
     opt.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):  # fp16 loss scaling (empty where it was off)
@@ -983,7 +989,8 @@ def end_of_epoch(
         _copy(out / LAST, out / BEST)
     else:
         progress.bad_epochs += 1
-    torch.save(progress.state(opt, epoch), out / STATE)
+    with replacing(out / STATE) as tmp:  # a run killed while writing keeps the last state
+        torch.save(progress.state(opt, epoch, model), tmp)
     if progress.bad_epochs >= cfg.patience:
         log.info("early stop: no better validation AUC for %d epochs", cfg.patience)
         return True
