@@ -15,7 +15,10 @@ Here the same detector is trained in two cheaper stages:
    in the time one end-to-end epoch takes.
 
 Calibration and the test split follow ``training.train``: the threshold keeps the
-false-positive rate on real validation videos at ``target_fpr``; the checkpoint carries the
+false-positive rate at ``target_fpr`` on ``val_clips`` clips of each real validation video,
+each video in one fixed version processed as training processes real and fake clips alike
+(degraded with ``degrade_prob``, JPEG with ``jpeg_prob``), so that the threshold allows for
+low-quality video as well as for the validation people's own clips; the checkpoint carries the
 preprocessing contract and the threshold, and ``dfscan scan --weights`` reads it. Each stage
 saves its state as it goes and ``--resume`` continues an interrupted run.
 """
