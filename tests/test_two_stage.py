@@ -459,6 +459,11 @@ def test_generated_pseudo_fakes_train_their_autoencoder_once(cache, tmp_path, ca
     with caplog.at_level("INFO", logger="training"):
         again = fingerprint_generator(cfg, st, store, entries, tmp_path)
     assert caplog.text.count("read from") == 2
+    assert "outside this run's training split" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training"):  # a run whose split holds fewer videos
+        fingerprint_generator(cfg, st, store, entries[1:], tmp_path)
+    assert caplog.text.count("trained on frames of 1 videos outside this run's training") == 2
     crops = store.frames(entries[0], np.array([0]))[0]
     for seed in range(4):  # the same generator drawn by the same rng, the same drawing
         np.testing.assert_array_equal(

@@ -989,26 +989,40 @@ def fingerprint_generator(
     autoencoders = []
     records = {}
     perceptual = None
+    log_path = out / "fingerprint.json"
+    done = json.loads(log_path.read_text(encoding="utf-8")) if log_path.exists() else {}
+    done = {"transposed": done} if "steps" in done else done  # a one-generator run's log
+    videos = sorted(e.path for e in train)
     for spec in parse_kinds(st.generator_kinds):
         kind = kind_name(*spec)
         path = out / file_name(kind)
         if path.exists():
             log.info("generated pseudo-fakes: autoencoder %s read from %s", kind, path)
             autoencoders.append(load_autoencoder(path))
+            # One trained for another run (copied in, or this folder run with another split):
+            # videos it learnt from outside this run's training split have been seen.
+            seen = set(done.get(kind, {}).get("videos", videos)) - set(videos)
+            if seen:
+                log.warning(
+                    "autoencoder %s was trained on frames of %d videos outside this run's "
+                    "training split (validation or test videos its pseudo-fakes have seen); "
+                    "delete %s to train it again",
+                    kind,
+                    len(seen),
+                    path,
+                )
             continue
         if not images:
             images = [c for e in train for c in store.frames(e, np.arange(0, e.frames, 4))[0]]
         if spec.latent and perceptual is None:
             perceptual = FeatureDistance(imagenet_backbone("tf_efficientnet_lite0"))
-        ae, records[kind] = train_autoencoder(
+        ae, record = train_autoencoder(
             images, st.generator_steps, seed=cfg.seed, perceptual=perceptual, **spec._asdict()
         )
+        records[kind] = record | {"videos": videos}
         save_autoencoder(ae, path)
         autoencoders.append(ae)
     if records:
-        log_path = out / "fingerprint.json"
-        done = json.loads(log_path.read_text(encoding="utf-8")) if log_path.exists() else {}
-        done = {"transposed": done} if "steps" in done else done  # a one-generator run's log
         log_path.write_text(json.dumps(done | records, indent=2), encoding="utf-8")
     return Generators(autoencoders, st.generator_scale, st.generator_flicker)
 
