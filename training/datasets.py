@@ -4,7 +4,11 @@ Five layouts are understood: FaceForensics++ (``ffpp``), Celeb-DF v2 (``celebdf`
 Kaggle parts (``dfdc``), plain ``real/`` + ``fake/`` folders (``folders``) and a CSV manifest
 (``manifest``). Every video becomes a :class:`VideoItem` whose ``source`` is an identity key:
 splitting by source keeps a face from showing up both in training and in evaluation, which is
-what inflates deepfake benchmarks when it leaks. Nothing is decoded here; only names are read.
+what inflates deepfake benchmarks when it leaks. The key is only as good as the layout's
+names: DFDC's metadata names no actors, so its key is the source video (a fake goes with its
+original, but one actor's several source videos can fall into different splits), and a
+manifest's ``source`` column is whatever its author wrote (the same person under two keys
+leaks as surely). Nothing is decoded here; only names are read.
 """
 
 from __future__ import annotations
