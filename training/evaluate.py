@@ -1,11 +1,16 @@
 """Evaluate a checkpoint on a labelled dataset through the scanner's own path.
 
     python -m training.evaluate --weights W --data ROOT [--split test] [--json out.json]
+    python -m training.evaluate --rescore REPORT.json --data MANIFEST [--json out.json]
 
 Every video is decoded, face-tracked and scored exactly as `dfscan scan` does; accuracy (at
 the checkpoint's threshold) and ROC AUC are reported overall and per group (manipulation
 method and quality for FaceForensics++, folder for Celeb-DF, ...). Videos the scanner cannot
 score (no face, unreadable) are counted and listed, never given a score.
+
+``--rescore`` summarises an earlier report's scores again over the videos a corrected manifest
+lists (a clip taken out of an evaluation set, a group renamed) without scanning anything: the
+report must hold every video the manifest lists.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -40,8 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with a face); 2 the flags, the data or the checkpoint cannot work: one line says why "
         "(-v adds the traceback).",
     )
-    p.add_argument(
-        "--weights", required=True, type=Path, help="dfscan checkpoint (.safetensors) to score."
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--weights", type=Path, help="dfscan checkpoint (.safetensors) to score.")
+    model.add_argument(
+        "--rescore",
+        type=Path,
+        help="An earlier --json report: its scores summarised again over the videos --data "
+        "lists, with their groups and labels there (no scan; the threshold is the report's).",
     )
     add_data_arguments(p)
     p.add_argument(
@@ -119,6 +130,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not items:
         log.error("no videos in split %s", args.split)
         return 1
+    if args.rescore:
+        return _rescore(args, items)
     backend = TorchBackend(load_checkpoint(args.weights), resolve_device(args.device))
     scanner = Scanner(
         backend,
@@ -133,21 +146,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     by_path = {str(it.path): it for it in items}
     results = []
     scanner.run([it.path for it in items], results.append)
-    scored = [r for r in results if r.status == "ok"]
-    unscored = [r for r in results if r.status != "ok"]
-    labels = np.array([by_path[r.path].label for r in scored])
-    scores = np.array([r.score for r in scored])
-    groups = [by_path[r.path].group for r in scored]
-    if not scored:
-        log.error("no video could be scored: %s", Counter(r.status for r in results))
-        return 1
-    rows = summarise(labels, scores, groups, scanner.threshold)
-    print(format_table(rows))
-    if unscored:
-        print(
-            f"{len(unscored)} videos not scored: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.status for r in unscored).items()))
-        )
+    videos = [
+        {
+            "path": r.path,
+            "group": by_path[r.path].group,
+            "label": by_path[r.path].label,
+            "score": r.score,
+        }
+        for r in results
+        if r.status == "ok"
+    ]
+    unscored = [
+        {"path": r.path, "status": r.status, "message": r.message}
+        for r in results
+        if r.status != "ok"
+    ]
     report = {
         "weights": str(args.weights),
         "model": backend.model_label,
@@ -156,16 +169,80 @@ def _evaluate(args: argparse.Namespace) -> int:
         "threshold": scanner.threshold,
         "sampling": scanner.sampling,
         "frame_seed": args.frame_seed,
-        "groups": [dataclasses.asdict(r) for r in rows],
-        "unscored": [{"path": r.path, "status": r.status, "message": r.message} for r in unscored],
-        "videos": [
-            {"path": r.path, "group": g, "label": int(lab), "score": r.score}
-            for r, g, lab in zip(scored, groups, labels)
-        ],
     }
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return _summarise(report, videos, unscored, args.json)
+
+
+def _summarise(report: dict, videos: list[dict], unscored: list[dict], out: Path | None) -> int:
+    """Print the table of ``videos`` (path, group, label, score) and write the report."""
+    if not videos:
+        log.error("no video could be scored: %s", Counter(u["status"] for u in unscored))
+        return 1
+    labels = np.array([int(v["label"]) for v in videos])
+    rows = summarise(
+        labels,
+        np.array([v["score"] for v in videos]),
+        [v["group"] for v in videos],
+        report["threshold"],
+    )
+    print(format_table(rows))
+    if unscored:
+        print(
+            f"{len(unscored)} videos not scored: "
+            + ", ".join(
+                f"{k} {v}" for k, v in sorted(Counter(u["status"] for u in unscored).items())
+            )
+        )
+    report = report | {
+        "groups": [dataclasses.asdict(r) for r in rows],
+        "unscored": unscored,
+        "videos": [v | {"label": int(v["label"])} for v in videos],
+    }
+    if out:
+        out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
+
+
+def _rescore(args: argparse.Namespace, items: list) -> int:
+    """An earlier report's scores over ``items`` (the corrected manifest's videos), matched
+    by real path; ValueError when the report lacks some of them (they would need a scan)."""
+    earlier = json.loads(args.rescore.read_text(encoding="utf-8"))
+    scores = {os.path.realpath(v["path"]): v["score"] for v in earlier["videos"]}
+    failed = {os.path.realpath(u["path"]): u for u in earlier.get("unscored", [])}
+    missing = [
+        str(it.path)
+        for it in items
+        if os.path.realpath(it.path) not in scores and os.path.realpath(it.path) not in failed
+    ]
+    if missing:
+        raise ValueError(
+            f"{args.rescore} has no score for {len(missing)} of the {len(items)} videos "
+            f"--data lists (e.g. {missing[0]}): scan them with --weights"
+        )
+    videos = [
+        {
+            "path": str(it.path),
+            "group": it.group,
+            "label": it.label,
+            "score": scores[os.path.realpath(it.path)],
+        }
+        for it in items
+        if os.path.realpath(it.path) in scores
+    ]
+    unscored = [
+        failed[os.path.realpath(it.path)] for it in items if os.path.realpath(it.path) in failed
+    ]
+    dropped = len(earlier["videos"]) + len(earlier.get("unscored", [])) - len(items)
+    log.info(
+        "%s: %d videos of --data rescored, %d of the report's left out",
+        args.rescore,
+        len(items),
+        dropped,
+    )
+    report = {k: v for k, v in earlier.items() if k not in ("groups", "unscored", "videos")}
+    threshold = earlier["threshold"] if args.threshold is None else args.threshold
+    report |= {"data": str(args.data), "rescored_from": str(args.rescore), "threshold": threshold}
+    return _summarise(report, videos, unscored, args.json)
 
 
 if __name__ == "__main__":
