@@ -66,3 +66,16 @@ def test_a_video_the_report_never_scored_is_refused(earlier, tmp_path, capsys):
     fixed = manifest(tmp_path, [("r1.mp4", "real", "real"), ("new.mp4", "fake", "swap")])
     assert main(["--rescore", str(earlier), "--data", str(fixed)]) == 2
     assert "has no score for 1 of the 2 videos" in capsys.readouterr().err
+
+
+def test_a_report_made_from_another_folder_is_matched_by_the_path_s_end(earlier, tmp_path):
+    """Relative paths written from another working directory: ``x.mp4`` of a report made
+    inside the data folder is the manifest's ``DATA/x.mp4``."""
+    report = json.loads(earlier.read_text())
+    for v in report["videos"] + report["unscored"]:
+        v["path"] = v["path"].rsplit("/", 1)[1]
+    earlier.write_text(json.dumps(report), encoding="utf-8")
+    fixed = manifest(tmp_path, [("r1.mp4", "real", "real"), ("f2.mp4", "fake", "swap")])
+    out = tmp_path / "new.json"
+    assert main(["--rescore", str(earlier), "--data", str(fixed), "--json", str(out)]) == 0
+    assert sorted(v["score"] for v in json.loads(out.read_text())["videos"]) == [0.1, 0.9]

@@ -203,17 +203,32 @@ def _summarise(report: dict, videos: list[dict], unscored: list[dict], out: Path
     return 0
 
 
+def _report_paths(reported: Sequence[str], paths: Sequence[Path]) -> dict[str, str]:
+    """The reported path of each of ``paths``: the same file, or for a report made from
+    another working directory (relative paths), the one path it ends with, e.g.
+    ``dev/fake/x.mp4`` for ``../shared/data/dev/fake/x.mp4``."""
+    real = {os.path.realpath(r): r for r in reported}
+    relative = [r for r in reported if not os.path.isabs(r)]
+    out = {}
+    for path in paths:
+        full = os.path.realpath(path)
+        if full in real:
+            out[str(path)] = real[full]
+            continue
+        tails = [r for r in relative if full.endswith(os.sep + os.path.normpath(r))]
+        if len(tails) == 1:
+            out[str(path)] = tails[0]
+    return out
+
+
 def _rescore(args: argparse.Namespace, items: list) -> int:
     """An earlier report's scores over ``items`` (the corrected manifest's videos), matched
-    by real path; ValueError when the report lacks some of them (they would need a scan)."""
+    by ``_report_paths``; ValueError when the report lacks some of them (they need a scan)."""
     earlier = json.loads(args.rescore.read_text(encoding="utf-8"))
-    scores = {os.path.realpath(v["path"]): v["score"] for v in earlier["videos"]}
-    failed = {os.path.realpath(u["path"]): u for u in earlier.get("unscored", [])}
-    missing = [
-        str(it.path)
-        for it in items
-        if os.path.realpath(it.path) not in scores and os.path.realpath(it.path) not in failed
-    ]
+    scores = {v["path"]: v["score"] for v in earlier["videos"]}
+    failed = {u["path"]: u for u in earlier.get("unscored", [])}
+    match = _report_paths([*scores, *failed], [it.path for it in items])
+    missing = [str(it.path) for it in items if str(it.path) not in match]
     if missing:
         raise ValueError(
             f"{args.rescore} has no score for {len(missing)} of the {len(items)} videos "
@@ -224,14 +239,12 @@ def _rescore(args: argparse.Namespace, items: list) -> int:
             "path": str(it.path),
             "group": it.group,
             "label": it.label,
-            "score": scores[os.path.realpath(it.path)],
+            "score": scores[match[str(it.path)]],
         }
         for it in items
-        if os.path.realpath(it.path) in scores
+        if match.get(str(it.path)) in scores
     ]
-    unscored = [
-        failed[os.path.realpath(it.path)] for it in items if os.path.realpath(it.path) in failed
-    ]
+    unscored = [failed[match[str(it.path)]] for it in items if match.get(str(it.path)) in failed]
     dropped = len(earlier["videos"]) + len(earlier.get("unscored", [])) - len(items)
     log.info(
         "%s: %d videos of --data rescored, %d of the report's left out",
