@@ -4,7 +4,7 @@
 # development-set reports are training.evaluate --json outputs).
 set -euo pipefail
 run=${1:?usage: package-2026-11-29-v4.sh RUN_DIR [DEST]}
-e=training/results/dev-eval
+e=${DEV_EVAL:-training/results/dev-eval}  # the folder of the development-set reports
 python -m training.package_default --run "$run" ${2:+--dest "$2"} \
     --notes training/results/imagenet-2026-11-29.md \
     --dev-eval "this model: ImageNet start, last two stages trained, 1.5 passes (ships)=$e/two-stage-lite0-imagenet-stages2.json" \
