@@ -177,7 +177,13 @@ def preprocess(
         if old.get("sampling", "uniform") != sampling:  # older caches: equally spaced
             mismatched.append("sampling")
         elif sampling == "subsequence" and old.get("seed", seed) != seed:
-            mismatched.append("seed")  # where the runs of frames start is drawn by seed
+            log.warning(  # a seed sweep may share one cache; it should know it does
+                "%s holds runs of frames whose starts seed %s drew, not seed %s: they are "
+                "used as they are (a new cache folder draws them again)",
+                cache,
+                old["seed"],
+                seed,
+            )
         if mismatched or old["frames"] != frames:
             raise ValueError(
                 f"{cache} was made with other settings ({mismatched or 'frames'}); "

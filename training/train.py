@@ -923,7 +923,7 @@ def train_epoch(
 ) -> float:
     """One pass over the training clips (at most ``max_steps`` batches); the mean loss."""
     train_model.train()
-    total, count = 0.0, 0
+    total, count, skipped = 0.0, 0, 0
     for i, (clips, y) in enumerate(loader):
         if cfg.max_steps and i >= cfg.max_steps:
             break
@@ -936,12 +936,18 @@ def train_epoch(
         opt.scaler.scale(loss).backward()
         opt.scaler.step(opt.optimizer)
         opt.scaler.update()
-        total += loss.item() * len(y)
-        count += len(y)
+        value = loss.item()
+        if math.isfinite(value):  # fp16 autocast: the scaler skips a step that overflows
+            total += value * len(y)
+            count += len(y)
+        else:
+            skipped += 1
         progress.step += 1
-    # Under fp16 autocast the scaler skips a step whose gradients overflow; a whole epoch
-    # without one finite loss has diverged.
-    return require_finite(total / max(count, 1), f"an epoch's mean, at step {progress.step}")
+    if skipped:
+        log.warning("%d training steps of this epoch had a loss that is not finite", skipped)
+    if skipped and not count:  # not one finite loss in an epoch: diverged
+        require_finite(math.nan, f"every step of the epoch to step {progress.step}")
+    return total / max(count, 1)
 
 
 def end_of_epoch(
