@@ -84,8 +84,13 @@ def read_details(path: Path) -> list[dict]:
     return entries
 
 
+# Whole numbers beyond this are no count or size a scan writes, and do not convert to float
+# (a 400-digit "fps" would end the report in an OverflowError).
+_MAX_INT = 2**53
+
+
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _MAX_INT
 
 
 def _is_finite(v: object) -> bool:
@@ -230,7 +235,7 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
     scores = [float(v.detail["score"]) for v in videos if v.detail.get("score") is not None]
     counts = [0] * bins
     for s in scores:
-        counts[max(0, min(bins - 1, int(s * bins)))] += 1
+        counts[int(min(max(s, 0.0), 1.0) * (bins - 1e-9))] += 1  # out-of-range scores at the ends
     w, h, pad = 400, 120, 20
     head = 30  # room above the bars for the counts and the threshold's label
     top = max(counts) or 1

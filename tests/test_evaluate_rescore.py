@@ -79,3 +79,15 @@ def test_a_report_made_from_another_folder_is_matched_by_the_path_s_end(earlier,
     out = tmp_path / "new.json"
     assert main(["--rescore", str(earlier), "--data", str(fixed), "--json", str(out)]) == 0
     assert sorted(v["score"] for v in json.loads(out.read_text())["videos"]) == [0.1, 0.9]
+
+
+def test_a_relative_path_that_ends_two_videos_scores_neither(earlier, tmp_path, capsys):
+    report = json.loads(earlier.read_text())
+    for v in report["videos"] + report["unscored"]:
+        v["path"] = v["path"].rsplit("/", 1)[1]
+    earlier.write_text(json.dumps(report), encoding="utf-8")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "r1.mp4").write_bytes(b"")
+    fixed = manifest(tmp_path, [("r1.mp4", "real", "real"), ("other/r1.mp4", "real", "real")])
+    assert main(["--rescore", str(earlier), "--data", str(fixed)]) == 2
+    assert "has no score for 2 of the 2 videos" in capsys.readouterr().err

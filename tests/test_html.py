@@ -312,10 +312,14 @@ BAD_FIELDS = [
     ("people[1].times_s", [XSS]),
     ("people[1].score", True),
     ("people[1].label", 1),
+    ("duration_s", 10**400),  # no float: an OverflowError, not a report
+    ("people[1].person", -(10**400)),
 ]
 
 
-@pytest.mark.parametrize(("field", "value"), BAD_FIELDS, ids=[f for f, _ in BAD_FIELDS])
+@pytest.mark.parametrize(
+    ("field", "value"), BAD_FIELDS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_FIELDS)]
+)
 def test_a_field_not_of_its_type_is_a_report_error(field, value, tmp_path):
     """Numbers are shown as the numbers a scan writes, so one that is not (markup in a
     width, a person named by a script) makes the report fail with where, not a page."""
@@ -358,3 +362,11 @@ def test_filters_and_order_work_in_the_browser(report):
     assert "2 of 4 videos shown" in page.dom
     unscored = Cards(open_page(report, "verdict=unscored").dom).cards
     assert [c["path"] for c, hidden in unscored if not hidden] == ["clips/wall.mp4"]
+
+
+def test_a_score_far_out_of_range_is_drawn_at_the_histogram_s_end(tmp_path):
+    details = write_details(
+        tmp_path / "r.jsonl", video("huge.mp4", people=[person(1, 1e308, None)])
+    )
+    page, summary = render(details)
+    assert summary.startswith("1 videos") and "huge.mp4" in page

@@ -308,3 +308,7 @@ def test_keys_of_a_corrected_manifest_replace_the_cache_s(people_cache, tmp_path
     args = ["--cache", str(people_cache), "--data", str(manifest), "--no-progress"]
     assert main(args) == 0
     assert "0 pairs of videos closer than 0.42" in capsys.readouterr().out
+    out = tmp_path / "found.csv"
+    assert main([*args, "--apart", "0.01", "--out", str(out)]) == 0  # anna's two videos
+    rows = read_rows(out)
+    assert [(r["finding"], r["key_a"], r["key_b"]) for r in rows] == [(KEY_APART, "anna", "anna")]

@@ -16,6 +16,7 @@ report must hold every video the manifest lists.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import logging
@@ -206,7 +207,7 @@ def _summarise(report: dict, videos: list[dict], unscored: list[dict], out: Path
 def _report_paths(reported: Sequence[str], paths: Sequence[Path]) -> dict[str, str]:
     """The reported path of each of ``paths``: the same file, or for a report made from
     another working directory (relative paths), the one path it ends with, e.g.
-    ``dev/fake/x.mp4`` for ``../shared/data/dev/fake/x.mp4``."""
+    ``dev/fake/x.mp4`` for ``../shared/data/dev/fake/x.mp4``; one to one, or not at all."""
     real = {os.path.realpath(r): r for r in reported}
     relative = [r for r in reported if not os.path.isabs(r)]
     out = {}
@@ -218,7 +219,10 @@ def _report_paths(reported: Sequence[str], paths: Sequence[Path]) -> dict[str, s
         tails = [r for r in relative if full.endswith(os.sep + os.path.normpath(r))]
         if len(tails) == 1:
             out[str(path)] = tails[0]
-    return out
+    # A reported path that ends two of ``paths`` (real/a.mp4 for X/real/a.mp4 and
+    # Y/real/a.mp4) tells neither: both count as missing.
+    used = collections.Counter(out.values())
+    return {path: r for path, r in out.items() if used[r] == 1}
 
 
 def _rescore(args: argparse.Namespace, items: list) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import logging
 import os
 import sys
@@ -466,10 +467,21 @@ def _identities(args: argparse.Namespace) -> int:
         log.error("no cached video gave a face descriptor: nothing to compare")
         return 1
     keys = manifest_keys(args.data)
-    sources = [keys.get(os.path.realpath(v.entry.path), v.entry.source) for v in videos]
+    videos = [  # the keys compared are the keys shown
+        dataclasses.replace(
+            v,
+            entry=dataclasses.replace(
+                v.entry, source=keys.get(os.path.realpath(v.entry.path), v.entry.source)
+            ),
+        )
+        for v in videos
+    ]
+    sources = [v.entry.source for v in videos]
     pairs = close_pairs(descriptors, sources, args.threshold, [v.cache for v in videos])
     real = [os.path.realpath(v.entry.path) for v in videos]
-    pairs = [p for p in pairs if real[p.i] != real[p.j]]  # one file in two caches is no leak
+    # One file in two caches says nothing of its person's other videos: not listed (a split
+    # that holds the same file twice is for the split's own checks to catch).
+    pairs = [p for p in pairs if real[p.i] != real[p.j]]
     apart = apart_sources(descriptors, sources, args.apart)
     log.info(
         "%s of %s compared: %s closer than %g (likely one person), "

@@ -14,7 +14,7 @@
 # self-blending), feature cache 46 s, head stage 3.5 s an epoch: about 5 minutes in all.
 # If it is cut short, run the same command with RESUME=1 on the same machine: the run
 # continues from its last checkpoint (frame stage, features, head epoch) in WORK
-# (/tmp/dfscan-gpu-train unless set; a fresh run without WORK set empties that folder first).
+# (/tmp/dfscan-gpu-train-HASH of OUT_DIR unless set; a fresh run without WORK set empties it first).
 # Overrides: GENERATED, GENERATED_LOWER (above); for a dry run elsewhere: PYTHON (python3),
 # DEVICE (cuda), WORKERS (14), FRAMES (crops per video in the pack, 20: as prepare.sh), WORK,
 # and EXTRA: more "--set KEY VALUE" pairs (e.g. tiny schedules for a dry run).
@@ -23,7 +23,9 @@ out=${1:?usage: train.sh OUT_DIR}
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 stage=.gpu-train
-work=${WORK:-/tmp/dfscan-gpu-train}  # one place, so that RESUME=1 finds the cut run
+# One folder per OUT_DIR, so that RESUME=1 finds the cut run and two runs side by side do not
+# share one.
+work=${WORK:-/tmp/dfscan-gpu-train-$(realpath -m "$out" | md5sum | cut -c1-8)}
 if [ -z "${RESUME:-}" ] && [ -z "${WORK:-}" ]; then rm -rf "$work"; fi
 mkdir -p "$out"
 started=$(date +%s)
