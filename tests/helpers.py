@@ -311,3 +311,21 @@ def self_blended(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
 
 def side_by_side(left: list[np.ndarray], right: list[np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate([a, b], axis=1) for a, b in zip(left, right)]
+
+
+def fake_engine_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT stand-ins for the export pipeline without a GPU: the "engine" is the ONNX it
+    was built from, verified through onnxruntime."""
+    from export import pipeline
+    from scanner.onnx_writer import verify_onnx
+
+    def fake_build(source, path, contract, *, precision, max_batch, device):
+        path.write_bytes(source.read_bytes())
+        return {"version": "stand-in", "built_from": source.name}
+
+    def fake_verify(path, cases, tolerance, device):
+        return verify_onnx(path, cases, tolerance)
+
+    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(pipeline, "build_engine", fake_build)
+    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)

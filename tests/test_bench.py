@@ -18,6 +18,8 @@ from benchmarks.bench import (
 from scanner.backends import TorchBackend
 from scanner.checkpoint import load_checkpoint
 
+from helpers import fake_engine_build
+
 
 @pytest.fixture(scope="module")
 def backend(tiny_checkpoint):
@@ -180,24 +182,6 @@ def test_second_half_rate_leaves_out_the_start_up():
     assert e.videos_per_s == pytest.approx(5 / 7.5)
 
 
-def _fake_engine_build(monkeypatch):
-    """TensorRT stand-ins for the export pipeline without a GPU: the "engine" is the ONNX it
-    was built from, verified through onnxruntime."""
-    from export import pipeline
-    from scanner.onnx_writer import verify_onnx
-
-    def fake_build(source, path, contract, *, precision, max_batch, device):
-        path.write_bytes(source.read_bytes())
-        return {"version": "stand-in", "built_from": source.name}
-
-    def fake_verify(path, cases, tolerance, device):
-        return verify_onnx(path, cases, tolerance)
-
-    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
-    monkeypatch.setattr(pipeline, "build_engine", fake_build)
-    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
-
-
 def test_bench_measures_the_onnx_files_beside_the_engine(tiny_checkpoint, tmp_path, monkeypatch):
     """The engine is exported into the folder of the ONNX files after them; they stay, and
     both are sized and measured."""
@@ -205,7 +189,7 @@ def test_bench_measures_the_onnx_files_beside_the_engine(tiny_checkpoint, tmp_pa
 
     from benchmarks.run import BenchConfig, bench_model
 
-    _fake_engine_build(monkeypatch)
+    fake_engine_build(monkeypatch)
     kinds = ("onnx", "onnx-fp16", "tensorrt")
     cfg = BenchConfig(batches=(1,), runs=1, warmup=0, backends=kinds, max_batch=2)
     sizes, latency = bench_model("tiny (test)", tiny_checkpoint, tmp_path, cfg, torch.device("cpu"))

@@ -31,7 +31,7 @@ from scanner.model import build_detector
 from scanner.onnx_writer import trace_onnx, verify_onnx
 from scanner.parity import ParityCase, parity_cases
 
-from helpers import TINY_CONFIG
+from helpers import TINY_CONFIG, fake_engine_build
 
 NO_TENSORRT = tensorrt_missing()
 
@@ -180,23 +180,6 @@ def test_exporting_again_into_a_folder_leaves_no_artifact_of_the_earlier_export(
     assert sidecar_path(tmp_path / ONNX_FILE).is_file()
 
 
-def _fake_engine_build(monkeypatch):
-    """TensorRT stand-ins for the pipeline without a GPU: the "engine" is the ONNX it was
-    built from, verified through onnxruntime."""
-    from export import pipeline
-
-    def fake_build(source, path, contract, *, precision, max_batch, device):
-        path.write_bytes(source.read_bytes())
-        return {"version": "stand-in", "built_from": source.name}
-
-    def fake_verify(path, cases, tolerance, device):
-        return verify_onnx(path, cases, tolerance)
-
-    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
-    monkeypatch.setattr(pipeline, "build_engine", fake_build)
-    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
-
-
 def test_an_engine_export_keeps_the_verified_onnx_of_the_same_checkpoint(
     tiny_checkpoint, face_track, tmp_path, monkeypatch
 ):
@@ -205,7 +188,7 @@ def test_an_engine_export_keeps_the_verified_onnx_of_the_same_checkpoint(
     (they would be scanned beside the new checkpoint)."""
     from helpers import make_checkpoint
 
-    _fake_engine_build(monkeypatch)
+    fake_engine_build(monkeypatch)
     export_all(tiny_checkpoint, tmp_path, fp16=True, max_batch=2, face=face_track)
     onnx_files = [
         tmp_path / n for name in (ONNX_FILE, ONNX_FP16_FILE) for n in (name, name + ".json")
