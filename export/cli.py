@@ -65,8 +65,9 @@ def export(weights: Path | None, out: Path, fmt: str, fp16: bool, max_batch: int
         result = export_all(weights, out, formats=fmt, fp16=fp16, max_batch=max_batch, face=face)
     except (CheckpointError, ExportError) as e:
         raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(f"cannot write to {out}: {e}") from e
+    except OSError as e:  # the output folder, the sample clip, a scratch file: say which
+        where = e.filename or out
+        raise click.ClickException(f"export failed at {where}: {e.strerror or e}") from e
     for a in result.artifacts:
         parity = a.info.parity
         checked = (

@@ -250,6 +250,22 @@ def test_an_artifact_no_runtime_here_can_check_fails_without_a_sidecar(
         OnnxBackend(out / ONNX_FP16_FILE, torch.device("cpu"))
 
 
+def test_a_file_that_cannot_be_read_is_named_not_the_output_folder(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """An OSError of the sample clip (or any file but the output) says which file failed."""
+
+    def unreadable(contract):  # noqa: ANN001, ANN202
+        raise PermissionError(13, "Permission denied", "/srv/samples/real.mp4")
+
+    monkeypatch.setattr("export.cli.sample_face_crops", unreadable)
+    out = tmp_path / "export"
+    res = CliRunner().invoke(main, ["export", "--weights", str(tiny_checkpoint), "--out", str(out)])
+    assert res.exit_code == 1
+    assert "export failed at /srv/samples/real.mp4: Permission denied" in res.output
+    assert f"cannot write to {out}" not in res.output
+
+
 @pytest.mark.skipif(NO_TENSORRT is None, reason="TensorRT and a GPU are present")
 def test_export_engine_without_tensorrt_says_what_to_install(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
