@@ -313,13 +313,17 @@ def side_by_side(left: list[np.ndarray], right: list[np.ndarray]) -> list[np.nda
     return [np.concatenate([a, b], axis=1) for a, b in zip(left, right)]
 
 
-def fake_engine_build(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_engine_build(monkeypatch: pytest.MonkeyPatch) -> dict:
     """TensorRT stand-ins for the export pipeline without a GPU: the "engine" is the ONNX it
-    was built from, verified through onnxruntime."""
+    was built from, verified through onnxruntime. Returns what the last build was given
+    (source file name, precision, max_batch)."""
     from export import pipeline
     from scanner.onnx_writer import verify_onnx
 
+    built: dict = {}
+
     def fake_build(source, path, contract, *, precision, max_batch, device):
+        built.update(source=source.name, precision=precision, max_batch=max_batch)
         path.write_bytes(source.read_bytes())
         return {"version": "stand-in", "built_from": source.name}
 
@@ -329,3 +333,4 @@ def fake_engine_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
     monkeypatch.setattr(pipeline, "build_engine", fake_build)
     monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
+    return built

@@ -432,21 +432,7 @@ def test_fp16_engine_is_built_from_the_verified_fp16_onnx(
 ):
     """Pipeline wiring without a GPU: a stand-in "engine" that is the ONNX it was built from,
     verified through onnxruntime in place of TensorRT."""
-    from export import pipeline
-
-    built = {}
-
-    def fake_build(source, path, contract, *, precision, max_batch, device):
-        built.update(source=source.name, precision=precision, max_batch=max_batch)
-        path.write_bytes(source.read_bytes())
-        return {"version": "stand-in", "built_from": source.name}
-
-    def fake_verify(path, cases, tolerance, device):
-        return verify_onnx(path, cases, tolerance)
-
-    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
-    monkeypatch.setattr(pipeline, "build_engine", fake_build)
-    monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
+    built = fake_engine_build(monkeypatch)
     result = export_all(
         tiny_checkpoint,
         tmp_path,

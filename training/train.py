@@ -65,7 +65,6 @@ from training.metrics import (
     calibrate_threshold,
     format_table,
     mean_std,
-    require_finite,
     roc_auc,
     summarise,
 )
@@ -945,8 +944,10 @@ def train_epoch(
         progress.step += 1
     if skipped:
         log.warning("%d training steps of this epoch had a loss that is not finite", skipped)
-    if skipped and not count:  # not one finite loss in an epoch: diverged
-        require_finite(math.nan, f"every step of the epoch to step {progress.step}")
+    if skipped and not count:
+        raise NonFinite(
+            f"no step of the epoch to step {progress.step} had a finite loss: training diverged"
+        )
     return total / max(count, 1)
 
 
