@@ -233,6 +233,53 @@ def test_config_file_flags_and_validation(tmp_path):
         TrainConfig(data="x", split=(0.5, 0.5, 0.5))
 
 
+def test_crop_size_is_the_caches_and_the_checkpoints(real_folder, tmp_path, capsys):
+    """--crop-size (Lite2's own 260, say) makes the cache's crops that size, training on it
+    stores it in the checkpoint's contract, and a cache of another size is refused."""
+    from training import preprocess as preprocess_cli
+
+    cache = tmp_path / "cache96"
+    base = ["--data", str(real_folder), "--cache", str(cache), "--frames", "16"]
+    assert (
+        preprocess_cli.main(
+            [
+                *base,
+                "--crop-size",
+                "96",
+                "--backbone",
+                "test_efficientnet",
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    entries = read_index(cache)
+    assert load_track(cache, entries[0])["crops"].shape == (16, 96, 96, 3)
+    out = tmp_path / "run"
+    args = [
+        "--data",
+        str(real_folder),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--epochs",
+        "1",
+        "--split",
+        "0.5",
+        "0.25",
+        "0.25",
+        *TINY,
+    ]
+    assert main([*args, "--crop-size", "96"]) == 0
+    assert load_checkpoint(out / "model.safetensors").meta.preprocessing.crop_size == 96
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "other")]) != 0  # the 224 default: refused
+    assert "other settings" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def trained(real_folder, cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")

@@ -258,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="timm backbone the cache is for (sets the contract's mean and std; the crops do "
         "not depend on it; default: efficientnet_b5).",
     )
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        default=224,
+        help="Side of the face crops in pixels, as training's --crop-size (default: 224).",
+    )
     p.add_argument("--workers", type=int, default=2, help="Face-extraction processes (default: 2).")
     p.add_argument(
         "--device", default="cpu", help="Device of the face detector: cpu or cuda (default: cpu)."
@@ -295,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         items = load_dataset(args.data, args.layout, quality=args.quality)
-        contract = Preprocessing.for_backbone(args.backbone, sampling=args.sampling)
+        contract = Preprocessing.for_backbone(
+            args.backbone, sampling=args.sampling, crop_size=args.crop_size
+        )
         entries = preprocess(
             items,
             args.cache,

@@ -99,6 +99,7 @@ class TrainConfig:
     proj_channels: int = 128
     hidden_channels: int = 128
     num_frames: int = 15
+    crop_size: int = 224  # face crops' side (the paper's 224); Lite2's own resolution is 260
     # TRAIN_SAMPLING (Table 4): random (the paper's best), uniform or subsequence
     sampling: str = "random"
     cache_frames: int = 32  # crops cached per video, from which clips are sampled
@@ -179,7 +180,10 @@ class TrainConfig:
     @property
     def contract(self) -> Preprocessing:
         return Preprocessing.for_backbone(
-            self.backbone, num_frames=self.num_frames, sampling=self.sampling
+            self.backbone,
+            num_frames=self.num_frames,
+            sampling=self.sampling,
+            crop_size=self.crop_size,
         )
 
     @property
@@ -295,6 +299,13 @@ FIELD_HELP: dict[str, Flag] = {
         "Face frames per clip (the paper's 15, §3.1.1); stored in the checkpoint, so "
         "scanning uses as many.",
         "N",
+    ),
+    "crop_size": Flag(
+        "model",
+        "Side of the square face crops in pixels (the paper's 224; tf_efficientnet_lite2 was "
+        "trained at 260); stored in the checkpoint, so scanning crops alike. The crop cache "
+        "must be made at the same size (preprocess --crop-size).",
+        "PX",
     ),
     "sampling": Flag(
         "model",
