@@ -263,6 +263,16 @@ def _count_frames(cap: cv2.VideoCapture) -> int:
     return n
 
 
+def _count_on(cap: cv2.VideoCapture, pos: int, declared: int) -> int:
+    """From position ``pos``, how many frames the video holds if more than ``declared``
+    decode; otherwise ``declared`` (no more is decoded than one frame past it)."""
+    while pos < declared:
+        if not cap.grab():
+            return declared
+        pos += 1
+    return pos + _count_frames(cap)
+
+
 # Beyond this many frames ahead, seeking (to the keyframe before, then decoding forward) is
 # cheaper than decoding every frame in between. OpenCV's FFmpeg seek is frame-exact on a
 # constant frame rate (checked pixel for pixel against sequential decoding on the shared
@@ -389,6 +399,18 @@ def read_frames(
         gaps = np.diff(indices, prepend=-1) - 1  # frames decoded through before each one
         seek = bool((gaps > SEEK_GAP).any()) and exact()
         images, reached, seeked = _grab_indices(cap, indices, seek)
+        if len(images) == num_frames and span is None and change is None and not exact():
+            # A count from the duration times a nominal rate (Matroska's) can undercount a
+            # variable frame rate, and frames past it would never be sampled: decoding on to
+            # the count (the rest of a run decoded through) tells whether more follow.
+            total = _count_on(cap, reached, declared)
+            if total > declared:
+                log.info("%s: %d frames decode, %d declared; resampling", path, total, declared)
+                decodable = total
+                indices = _sample_span(0, total - 1, num_frames, method, seed)
+                cap.release()
+                cap = _open(path, head)
+                images, _, _ = _grab_indices(cap, indices, seek=False)
         if len(images) < num_frames:
             # The container promised more frames than decode: sample again from what decodes.
             if seeked:  # the position reached past a seek says nothing of the frames before

@@ -220,6 +220,22 @@ def test_a_matroska_count_below_the_clip_length_is_checked_by_decoding(tmp_path,
         read_frames(path, 21, "uniform", 0)
 
 
+def test_frames_past_a_matroska_undercount_are_sampled_too(tmp_path, face_image):
+    """120 frames 10 ms apart at a nominal 25/s count as 30: the sampled frames span all 120,
+    not the first 30 that the count promised."""
+    pytest.importorskip("av", reason="PyAV writes the test clip (pip install av)")
+    frames = face_frames(face_image, 120, size=(160, 120), face_height=100)
+    path = write_vfr_mp4(tmp_path / "long.mkv", frames, [10] * 120, nominal_rate=25)
+    cap = cv2.VideoCapture(str(path))
+    assert 15 <= cap.get(cv2.CAP_PROP_FRAME_COUNT) < 60  # the undercount this guards against
+    cap.release()
+    got = read_frames(path, 15, "uniform", 0)
+    assert got.info.frame_count == 120 and got.indices[-1] == 119
+    assert [frame_mark(im) for im in got.images] == list(got.indices)
+    got = read_frames(path, 15, "random", 1)
+    assert max(got.indices) >= 60 and [frame_mark(im) for im in got.images] == list(got.indices)
+
+
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
 def test_a_file_of_sound_only_is_not_a_video(make, tmp_path):
     path = make(tmp_path / f"song.{make.__name__.rsplit('_', 1)[1]}")
