@@ -73,6 +73,10 @@ def warp_to(
 
     A similarity transform fitted to the point pairs, plus the residual displacements spread
     by normalised Gaussian weights of ``width`` pixels (zero far from the points). float32.
+    The similarity is fitted robustly (OpenCV's RANSAC, 3 px), not by least squares as
+    ``selfblend.similarity`` aligns two people's faces: here both point sets are one face, and
+    the points an expression moved (an opened mouth) should not pull the head's pose; what
+    they moved is left to the residual, where it stays local.
     """
     h, w = image.shape[:2]
     src = np.asarray(src_pts, np.float32)
