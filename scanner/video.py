@@ -361,6 +361,11 @@ def read_frames(
             declared = _count_frames(cap)
             cap.release()
             cap = _open(path, head)
+        elif span is not None and span[1] >= declared:
+            # a span from an earlier pass that decoded past an undercount (below): count again
+            declared = max(declared, _count_frames(cap))
+            cap.release()
+            cap = _open(path, head)
         declared_info = VideoInfo(
             width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
             height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),

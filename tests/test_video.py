@@ -234,6 +234,9 @@ def test_frames_past_a_matroska_undercount_are_sampled_too(tmp_path, face_image)
     assert [frame_mark(im) for im in got.images] == list(got.indices)
     got = read_frames(path, 15, "random", 1)
     assert max(got.indices) >= 60 and [frame_mark(im) for im in got.images] == list(got.indices)
+    got = read_frames(path, 5, "uniform", 0, span=(60, 119))  # a shot past the count
+    assert got.indices == (60, 75, 90, 104, 119)
+    assert [frame_mark(im) for im in got.images] == list(got.indices)
 
 
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
