@@ -50,6 +50,40 @@ def test_checkpoint_runs_on_torch_on_cpu(tiny_checkpoint):
     assert (backend.name, backend.device) == ("torch", "cpu")
 
 
+def test_a_cuda_error_on_a_device_that_no_longer_works_is_a_device_failure(
+    tiny_checkpoint, crops, monkeypatch
+):
+    """A sticky CUDA error (an illegal memory access) fails every later call: the torch and
+    TensorRT backends raise DeviceFailure, which stops the scan, when a tiny computation on
+    the device fails after it; a device that still works gives the error back (that batch
+    failed, the scanner retries video by video)."""
+    from scanner.backends import DeviceFailure, base
+    from scanner.backends.tensorrt import TensorRTBackend
+
+    torch_backend = TorchBackend(load_checkpoint(tiny_checkpoint), CPU)
+    trt_backend = object.__new__(TensorRTBackend)  # TensorRT is not needed to reach the check
+    trt_backend.torch_device, trt_backend.contract = CPU, torch_backend.contract
+
+    def illegal_access(*args):  # noqa: ANN002, ANN202
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torch_backend, "_run", illegal_access)
+    trt_backend.runner = type("Runner", (), {"max_batch": 4, "__call__": illegal_access})()
+    for backend in (torch_backend, trt_backend):
+        monkeypatch.setattr(base, "device_works", lambda device: False)
+        with pytest.raises(DeviceFailure, match="stopped working: CUDA error: an illegal"):
+            backend(crops)
+        monkeypatch.setattr(base, "device_works", lambda device: True)
+        with pytest.raises(torch.AcceleratorError):
+            backend(crops)
+
+
+def test_device_works_on_the_cpu():
+    from scanner.backends.base import device_works
+
+    assert device_works(CPU)
+
+
 def test_auto_on_the_cpu_runs_a_checkpoint_as_its_onnx_graph_exported_once(
     tmp_path, monkeypatch, crops
 ):

@@ -37,6 +37,25 @@ class Backend(Protocol):
         ...
 
 
+def device_works(device: torch.device) -> bool:
+    """Whether ``device`` still runs a tiny computation to the end (a CUDA error such as an
+    illegal memory access stays with the device's context: every later call fails too)."""
+    try:
+        ok = torch.ones(1, device=device).add_(1).item() == 2.0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return ok
+    except RuntimeError:
+        return False
+
+
+def check_device(device: torch.device, error: BaseException) -> None:
+    """After ``error`` from the model on ``device``: raise DeviceFailure if the device no
+    longer works (the scan stops), else return (the caller re-raises; that batch failed)."""
+    if not device_works(device):
+        raise DeviceFailure(f"{device} stopped working: {error}") from error
+
+
 def resolve_device(spec: str) -> torch.device:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a usable torch.device (ValueError if not)."""
     if spec == "auto":

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from scanner.artifacts import INPUT_NAME, OUTPUT_NAMES, ArtifactInfo, verify_artifact
-from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable
+from scanner.backends.base import GPU_INSTALL_HINT, BackendUnavailable, check_device
 from scanner.checkpoint import CheckpointMeta
 from scanner.contract import normalise
 
@@ -138,9 +138,15 @@ class TensorRTBackend:
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t = torch.from_numpy(np.ascontiguousarray(crops)).to(self.torch_device, non_blocking=True)
-        x = normalise(t, self.contract)
-        outputs = [self.runner(piece) for piece in x.split(self.runner.max_batch)]
-        probs = torch.cat([p for p, _ in outputs])[:, 1]
-        attention = torch.cat([a for _, a in outputs])
-        return probs.double().cpu().numpy(), attention.double().cpu().numpy()
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(crops)).to(
+                self.torch_device, non_blocking=True
+            )
+            x = normalise(t, self.contract)
+            outputs = [self.runner(piece) for piece in x.split(self.runner.max_batch)]
+            probs = torch.cat([p for p, _ in outputs])[:, 1]
+            attention = torch.cat([a for _, a in outputs])
+            return probs.double().cpu().numpy(), attention.double().cpu().numpy()
+        except RuntimeError as e:  # torch's CUDA errors, and a failed execute_async_v3
+            check_device(self.torch_device, e)
+            raise

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scanner.backends.base import check_device
 from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
 from scanner.contract import normalise
 from scanner.model import fake_probability
@@ -114,6 +115,10 @@ class TorchBackend:
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, alpha = self._run(self.preprocess(crops))
-        prob = fake_probability(logits)
-        return prob.double().cpu().numpy(), alpha.double().cpu().numpy()
+        try:
+            logits, alpha = self._run(self.preprocess(crops))
+            prob = fake_probability(logits)
+            return prob.double().cpu().numpy(), alpha.double().cpu().numpy()
+        except torch.AcceleratorError as e:
+            check_device(self.torch_device, e)
+            raise
