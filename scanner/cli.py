@@ -5,7 +5,8 @@ Exit codes of `dfscan scan`:
   1  the run could not start or stopped (bad checkpoint, output not writable, the model's
      device failed, ...)
   2  usage error (bad option or argument)
-  3  the run finished, but some videos failed (decode_error, not_video or error)
+  3  the run finished, but some videos failed (decode_error, not_video or error), with
+     --resume also in the rows kept from the earlier run
   130 interrupted (Ctrl-C); the rows written so far are kept, `--resume` continues
 """
 
@@ -411,6 +412,7 @@ def scan(
             raise click.ClickException(str(e)) from e
     else:
         videos = discover_videos(inputs)
+    kept_failed: Counter[str] = Counter()  # failed rows kept from an earlier run (--resume)
     if resume:
         try:
             point = resume_point(out, details)
@@ -426,6 +428,7 @@ def scan(
             if (v not in done_uris if isinstance(v, str) else os.path.realpath(v) not in done)
         ]
         log.info("resuming: %d of %d videos already in %s", before - len(videos), before, out)
+        kept_failed = Counter(s for s in point.statuses if s in FAILED_STATUSES)
     if not videos and not resume:
         raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))
 
@@ -511,7 +514,14 @@ def scan(
         f"{total} videos in {elapsed:.1f} s ({rate:.2f} videos/s): {summary}. Results: {out}",
         err=True,
     )
-    if any(counts[s] for s in FAILED_STATUSES):
+    if kept_failed:
+        click.echo(
+            "rows kept from the earlier run: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(kept_failed.items()))
+            + " (scan those videos again into a new file, or remove their rows, to retry them)",
+            err=True,
+        )
+    if any(counts[s] for s in FAILED_STATUSES) or kept_failed:
         click.get_current_context().exit(EXIT_SOME_FAILED)
 
 

@@ -133,11 +133,13 @@ class VideoResult:
         return {
             "path": neutralise(self.path),
             "status": self.status,
-            "score": fmt(self.score),
+            # exact (shortest round-trip) score and threshold, so the label never looks at odds
+            # with them: 0.85533781 against 0.8553378582 would both read 0.855338
+            "score": fmt(self.score, digits=0),
             "label": fmt(self.label),
             "people": fmt(len(self.people)),
             "person": fmt(self.person),
-            "threshold": fmt(self.threshold),
+            "threshold": fmt(self.threshold, digits=0),
             "frames_sampled": fmt(self.frames_sampled),
             "frames_with_face": fmt(self.frames_with_face),
             "width": fmt(self.width),
@@ -200,6 +202,7 @@ class ResumePoint:
     csv_end: int
     details_end: int | None
     paths: tuple[str, ...]
+    statuses: tuple[str, ...] = ()  # of the kept rows
 
 
 def _record_ends(data: bytes, count: int) -> list[int]:
@@ -264,8 +267,11 @@ def resume_point(csv_path: Path, details_path: Path | None = None) -> ResumePoin
             "the details of that run (an earlier run without --details?); resume with the "
             "details file that run wrote, or without --details"
         )
-    paths = tuple(unneutralise(r[column]) for r in rows if len(r) > column and r[column])
-    return ResumePoint(csv_end, details_end, paths)
+    rows = [r for r in rows if len(r) > column and r[column]]
+    status = CSV_FIELDS.index("status")
+    paths = tuple(unneutralise(r[column]) for r in rows)
+    statuses = tuple(r[status] if len(r) > status else "" for r in rows)
+    return ResumePoint(csv_end, details_end, paths, statuses)
 
 
 def done_paths(csv_path: Path, details_path: Path | None = None) -> set[str]:

@@ -157,7 +157,7 @@ def test_threshold_override(video_dir, tiny_checkpoint, tmp_path):
     )
     assert res.exit_code == 0, res.output
     row = rows_of(out)[0]
-    assert row["threshold"] == "0" and row["label"] == "FAKE"
+    assert float(row["threshold"]) == 0 and row["label"] == "FAKE"
 
 
 def test_without_weights_or_default_model_says_what_to_do(video_dir, tmp_path, monkeypatch):
@@ -263,6 +263,23 @@ def test_no_inputs_is_a_usage_error(tiny_checkpoint, tmp_path):
 
 def scan_args(inputs, weights, out, *more):
     return ["scan", *map(str, inputs), "--weights", str(weights), "--out", str(out), *more]
+
+
+def test_resume_exits_3_while_rows_kept_from_the_earlier_run_failed(
+    video_dir, tiny_checkpoint, tmp_path
+):
+    """Exit 0 means every video has a row and none failed: a resumed run whose own videos
+    all pass still exits 3 when the rows it kept hold a failure, and says which."""
+    out = tmp_path / "r.csv"
+    base = ["--weights", str(tiny_checkpoint), "--out", str(out), "--no-progress"]
+    first = CliRunner().invoke(main, ["scan", str(video_dir / "truncated.mp4"), *base])
+    assert first.exit_code == 3, first.output
+    more = [str(video_dir / "truncated.mp4"), str(video_dir / "portrait.mp4")]
+    resumed = CliRunner().invoke(main, ["scan", *more, *base, "--resume"])
+    assert resumed.exit_code == 3 and "earlier run: decode_error 1" in resumed.output
+    assert [r["status"] for r in rows_of(out)] == ["decode_error", "ok"]
+    again = CliRunner().invoke(main, ["scan", str(video_dir / "portrait.mp4"), *base, "--resume"])
+    assert again.exit_code == 3  # nothing left to scan; the kept failure stands
 
 
 @pytest.mark.parametrize("cut", ["in the score", "in the path", "in the details line"])

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import cv2
@@ -49,6 +50,17 @@ def test_unscored_statuses_carry_no_score():
         VideoResult("a.mp4", "ok", 0.5, "m", "torch", "cpu", 1.0)
     with pytest.raises(ValueError, match="status"):
         result("a.mp4", status="weird")
+
+
+def test_the_csv_keeps_score_and_threshold_exact():
+    """Rounded alike, a score just above the threshold would read as equal to it beside a
+    REAL label, or the other way round."""
+    near = dataclasses.replace(person(score=0.85533781), label="REAL")
+    row = result(
+        "a.mp4", score=0.85533781, label="REAL", threshold=0.8553378582, people=(near,)
+    ).csv_row()
+    assert (row["score"], row["threshold"], row["label"]) == ("0.85533781", "0.8553378582", "REAL")
+    assert float(row["score"]) < float(row["threshold"])
 
 
 def test_a_video_is_scored_as_its_named_person():
