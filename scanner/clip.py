@@ -155,16 +155,17 @@ def read_face_clip(
     if no_face is not None:  # the shot is long enough; the face rule is judged inside it
         raise no_face
     lo, hi = spans[-1]
+    found = (frames.info, len(frames.indices), track.frames_with_face)  # what the row reports
     if hi - lo + 1 >= num_frames:
         raise TooShortError(
             f"the tracked face's shot is too short: frames {lo}..{hi} around it hold "
             f"further cuts, and {num_frames} frames of one shot are needed",
-            frames.info,
+            *found,
         )
     raise TooShortError(
         f"the tracked face's shot is too short: at most frames {lo}..{hi} "
         f"({hi - lo + 1}), {num_frames} frames of one shot needed",
-        frames.info,
+        *found,
     )
 
 

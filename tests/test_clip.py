@@ -93,6 +93,8 @@ def test_a_face_shot_too_short_for_a_clip_is_too_short(tmp_path, face_image, det
     with pytest.raises(TooShortError, match="shot is too short") as e:
         read_face_clip(path, detector, 15, "random", seed=0)
     assert e.value.status == "too_short" and e.value.info.frame_count == 25
+    # the row reports what was sampled: 15 frames, the face in those of its first 12 frames
+    assert e.value.frames_sampled == 15 and 5 <= e.value.frames_with_face <= 12
 
 
 def test_a_long_shot_that_fails_the_face_rule_inside_it_is_no_face(cut_clip, detector, monkeypatch):
