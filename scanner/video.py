@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,6 +323,34 @@ def _grab_indices(
     return images, pos, seeked
 
 
+def _one_size(images: list[np.ndarray], path: Path) -> list[np.ndarray]:
+    """The sampled frames at one size: a stream whose resolution changes (a video call's
+    recording adapting to its bandwidth) has its frames resized to the size most of them have
+    (the first frame's among equals), so that faces are found and cropped alike."""
+    sizes = Counter(im.shape[:2] for im in images)
+    if len(sizes) == 1:
+        return images
+    top = max(sizes.values())
+    height, width = next(im.shape[:2] for im in images if sizes[im.shape[:2]] == top)
+    log.info(
+        "%s: frame size changes (%s); frames resized to %dx%d",
+        path,
+        ", ".join(f"{w}x{h}" for h, w in sizes),
+        width,
+        height,
+    )
+    return [
+        im
+        if im.shape[:2] == (height, width)
+        else cv2.resize(
+            im,
+            (width, height),
+            interpolation=cv2.INTER_AREA if im.shape[0] > height else cv2.INTER_LINEAR,
+        )
+        for im in images
+    ]
+
+
 def _span(frame_count: int, span: tuple[int, int] | None) -> tuple[int, int]:
     """First and last frame to sample from: the whole video, or span clipped to it."""
     lo, hi = (0, frame_count - 1) if span is None else (span[0], min(span[1], frame_count - 1))
@@ -440,9 +469,7 @@ def read_frames(
                 raise DecodeError("frames stopped decoding on a second pass", declared_info)
     finally:
         cap.release()
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise DecodeError(f"frame size changes within the video: {sorted(shapes)}", declared_info)
+    images = _one_size(images, path)
     height, width = images[0].shape[:2]
     info = VideoInfo(
         width=width,

@@ -239,6 +239,30 @@ def test_frames_past_a_matroska_undercount_are_sampled_too(tmp_path, face_image)
     assert [frame_mark(im) for im in got.images] == list(got.indices)
 
 
+def test_frames_of_a_stream_whose_size_changes_are_brought_to_one_size(
+    tmp_path, face_image, monkeypatch
+):
+    """A video call's recording changes resolution with its bandwidth: the sampled frames
+    are resized to the size most of them have, not refused as undecodable."""
+    import scanner.video as video
+
+    path = write_clip(tmp_path / "call.mp4", face_frames(face_image, 20, size=(320, 240)))
+    grab = video._grab_indices
+
+    def adapting(cap, indices, seek):  # noqa: ANN001, ANN202
+        images, reached, seeked = grab(cap, indices, seek)
+        small = [cv2.resize(im, (160, 120)) if k % 3 == 0 else im for k, im in enumerate(images)]
+        return small, reached, seeked
+
+    monkeypatch.setattr(video, "_grab_indices", adapting)
+    got = read_frames(path, 15, "uniform", 0)
+    assert got.images.shape == (15, 240, 320, 3)
+    assert (got.info.width, got.info.height) == (320, 240)
+    # the enlarged frame is the original, softened: the face is where it was
+    original = grab(cv2.VideoCapture(str(path)), np.array(got.indices[:1]), False)[0][0]
+    assert np.abs(got.images[0].astype(int) - original).mean() < 12
+
+
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
 def test_a_file_of_sound_only_is_not_a_video(make, tmp_path):
     path = make(tmp_path / f"song.{make.__name__.rsplit('_', 1)[1]}")
