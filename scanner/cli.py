@@ -428,6 +428,17 @@ def scan(
             if (v not in done_uris if isinstance(v, str) else os.path.realpath(v) not in done)
         ]
         log.info("resuming: %d of %d videos already in %s", before - len(videos), before, out)
+        lost = [p for p in point.paths if not is_uri(p) and not os.path.isabs(p)]
+        lost = [p for p in lost if not os.path.lexists(p)]
+        if lost:  # rows hold paths as found: relative ones are relative to the first run's folder
+            log.warning(
+                "%d kept rows name relative paths not found from %s (the first: %s): if the "
+                "earlier run ran in another folder, resume there, or these videos are scanned "
+                "again under their new names",
+                len(lost),
+                os.getcwd(),
+                lost[0],
+            )
         kept_failed = Counter(s for s in point.statuses if s in FAILED_STATUSES)
     if not videos and not resume:
         raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))

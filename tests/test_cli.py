@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,6 +264,24 @@ def test_no_inputs_is_a_usage_error(tiny_checkpoint, tmp_path):
 
 def scan_args(inputs, weights, out, *more):
     return ["scan", *map(str, inputs), "--weights", str(weights), "--out", str(out), *more]
+
+
+def test_resume_from_another_folder_warns_of_relative_paths(
+    face_clip, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Rows keep paths as found: a run given a relative path and resumed in another folder
+    cannot match them; it says so instead of silently scanning the videos again."""
+    first, other = tmp_path / "first", tmp_path / "other"
+    for d in (first / "videos", other):
+        d.mkdir(parents=True)
+    shutil.copy(face_clip, first / "videos" / "a.mp4")
+    out = tmp_path / "r.csv"
+    monkeypatch.chdir(first)
+    assert CliRunner().invoke(main, scan_args(["videos"], tiny_checkpoint, out)).exit_code == 0
+    monkeypatch.chdir(other)
+    res = CliRunner().invoke(main, scan_args(["../first/videos"], tiny_checkpoint, out, "--resume"))
+    assert "1 kept rows name relative paths not found" in res.output
+    assert "videos/a.mp4" in res.output and "resume there" in res.output
 
 
 def test_resume_exits_3_while_rows_kept_from_the_earlier_run_failed(
