@@ -626,6 +626,14 @@ def link_tracks(
     tracks: list[Track] = []
     last: list[np.ndarray] = []
     last_shot: list[int] = []
+    cached: dict[int, tuple[int, np.ndarray | None]] = {}  # track -> (its length, mean)
+
+    def means(i: int) -> np.ndarray | None:
+        """Track i's mean descriptor; a track only grows, so its length says it is current."""
+        if i not in cached or cached[i][0] != len(tracks[i]):
+            cached[i] = (len(tracks[i]), _mean_descriptor(tracks[i], descriptors))
+        return cached[i][1]
+
     for t, f in enumerate(faces):
         cand = np.flatnonzero(f.probs >= min_prob)
         if len(cand) == 0:
@@ -636,7 +644,7 @@ def link_tracks(
             if shot == shots[t]:
                 cost[i] = _link_cost(prev, boxes)
                 if descriptors is not None:
-                    mean = _mean_descriptor(tracks[i], descriptors)
+                    mean = means(i)
                     for j, k in enumerate(cand):
                         d = distance(mean, descriptors[t].get(int(k)))
                         if d is not None and d > SAME_PERSON:
@@ -660,20 +668,40 @@ def link_tracks(
                 last_shot.append(int(shots[t]))
     if descriptors is None:
         return tracks
-    while True:  # join the closest pair of disjoint tracks of one shot, while one is close
-        best: tuple[float, int, int] | None = None
-        for a in range(len(tracks)):
-            for b in range(a + 1, len(tracks)):
-                ta, tb = tracks[a], tracks[b]
-                if set(ta) & set(tb) or shots[min(ta)] != shots[min(tb)]:
-                    continue
-                d = distance(_mean_descriptor(ta, descriptors), _mean_descriptor(tb, descriptors))
-                if d is not None and d < JOIN and (best is None or d < best[0]):
-                    best = (d, a, b)
-        if best is None:
-            return tracks
-        _, a, b = best
-        tracks[a] = dict(sorted({**tracks[a], **tracks.pop(b)}.items()))
+    return _join_tracks(tracks, shots, descriptors)
+
+
+def _join_tracks(tracks: list[Track], shots: np.ndarray, descriptors: Descriptors) -> list[Track]:
+    """Join the closest pair of disjoint tracks of one shot (by their mean descriptors), while
+    one lies closer than JOIN; ties go to the first pair in track order. Each join updates
+    only the joined track's distances, so a crowd costs each pair's distance about once."""
+    n = len(tracks)
+    means = [_mean_descriptor(t, descriptors) for t in tracks]
+    alive: list[Track | None] = list(tracks)
+
+    def gap(a: int, b: int) -> float:
+        ta, tb = alive[a], alive[b]
+        if ta is None or tb is None or set(ta) & set(tb) or shots[min(ta)] != shots[min(tb)]:
+            return np.inf
+        d = distance(means[a], means[b])
+        return np.inf if d is None or d >= JOIN else d
+
+    dist = np.full((n, n), np.inf)
+    for a in range(n):
+        for b in range(a + 1, n):
+            dist[a, b] = gap(a, b)
+    while n > 1:
+        a, b = divmod(int(np.argmin(dist)), n)
+        if not np.isfinite(dist[a, b]):
+            break
+        joined = dict(sorted({**alive[a], **alive[b]}.items()))
+        alive[a], alive[b] = joined, None
+        means[a] = _mean_descriptor(joined, descriptors)
+        dist[b, :] = dist[:, b] = np.inf
+        for c in range(n):
+            if c != a:
+                dist[min(a, c), max(a, c)] = gap(min(a, c), max(a, c))
+    return [t for t in alive if t is not None]
 
 
 def describe_tracks(

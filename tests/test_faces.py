@@ -179,6 +179,27 @@ def test_every_face_seen_in_enough_frames_is_a_person_largest_first():
     assert one.boxes[0].tolist() == big and one.other_faces == 2
 
 
+def test_a_crowd_that_moves_far_between_frames_is_joined_into_one_track_a_person():
+    """Twelve people jump about between sampled frames, so position links little: their
+    descriptors join the pieces back into one track per person, every box its own person's."""
+    rng = np.random.default_rng(0)
+    people, frames = 12, 15
+    ident = rng.normal(0, 0.3, (people, 128)).astype(np.float32)
+    pos = rng.uniform(0, 1800, (people, 2))
+    seq, descriptors, who = [], [], []
+    for _ in range(frames):
+        pos = pos + rng.normal(0, 120, pos.shape)
+        order = rng.permutation(people)
+        seq.append(faces(*[[*pos[p], *(pos[p] + 60)] for p in order]))
+        descriptors.append({k: ident[p] + rng.normal(0, 0.01, 128) for k, p in enumerate(order)})
+        who.append(order)
+    assert len(link_tracks(seq, 0.9)) > 3 * people  # by position alone: pieces
+    tracks = link_tracks(seq, 0.9, None, descriptors)
+    assert len(tracks) == people
+    assert all(len({who[t][k] for t, k in track.items()}) == 1 for track in tracks)
+    assert sorted(len(track) for track in tracks) == [frames] * people
+
+
 def test_descriptors_keep_a_track_one_person_when_faces_swap_places():
     """Two people swap places between two sampled frames: by position, each track goes on
     with the other person; with identity descriptors each track stays one person, and the two
