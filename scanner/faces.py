@@ -684,7 +684,7 @@ def _join_tracks(tracks: list[Track], shots: np.ndarray, descriptors: Descriptor
         if ta is None or tb is None or set(ta) & set(tb) or shots[min(ta)] != shots[min(tb)]:
             return np.inf
         d = distance(means[a], means[b])
-        return np.inf if d is None or d >= JOIN else d
+        return d if d is not None and d < JOIN else np.inf  # a NaN is no match either
 
     dist = np.full((n, n), np.inf)
     for a in range(n):

@@ -264,6 +264,15 @@ def _count_frames(cap: cv2.VideoCapture) -> int:
     return n
 
 
+def count_is_estimated(head: bytes) -> bool:
+    """Whether OpenCV's frame count of a file starting with ``head`` is an estimate, its
+    duration times a nominal rate (Matroska, WebM, MPEG-TS, FLV: no frame index), rather than
+    read from the container's index (an mp4/mov sample table, an AVI index)."""
+    iso = head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+    avi = head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX")
+    return not (iso or avi)
+
+
 def _count_on(cap: cv2.VideoCapture, pos: int, declared: int) -> int:
     """From position ``pos``, how many frames the video holds if more than ``declared``
     decode; otherwise ``declared`` (no more is decoded than one frame past it)."""
@@ -382,17 +391,14 @@ def read_frames(
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        estimated = count_is_estimated(head)  # a count that decoding may find too low
         if declared < num_frames:
             # Some containers do not say (streamed webm, raw TS, still images); Matroska's
             # count is its duration times a nominal rate, which undercounts a variable frame
             # rate (20 frames 10 ms apart at a nominal 25/s: 6). Too few to sample from is
             # checked by decoding: a short video costs few frames.
             declared = _count_frames(cap)
-            cap.release()
-            cap = _open(path, head)
-        elif span is not None and span[1] >= declared:
-            # a span from an earlier pass that decoded past an undercount (below): count again
-            declared = max(declared, _count_frames(cap))
+            estimated = False
             cap.release()
             cap = _open(path, head)
         declared_info = VideoInfo(
@@ -411,13 +417,26 @@ def read_frames(
             raise DecodeError(f"no decodable frames (codec {codec})", declared_info)
         if declared < num_frames:
             raise TooShortError(f"{declared} frames, {num_frames} needed", declared_info)
-        lo, hi = _span(declared, span)
-        decodable = declared
+        decodable = declared  # the frames to sample from
+        if estimated and span is not None and span[1] >= declared:
+            # a span from an earlier pass that decoded past an undercount (below): count again
+            decodable = max(declared, _count_frames(cap))
+            cap.release()
+            cap = _open(path, head)
+        lo, hi = _span(decodable, span)
         change = None
         # the container's timing is read only where a seek would save decoding
         exact = functools.cache(lambda: frame_exact_seek(path, head))
         if method == "keyframe":
             change = frame_change(cap, lo, hi, seek=lo > 0 and exact())
+            if estimated and span is None and len(change) == hi - lo + 1:
+                total = _count_on(cap, hi + 1, declared)  # frames past an undercount?
+                if total > declared:
+                    log.info("%s: %d frames decode, %d declared", path, total, declared)
+                    cap.release()
+                    cap = _open(path, head)
+                    decodable, hi = total, total - 1
+                    change = frame_change(cap, lo, hi, seek=False)
             cap.release()
             cap = _open(path, head)
             if len(change) < min(num_frames, hi - lo + 1):
@@ -433,7 +452,7 @@ def read_frames(
         gaps = np.diff(indices, prepend=-1) - 1  # frames decoded through before each one
         seek = bool((gaps > SEEK_GAP).any()) and exact()
         images, reached, seeked = _grab_indices(cap, indices, seek)
-        if len(images) == num_frames and span is None and change is None and not exact():
+        if len(images) == num_frames and span is None and change is None and estimated:
             # A count from the duration times a nominal rate (Matroska's) can undercount a
             # variable frame rate, and frames past it would never be sampled: decoding on to
             # the count (the rest of a run decoded through) tells whether more follow.
@@ -444,7 +463,7 @@ def read_frames(
                 indices = _sample_span(0, total - 1, num_frames, method, seed)
                 cap.release()
                 cap = _open(path, head)
-                images, _, _ = _grab_indices(cap, indices, seek=False)
+                images, reached, seeked = _grab_indices(cap, indices, seek=False)
         if len(images) < num_frames:
             # The container promised more frames than decode: sample again from what decodes.
             if seeked:  # the position reached past a seek says nothing of the frames before

@@ -225,6 +225,12 @@ def test_descriptors_keep_a_track_one_person_when_faces_swap_places():
     # Unlike descriptors keep them apart; no descriptor (a face too small) decides nothing.
     assert len(link_tracks(jump, 0.9, None, [{0: a}] * 3 + [{0: b}] * 3)) == 2
     assert len(link_tracks(jump, 0.9, None, [{0: None}] * 6)) == 2
+    # A descriptor that came out NaN matches nothing, and keeps no other pair from joining.
+    nan = np.full(128, np.nan, np.float32)
+    two = [faces(left, [600, 0, 700, 100])] * 3 + [
+        faces([400, 300, 500, 400], [0, 300, 100, 400])
+    ] * 3
+    assert len(link_tracks(two, 0.9, None, [{0: a, 1: nan}] * 3 + [{0: a, 1: nan}] * 3)) == 3
     # Never across a shot cut, whatever the descriptors say.
     assert len(link_tracks(frames[:2] * 2, 0.9, np.array([0, 0, 1, 1]), [{0: a, 1: b}] * 4)) == 4
 

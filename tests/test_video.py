@@ -10,6 +10,7 @@ from scanner.video import (
     DecodeError,
     NotAVideoError,
     TooShortError,
+    count_is_estimated,
     frame_exact_seek,
     has_video_signature,
     keyframe_indices,
@@ -226,6 +227,9 @@ def test_frames_past_a_matroska_undercount_are_sampled_too(tmp_path, face_image)
     pytest.importorskip("av", reason="PyAV writes the test clip (pip install av)")
     frames = face_frames(face_image, 120, size=(160, 120), face_height=100)
     path = write_vfr_mp4(tmp_path / "long.mkv", frames, [10] * 120, nominal_rate=25)
+    assert count_is_estimated(path.read_bytes()[:HEAD_BYTES])  # Matroska: no frame index
+    mp4 = write_vfr_mp4(tmp_path / "long.mp4", frames[:20], [10] * 20, nominal_rate=25)
+    assert not count_is_estimated(mp4.read_bytes()[:HEAD_BYTES])  # its sample table counts
     cap = cv2.VideoCapture(str(path))
     assert 15 <= cap.get(cv2.CAP_PROP_FRAME_COUNT) < 60  # the undercount this guards against
     cap.release()
@@ -234,8 +238,17 @@ def test_frames_past_a_matroska_undercount_are_sampled_too(tmp_path, face_image)
     assert [frame_mark(im) for im in got.images] == list(got.indices)
     got = read_frames(path, 15, "random", 1)
     assert max(got.indices) >= 60 and [frame_mark(im) for im in got.images] == list(got.indices)
+    whole = got
     got = read_frames(path, 5, "uniform", 0, span=(60, 119))  # a shot past the count
     assert got.indices == (60, 75, 90, 104, 119)
+    assert [frame_mark(im) for im in got.images] == list(got.indices)
+    # the container's own figures are reported alike, whichever part was read
+    assert (got.info.declared_frames, got.info.duration_s) == (
+        whole.info.declared_frames,
+        whole.info.duration_s,
+    )
+    got = read_frames(path, 15, "keyframe", 0)
+    assert got.info.frame_count == 120 and max(got.indices) >= 60
     assert [frame_mark(im) for im in got.images] == list(got.indices)
 
 

@@ -119,6 +119,6 @@ class TorchBackend:
             logits, alpha = self._run(self.preprocess(crops))
             prob = fake_probability(logits)
             return prob.double().cpu().numpy(), alpha.double().cpu().numpy()
-        except torch.AcceleratorError as e:
+        except RuntimeError as e:  # torch's CUDA errors (AcceleratorError, cuBLAS, cuDNN)
             check_device(self.torch_device, e)
             raise
