@@ -48,6 +48,23 @@ TINY = [
 ]
 
 
+def tiny_run(data, out, cache, epochs):
+    """Arguments of a quick training run of the test backbone on a tiny data set."""
+    split = ["--split", "0.5", "0.25", "0.25"]
+    return [
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--epochs",
+        str(epochs),
+        *split,
+        *TINY,
+    ]
+
+
 def test_preprocess_caches_face_tracks(cache, real_folder):
     entries = read_index(cache)
     assert len(entries) == 8 and all(e.status == "ok" and e.frames == 16 for e in entries)
@@ -258,21 +275,7 @@ def test_crop_size_is_the_caches_and_the_checkpoints(real_folder, tmp_path, caps
     entries = read_index(cache)
     assert load_track(cache, entries[0])["crops"].shape == (16, 96, 96, 3)
     out = tmp_path / "run"
-    args = [
-        "--data",
-        str(real_folder),
-        "--out",
-        str(out),
-        "--cache",
-        str(cache),
-        "--epochs",
-        "1",
-        "--split",
-        "0.5",
-        "0.25",
-        "0.25",
-        *TINY,
-    ]
+    args = tiny_run(real_folder, out, cache, epochs=1)
     assert main([*args, "--crop-size", "96"]) == 0
     assert load_checkpoint(out / "model.safetensors").meta.preprocessing.crop_size == 96
     capsys.readouterr()
@@ -283,21 +286,7 @@ def test_crop_size_is_the_caches_and_the_checkpoints(real_folder, tmp_path, caps
 @pytest.fixture(scope="module")
 def trained(real_folder, cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    args = [
-        "--data",
-        str(real_folder),
-        "--out",
-        str(out),
-        "--cache",
-        str(cache),
-        "--epochs",
-        "2",
-        "--split",
-        "0.5",
-        "0.25",
-        "0.25",
-        *TINY,
-    ]
+    args = tiny_run(real_folder, out, cache, epochs=2)
     assert main(args) == 0
     return out
 
