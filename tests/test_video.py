@@ -252,6 +252,26 @@ def test_frames_past_a_matroska_undercount_are_sampled_too(tmp_path, face_image)
     assert [frame_mark(im) for im in got.images] == list(got.indices)
 
 
+def test_a_matroska_count_that_holds_is_not_checked_by_decoding_on(
+    tmp_path, face_image, monkeypatch
+):
+    """Frames at the declared rate give a right count: a sample of the first frames (a run of
+    consecutive ones) is not followed by decoding the rest of a long video to check it."""
+    import scanner.video as video
+
+    pytest.importorskip("av", reason="PyAV writes the test clip (pip install av)")
+    frames = face_frames(face_image, 120, size=(160, 120), face_height=100)
+    path = write_vfr_mp4(tmp_path / "steady.mkv", frames, [40] * 120, nominal_rate=25)
+    counted = []
+    count_on = video._count_on
+    monkeypatch.setattr(video, "_count_on", lambda *a: counted.append(a) or count_on(*a))
+    got = read_frames(path, 15, "sequential", 0)
+    assert got.info.frame_count == 120 and counted == []
+    assert [frame_mark(im) for im in got.images] == list(got.indices)
+    fast = write_vfr_mp4(tmp_path / "fast.mkv", frames, [10] * 120, nominal_rate=25)
+    assert read_frames(fast, 15, "sequential", 0).info.frame_count == 120 and counted
+
+
 def test_frames_of_a_stream_whose_size_changes_are_brought_to_one_size(
     tmp_path, face_image, monkeypatch
 ):
