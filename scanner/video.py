@@ -344,30 +344,35 @@ def _grab_indices(
 
 def _one_size(images: list[np.ndarray], path: Path) -> list[np.ndarray]:
     """The sampled frames at one size: a stream whose resolution changes (a video call's
-    recording adapting to its bandwidth) has its frames resized to the size most of them have
-    (the first frame's among equals), so that faces are found and cropped alike."""
+    recording adapting to its bandwidth) has its frames scaled to the size most of them have
+    (the first frame's among equals), so that faces are found and cropped alike. A frame of
+    another shape (the phone turned) is scaled to fit inside it, centred on black, so that its
+    faces keep their proportions."""
     sizes = Counter(im.shape[:2] for im in images)
     if len(sizes) == 1:
         return images
     top = max(sizes.values())
     height, width = next(im.shape[:2] for im in images if sizes[im.shape[:2]] == top)
     log.info(
-        "%s: frame size changes (%s); frames resized to %dx%d",
+        "%s: frame size changes (%s); frames scaled to %dx%d",
         path,
         ", ".join(f"{w}x{h}" for h, w in sizes),
         width,
         height,
     )
-    return [
-        im
-        if im.shape[:2] == (height, width)
-        else cv2.resize(
-            im,
-            (width, height),
-            interpolation=cv2.INTER_AREA if im.shape[0] > height else cv2.INTER_LINEAR,
-        )
-        for im in images
-    ]
+    return [im if im.shape[:2] == (height, width) else _fit(im, height, width) for im in images]
+
+
+def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` scaled to fit a height x width frame with its proportions kept, centred."""
+    h, w = image.shape[:2]
+    scale = min(height / h, width / w)
+    size = (min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale))))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, image.shape[2]), image.dtype)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    out[top : top + size[1], left : left + size[0]] = small
+    return out
 
 
 def _span(frame_count: int, span: tuple[int, int] | None) -> tuple[int, int]:

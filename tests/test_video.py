@@ -296,6 +296,26 @@ def test_frames_of_a_stream_whose_size_changes_are_brought_to_one_size(
     assert np.abs(got.images[0].astype(int) - original).mean() < 12
 
 
+def test_a_turned_frame_keeps_its_proportions(tmp_path, face_image, monkeypatch):
+    """A frame of another shape (the phone turned mid-call) is fitted inside the common size,
+    centred on black, not stretched: its face keeps its proportions."""
+    import scanner.video as video
+
+    path = write_clip(tmp_path / "call.mp4", face_frames(face_image, 20, size=(320, 240)))
+    grab = video._grab_indices
+
+    def turned(cap, indices, seek):  # noqa: ANN001, ANN202
+        images, reached, seeked = grab(cap, indices, seek)
+        return [np.ascontiguousarray(np.rot90(images[0])), *images[1:]], reached, seeked
+
+    monkeypatch.setattr(video, "_grab_indices", turned)
+    got = read_frames(path, 15, "uniform", 0)
+    first = got.images[0]
+    assert first.shape == (240, 320, 3)
+    # 240x320 portrait fitted into 320x240: 180 px wide, centred, black bars of 70 px each side
+    assert first[:, :70].max() == 0 and first[:, -70:].max() == 0 and first[:, 70:250].any()
+
+
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
 def test_a_file_of_sound_only_is_not_a_video(make, tmp_path):
     path = make(tmp_path / f"song.{make.__name__.rsplit('_', 1)[1]}")
