@@ -13,6 +13,7 @@ raises before any video is read.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +87,8 @@ def scan_paths(
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if isinstance(paths, (str, os.PathLike)):  # one path, not the characters of one
+        paths = [paths]
     if engine == "ray" and not isinstance(backend, str):
         raise TypeError(
             "engine='ray' loads the model in each scoring actor: pass weights and "

@@ -148,8 +148,8 @@ def read_sidecar(artifact: Path) -> ArtifactInfo:
         )
     try:
         return ArtifactInfo.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"cannot read sidecar {path}: {e}") from e
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ArtifactError(f"cannot read sidecar {path}: {e}") from e  # (a list: no .get)
 
 
 def verify_artifact(artifact: Path, kind: str) -> ArtifactInfo:

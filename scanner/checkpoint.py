@@ -160,6 +160,11 @@ def _open(
                     "train with `python -m training.train` to get a dfscan checkpoint"
                 )
             raw = json.loads(header)
+            if not isinstance(raw, dict):
+                raise CheckpointError(
+                    f"checkpoint {path} has invalid metadata: a JSON {type(raw).__name__}, "
+                    "not an object"
+                )
             tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
     except CheckpointError:
         raise

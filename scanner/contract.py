@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so `dfscan --help` stays light
@@ -38,16 +39,23 @@ class Preprocessing:
         object.__setattr__(self, "std", tuple(float(x) for x in self.std))
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need three values each, std > 0")
-        if self.crop_size < 16:
-            raise ValueError(f"crop_size must be >= 16, got {self.crop_size}")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ValueError(f"mean and std must be finite, got {self.mean} and {self.std}")
+        # whole numbers within what a scan can hold (a header's 260.5 or 10**7 is refused here,
+        # not at the first video's allocation)
+        bounds = (("crop_size", 16, 1024), ("num_frames", 1, 256), ("detect_max_side", 64, 16384))
+        for name, low, high in bounds:
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, Integral)
+                or not low <= value <= high
+            ):
+                raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
         if not 0.0 <= self.margin <= 2.0:
             raise ValueError(f"margin must be in [0, 2], got {self.margin}")
-        if self.num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.sampling not in SAMPLING_METHODS:
             raise ValueError(f"sampling must be one of {SAMPLING_METHODS}, got {self.sampling!r}")
-        if self.detect_max_side < 64:
-            raise ValueError(f"detect_max_side must be >= 64, got {self.detect_max_side}")
         if not 0.0 < self.min_face_prob <= 1.0 or not 0.0 < self.min_face_fraction <= 1.0:
             raise ValueError("min_face_prob and min_face_fraction must be in (0, 1]")
         if not 0.0 < self.shot_cut <= 1.0:

@@ -1,6 +1,7 @@
 import json
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -115,3 +116,30 @@ def test_meta_validation():
         CheckpointMeta("m", TINY_CONFIG, pre, threshold=1.5)
     with pytest.raises(ValueError, match="unknown Preprocessing keys"):
         Preprocessing.from_dict({**pre.to_dict(), "crop": 1})
+
+
+@pytest.mark.parametrize("header", ["[]", "null", '"a"', "3"])
+def test_a_header_that_is_not_an_object_is_a_checkpoint_error(tmp_path, header):
+    path = tmp_path / "odd.safetensors"
+    save_file({"w": torch.zeros(3)}, str(path), metadata={"dfscan": header})
+    with pytest.raises(CheckpointError, match="not an object"):
+        load_checkpoint(path)
+
+
+def test_a_contract_holds_whole_numbers_a_scan_can_hold_and_finite_normalisation():
+    """A header's crop size of 260.5 or 10**7, 15.0 frames or an infinite std would fail (or
+    run out of memory, or give every video one score) only once videos are scanned."""
+    pre = Preprocessing.for_backbone("test_efficientnet").to_dict()
+    for key, bad in [
+        ("crop_size", 260.5),
+        ("crop_size", 10**7),
+        ("crop_size", True),
+        ("num_frames", 15.0),
+        ("num_frames", 0),
+        ("detect_max_side", 32),
+        ("std", [float("inf"), 0.5, 0.5]),
+        ("mean", [float("nan"), 0.5, 0.5]),
+    ]:
+        with pytest.raises(ValueError, match=key):
+            Preprocessing.from_dict({**pre, key: bad})
+    assert Preprocessing.from_dict({**pre, "crop_size": np.int64(260)}).crop_size == 260

@@ -696,3 +696,6 @@ def test_python_api_gives_the_rows_of_the_command(video_dir, tiny_checkpoint, tm
     assert scores and all(float(csv_score) == pytest.approx(s, abs=1e-6) for s, csv_score in scores)
     with pytest.raises(CheckpointError):  # a bad model raises at the call, before any video
         scan_paths([video_dir], weights=tmp_path / "missing.safetensors")
+    one = video_dir / "portrait.mp4"  # one path as a string: one video, not one per character
+    (alone,) = scan_paths(str(one), weights=tiny_checkpoint, device="cpu")
+    assert (alone.path, alone.status) == (str(one), "ok")

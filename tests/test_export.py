@@ -154,6 +154,11 @@ def test_tampered_and_truncated_onnx_are_rejected(exported, tmp_path):
     with pytest.raises(ArtifactError, match="no sidecar"):
         OnnxBackend(alone, torch.device("cpu"))
 
+    for odd in ("[]", json.dumps({**json.loads(sidecar), "checkpoint": []})):
+        sidecar_path(alone).write_text(odd)  # JSON, but not the sidecar's objects
+        with pytest.raises(ArtifactError, match="cannot read sidecar"):
+            OnnxBackend(alone, torch.device("cpu"))
+
 
 def test_parity_failure_fails_the_export(exported, tiny_checkpoint):
     ckpt = load_checkpoint(tiny_checkpoint)
