@@ -40,6 +40,10 @@ def is_iso_media(head: bytes) -> bool:
     )
 
 
+def is_avi(head: bytes) -> bool:
+    return head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX")
+
+
 def is_matroska(head: bytes) -> bool:
     return head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
 
@@ -51,7 +55,7 @@ def video_signature(head: bytes) -> bool:
     return (
         is_iso_media(head)
         or is_matroska(head)
-        or (head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"))
+        or is_avi(head)
         or head.startswith((b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"))
         or head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")  # ASF / WMV
         or (head[0] == 0x47 and len(head) > 188 and head[188] == 0x47)  # MPEG-TS

@@ -668,15 +668,20 @@ def link_tracks(
                 last_shot.append(int(shots[t]))
     if descriptors is None:
         return tracks
-    return _join_tracks(tracks, shots, descriptors)
+    return _join_tracks(tracks, shots, descriptors, [means(i) for i in range(len(tracks))])
 
 
-def _join_tracks(tracks: list[Track], shots: np.ndarray, descriptors: Descriptors) -> list[Track]:
-    """Join the closest pair of disjoint tracks of one shot (by their mean descriptors), while
-    one lies closer than JOIN; ties go to the first pair in track order. Each join updates
-    only the joined track's distances, so a crowd costs each pair's distance about once."""
+def _join_tracks(
+    tracks: list[Track],
+    shots: np.ndarray,
+    descriptors: Descriptors,
+    means: list[np.ndarray | None],
+) -> list[Track]:
+    """Join the closest pair of disjoint tracks of one shot (by their mean descriptors
+    ``means``), while one lies closer than JOIN; ties go to the first pair in track order.
+    Each join updates only the joined track's distances, so a crowd costs each pair's
+    distance about once."""
     n = len(tracks)
-    means = [_mean_descriptor(t, descriptors) for t in tracks]
     alive: list[Track | None] = list(tracks)
 
     def gap(a: int, b: int) -> float:

@@ -26,6 +26,8 @@ from scanner.container import (  # noqa: E402
     HEAD_BYTES,
     codec_name,
     image_format,
+    is_avi,
+    is_iso_media,
     tracks,
     video_signature,
 )
@@ -268,9 +270,7 @@ def count_is_estimated(head: bytes) -> bool:
     """Whether OpenCV's frame count of a file starting with ``head`` is an estimate, its
     duration times a nominal rate (Matroska, WebM, MPEG-TS, FLV: no frame index), rather than
     read from the container's index (an mp4/mov sample table, an AVI index)."""
-    iso = head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
-    avi = head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX")
-    return not (iso or avi)
+    return not (is_iso_media(head) or is_avi(head))
 
 
 def _faster_than_declared(cap: cv2.VideoCapture, reached: int, fps: float) -> bool:
@@ -305,7 +305,7 @@ def frame_exact_seek(path: Path, head: bytes) -> bool:
     """Whether seeking to a frame number lands on that frame: AVI (frames indexed, one
     duration), an mp4/mov whose video track's sample table gives every frame one duration.
     Not Matroska/WebM and other containers, whose timing is in the frames themselves."""
-    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"):
+    if is_avi(head):
         return True
     videos = [t for t in tracks(path, head) or () if t.kind == "video"]
     return bool(videos) and videos[0].constant_rate is True

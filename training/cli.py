@@ -41,6 +41,16 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_output_arguments(p: argparse.ArgumentParser, progress: bool = True) -> None:
+    """--no-progress (when the command shows a progress bar) and -v/--verbose, which
+    ``run_command`` and ``report_error`` read."""
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
+    )
+
+
 def report_error(prog: str, error: BaseException, verbose: bool) -> int:
     """Print ``error`` as one line (and its traceback first if ``verbose``); the exit status."""
     if verbose:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from scanner.contract import SAMPLING_METHODS
-from training.cli import add_data_arguments, check_writable, run_command
+from training.cli import add_data_arguments, add_output_arguments, check_writable, run_command
 from training.datasets import PAPER_RATIOS, load_dataset, split_items
 from training.metrics import format_table, summarise
 
@@ -108,9 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="Decoding and face-detection workers, as `dfscan scan --workers` (default: 2).",
     )
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
-    )
+    add_output_arguments(p, progress=False)
     return p
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from scanner.contract import Preprocessing
 from scanner.identity import FaceEmbedder
-from training.cli import check_writable, run_command
+from training.cli import add_output_arguments, check_writable, run_command
 from training.preprocess import INDEX, SETTINGS, CacheEntry, load_track, read_index, read_settings
 
 log = logging.getLogger("training.identities")
@@ -428,10 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="A dataset or manifest whose identity keys replace those the cache recorded when "
         "it was made, for the videos it lists (a manifest corrected since); repeatable.",
     )
-    p.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
-    )
+    add_output_arguments(p)
     return p
 
 

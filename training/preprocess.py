@@ -31,7 +31,7 @@ from scanner.contract import Preprocessing
 from scanner.errors import ClipError
 from scanner.faces import FaceDetector
 from scanner.video import VideoError
-from training.cli import EXPECTED_ERRORS, add_data_arguments, report_error
+from training.cli import EXPECTED_ERRORS, add_data_arguments, add_output_arguments, report_error
 from training.datasets import VideoItem, load_dataset
 
 log = logging.getLogger(__name__)
@@ -287,10 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "caches --frames crops in three runs of consecutive frames, as such a model scans; "
         "any other, equally spaced ones (default: random).",
     )
-    p.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="Show the traceback of an error too."
-    )
+    add_output_arguments(p)
     return p
 
 
