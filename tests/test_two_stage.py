@@ -17,6 +17,8 @@ from training.two_stage import (
     FRAME_STATE,
     StageConfig,
     cap_per_identity,
+    climb,
+    descend,
     main,
     read_configs,
     trainable_parameters,
@@ -802,3 +804,47 @@ def test_frame_soup_averages_its_members_and_resumes(tmp_path, real_folder, cach
     caplog.set_level("INFO")
     assert main(["--config", recipe, "--resume"]) == 0
     assert "frame soup: read back" in caplog.text and "frame soup: member" not in caplog.text
+
+
+def test_sharpness_aware_step_takes_the_gradient_uphill_and_keeps_the_weights() -> None:
+    """climb moves the weights rho (L2 over all of them) along the gradient; the gradient is
+    then computed there; descend puts the weights back exactly, keeping that gradient."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    x = torch.randn(8, 4)
+    params = list(net.parameters())
+    before = [p.detach().clone() for p in params]
+    net(x).pow(2).mean().backward()
+    grads = [p.grad.clone() for p in params]
+    moves = climb(params, 0.05)
+    step = torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before, strict=True)])
+    assert step.norm().item() == pytest.approx(0.05, rel=1e-4)
+    flat = torch.cat([g.flatten() for g in grads])
+    assert torch.allclose(step, 0.05 * flat / flat.norm(), atol=1e-7)  # uphill, along the gradient
+    for p in params:
+        p.grad = None
+    net(x).pow(2).mean().backward()
+    uphill = [p.grad.clone() for p in params]
+    descend(moves)
+    assert all(torch.allclose(p, b, atol=1e-7) for p, b in zip(params, before, strict=True))
+    assert all(torch.equal(p.grad, g) for p, g in zip(params, uphill, strict=True))
+    assert not all(torch.allclose(u, g) for u, g in zip(uphill, grads, strict=True))
+    assert climb([torch.nn.Parameter(torch.ones(2))], 0.05) == []  # no gradient: no move
+
+
+def test_frame_stage_with_sharpness_aware_steps(tmp_path, real_folder, cache, caplog) -> None:
+    """frame_sam_rho trains the frame stage with sharpness-aware steps (said in the log) into
+    other weights than plain steps from the same seed; a radius of 1 or more is refused."""
+    caplog.set_level("INFO")
+    states = {}
+    for rho in (0.0, 0.05):
+        folder = tmp_path / f"rho{rho}"
+        folder.mkdir()
+        recipe = _config(folder, real_folder, cache, frame_sam_rho=rho, trainable_stages=1)
+        assert main(["--config", recipe]) == 0
+        states[rho] = torch.load(folder / "run" / FRAME_STATE, weights_only=True)["model"]
+    assert "sharpness-aware (rho 0.05)" in caplog.text
+    plain, sam = states[0.0], states[0.05]
+    assert not torch.equal(plain["fc.weight"], sam["fc.weight"])
+    with pytest.raises(ValueError, match="frame_sam_rho"):
+        StageConfig(frame_sam_rho=1.0)

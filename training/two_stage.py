@@ -97,6 +97,7 @@ class StageConfig:
     frame_pairs: int = 8  # (real, blended) pairs per batch
     frame_lr: float = 3e-4
     frame_soup: int = 1  # frame stages (seeds seed, seed+1, ...) whose weights are averaged
+    frame_sam_rho: float = 0.0  # sharpness-aware minimisation's radius (0: plain AdamW steps)
     trainable_stages: int = 3  # last backbone stages trained (plus conv_head); -1: all
     dense_landmarks: bool = True  # 68-point masks (dlib); False: MTCNN's five points
     rerender_prob: float = 0.0  # share of pseudo-fakes that re-render the face (selfblend)
@@ -136,6 +137,8 @@ class StageConfig:
             raise ValueError("real_variants and feature_variants must be at least 1")
         if self.frame_soup < 1:
             raise ValueError("frame_soup must be at least 1")
+        if not 0.0 <= self.frame_sam_rho < 1.0:
+            raise ValueError("frame_sam_rho must be at least 0 and below 1")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -152,6 +155,10 @@ STAGE_HELP: dict[str, str] = {
     "frame_soup": "frame stages to train, each from the same start with its own seed (seed, "
     "seed + 1, ...), their weights then averaged (a uniform model soup, Wortsman et al. 2022) "
     "before the head stage; 1 trains one",
+    "frame_sam_rho": "sharpness-aware minimisation (Foret et al. 2021, as the self-blending "
+    "paper trains): each frame step takes its gradient at the weights moved this far (L2) "
+    "uphill, which seeks flat minima and costs a second forward and backward pass; 0 steps "
+    "plainly",
     "trainable_stages": "how many of the backbone's last stages (plus its head convolution) "
     "the frame stage trains; -1 trains the whole backbone",
     "dense_landmarks": "self-blending masks from dlib's 68 landmarks (false: from MTCNN's "
@@ -463,6 +470,31 @@ def trainable_parameters(backbone: nn.Module, stages: int) -> list[nn.Parameter]
     return params
 
 
+@torch.no_grad()
+def climb(params: Sequence[nn.Parameter], rho: float) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """Sharpness-aware minimisation's first step (Foret et al. 2021): move the weights by
+    ``rho`` (L2 over all of them) along their gradient, to about the worst point that near;
+    returns the moves, which ``descend`` takes back once the gradient there is computed."""
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return []
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in grads]))
+    scale = rho / (norm + 1e-12)
+    moves = []
+    for p in grads:
+        move = p.grad * scale
+        p.add_(move)
+        moves.append((p, move))
+    return moves
+
+
+@torch.no_grad()
+def descend(moves: Sequence[tuple[nn.Parameter, torch.Tensor]]) -> None:
+    """Take back the moves of ``climb``; the gradients (computed at the moved weights) stay."""
+    for p, move in moves:
+        p.sub_(move)
+
+
 def _frozen_eval(backbone: nn.Module) -> None:
     """Batch norms of frozen layers keep their ImageNet statistics."""
     for m in backbone.modules():
@@ -511,11 +543,12 @@ def frame_stage(
     if step >= total:
         return {"steps": step, "history": history}
     log.info(
-        "frame stage: %d frames of %d videos, %d steps of %d pairs",
+        "frame stage: %d frames of %d videos, %d steps of %d pairs%s",
         len(data),
         len(train),
         total,
         st.frame_pairs,
+        f", sharpness-aware (rho {st.frame_sam_rho:g})" if st.frame_sam_rho else "",
     )
     seed = cfg.seed + 1 if val_seed is None else val_seed
     val_pairs, val_idx = _validation_pairs(store, val, st, seed, generator)
@@ -555,6 +588,11 @@ def frame_stage(
             value = require_finite(loss.item(), f"frame stage, step {step + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if st.frame_sam_rho:
+                moves = climb(params, st.frame_sam_rho)
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(clf(x), y).backward()
+                descend(moves)
             opt.step()
             sched.step()
             step += 1
