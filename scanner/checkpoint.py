@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save_file
 
 from scanner.contract import Preprocessing
@@ -143,46 +144,80 @@ def save_checkpoint(
 
 def read_meta(path: Path) -> CheckpointMeta:
     """Read only the metadata of a checkpoint (cheap: the header, no tensors)."""
-    return _open(Path(path), with_tensors=False)[0]
-
-
-def _open(
-    path: Path, with_tensors: bool = True
-) -> tuple[CheckpointMeta, dict, dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = Path(path)
+    _require_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = (f.metadata() or {}).get("dfscan")
-            if header is None:
-                raise CheckpointError(
-                    f"{path} is a safetensors file without dfscan metadata; "
-                    "train with `python -m training.train` to get a dfscan checkpoint"
-                )
-            raw = json.loads(header)
-            if not isinstance(raw, dict):
-                raise CheckpointError(
-                    f"checkpoint {path} has invalid metadata: a JSON {type(raw).__name__}, "
-                    "not an object"
-                )
-            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
-    except CheckpointError:
-        raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _unreadable(path, e) from e
+    return _parse_header(header, path)[0]
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read checkpoint {path}: {e} (truncated, corrupt or not a safetensors file?)"
+    )
+
+
+def _parse_header(header: str | None, path: Path) -> tuple[CheckpointMeta, dict]:
+    """The ``dfscan`` metadata entry -> (its record, its raw JSON object)."""
+    if header is None:
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {e} (truncated, corrupt or not a safetensors file?)"
-        ) from e
+            f"{path} is a safetensors file without dfscan metadata; "
+            "train with `python -m training.train` to get a dfscan checkpoint"
+        )
     try:
-        meta = CheckpointMeta.from_dict(raw)
+        raw = json.loads(header)
+    except ValueError as e:
+        raise _unreadable(path, e) from e
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"checkpoint {path} has invalid metadata: a JSON {type(raw).__name__}, not an object"
+        )
+    try:
+        return CheckpointMeta.from_dict(raw), raw
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has invalid metadata: {e}") from e
-    return meta, raw, tensors
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors file's bytes: an 8-byte little-endian header
+    length, then the JSON header (the format's specification)."""
+    if len(data) < 8:
+        raise ValueError(f"{len(data)} bytes, shorter than a safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError(f"header of {size} bytes in a file of {len(data)}")
+    header = json.loads(data[8 : 8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("the safetensors header is not a JSON object")
+    return header.get("__metadata__") or {}
+
+
+def _read(path: Path) -> tuple[CheckpointMeta, dict, dict[str, torch.Tensor], str]:
+    """Metadata, tensors and the file's sha256, all from one read of the file (a file replaced
+    meanwhile cannot lend its digest to the tensors of the one it replaced)."""
+    _require_file(path)
+    try:
+        data = path.read_bytes()
+        header = _safetensors_metadata(data).get("dfscan")
+        tensors = safetensors_load(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _unreadable(path, e) from e
+    meta, raw = _parse_header(header, path)
+    return meta, raw, tensors, hashlib.sha256(data).hexdigest()
 
 
 def load_checkpoint(path: Path) -> LoadedCheckpoint:
     """Checkpoint file -> model (eval, fp32, CPU) with its metadata, verified."""
     path = Path(path)
-    meta, raw, tensors = _open(path)
+    meta, raw, tensors, file_digest = _read(path)
     digest = tensors_sha256(tensors)
     if raw.get("weights_sha256") != digest:
         raise CheckpointError(
@@ -206,5 +241,5 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedCheckpoint(
-        model=model, meta=meta, path=path, file_sha256=file_sha256(path), weights_sha256=digest
+        model=model, meta=meta, path=path, file_sha256=file_digest, weights_sha256=digest
     )

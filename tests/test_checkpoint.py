@@ -143,3 +143,34 @@ def test_a_contract_holds_whole_numbers_a_scan_can_hold_and_finite_normalisation
         with pytest.raises(ValueError, match=key):
             Preprocessing.from_dict({**pre, key: bad})
     assert Preprocessing.from_dict({**pre, "crop_size": np.int64(260)}).crop_size == 260
+
+
+def test_the_digest_is_of_the_bytes_the_weights_came_from(tmp_path, monkeypatch):
+    """A checkpoint replaced while it loads: the label's sha256 is the file that was read,
+    not the one that replaced it (one read serves the metadata, tensors and digest)."""
+    import hashlib
+
+    import scanner.checkpoint as checkpoint
+
+    path = make_checkpoint(tmp_path / "m.safetensors")
+    first = hashlib.sha256(path.read_bytes()).hexdigest()
+    other = make_checkpoint(tmp_path / "other.safetensors", seed=1)
+    load = checkpoint.safetensors_load
+
+    def load_then_replace(data):
+        other.replace(path)  # another model lands at the path mid-load
+        return load(data)
+
+    monkeypatch.setattr(checkpoint, "safetensors_load", load_then_replace)
+    loaded = load_checkpoint(path)
+    assert loaded.file_sha256 == first != hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_safetensors_header_longer_than_the_file_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes((10**6).to_bytes(8, "little") + b"{}")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"\x01\x02")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
