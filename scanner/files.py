@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,13 +28,20 @@ def replacing(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; it replaces ``path`` when the block ends.
 
     The rename is atomic on one file system, so a reader sees the old file or the whole new
-    one, never half of it. When the block raises, the temporary file is removed and ``path``
-    is left as it was.
+    one, never half of it, and the file's bytes reach the disk before it (a crash cannot leave
+    an empty file at ``path``). The temporary name is the writer's own, so two writers of one
+    path never write into one file; the last to finish wins. When the block raises, the
+    temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name[:200]}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from scanner.files import replacing
 from training.datasets import load_dataset
 from training.landmarks import Landmarks68, LandmarksUnavailable
 from training.preprocess import INDEX, SETTINGS, load_track, read_index, read_settings
@@ -89,8 +90,7 @@ def pack(
     sizes = np.array([len(b) for b in blobs], np.int64)
     header = {"format": FORMAT, "settings": settings | {"frames": frames}, "index": index}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with replacing(out) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
             header=np.frombuffer(json.dumps(header).encode(), np.uint8),
@@ -98,7 +98,6 @@ def pack(
             offsets=np.concatenate([[0], np.cumsum(sizes)]),
             **arrays,
         )
-    tmp.replace(out)
     return out.stat().st_size
 
 

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from scanner.files import replacing
+
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "fingerprint.safetensors"  # the autoencoder, in a training run's folder
@@ -323,10 +325,9 @@ def save_autoencoder(ae: UpsamplingAutoencoder, path: Path) -> None:
     """Weights, with the upsampling and restore factor in the file's metadata."""
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
     meta = {"upsampling": ae.upsampling, "restore": repr(ae.restore), "latent": str(ae.latent)}
-    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp), metadata=meta)
 
 
 def load_autoencoder(path: Path) -> UpsamplingAutoencoder:

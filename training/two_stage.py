@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from scanner.backends import resolve_device
 from scanner.checkpoint import CheckpointMeta, save_checkpoint
 from scanner.contract import normalise
+from scanner.files import replacing
 from scanner.model import Detector, build_detector
 from training.augment import (
     DEFAULT_DEGRADATIONS,
@@ -554,18 +555,15 @@ def frame_stage(
     val_pairs, val_idx = _validation_pairs(store, val, st, seed, generator)
 
     def save() -> None:
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": clf.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "step": step,
-                "history": json.dumps(history),
-            },
-            tmp,
-        )
-        tmp.replace(state_path)
+        state = {
+            "model": clf.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "step": step,
+            "history": json.dumps(history),
+        }
+        with replacing(state_path) as tmp:
+            torch.save(state, tmp)
 
     while step < total:
         epoch = step // steps_per_epoch
@@ -699,9 +697,8 @@ def frame_soup(
     member_aucs = [m["history"][-1]["val_frame_auc"] if m["history"] else None for m in logs]
     log.info("frame soup: validation frame AUC %.4f (members: %s)", auc, member_aucs)
     result = {"members": logs, "soup_val_frame_auc": auc}
-    tmp = soup_path.with_suffix(".tmp")
-    torch.save({"model": clf.state_dict(), "log": json.dumps(result)}, tmp)
-    tmp.replace(soup_path)
+    with replacing(soup_path) as tmp:
+        torch.save({"model": clf.state_dict(), "log": json.dumps(result)}, tmp)
     return result
 
 
@@ -823,9 +820,8 @@ def feature_cache(
             len(entries),
             n / (time.perf_counter() - t0),
         )
-    tmp = path.with_suffix(".tmp")
-    torch.save(result, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save(result, tmp)
     return result
 
 
@@ -956,21 +952,18 @@ def head_stage(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch,
-                "best": best,
-                "best_state": best_state,
-                "bad": bad,
-                "history": history,
-            },
-            tmp,
-        )
-        tmp.replace(state_path)
+        state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "best": best,
+            "best_state": best_state,
+            "bad": bad,
+            "history": history,
+        }
+        with replacing(state_path) as tmp:
+            torch.save(state, tmp)
         if bad >= st.head_patience:
             log.info("head stage: early stop, no better validation AUC for %d epochs", bad)
             break
