@@ -34,6 +34,10 @@ from scanner.video import Frames
 log = logging.getLogger(__name__)
 
 
+class FramesTooSmall(ValueError):
+    """MTCNN's image pyramid is empty: the frames are smaller than its 12-pixel window."""
+
+
 class NoFaceError(ClipError):
     """Too few sampled frames show a face to score the video."""
 
@@ -361,7 +365,7 @@ def mtcnn_detect(
     tables = [summed_area(image) for image in images]
     scales = pyramid_scales(m, (h, w))[skip:]
     if not scales:
-        raise ValueError(f"{w}x{h} frames are smaller than MTCNN's 12-pixel window")
+        raise FramesTooSmall(f"{w}x{h} frames are smaller than MTCNN's 12-pixel window")
     # Stage 1: PNet over the image pyramid, NMS per scale and image, then per image.
     found, found_inds, picks, offset = [], [], [], 0
     for s in scales:
@@ -524,8 +528,7 @@ class FaceDetector:
         try:
             with torch.inference_mode():
                 found = self._find(small)
-        except ValueError as e:
-            # MTCNN's image pyramid is empty for images smaller than its 12-pixel window.
+        except FramesTooSmall as e:
             log.debug("MTCNN failed on %dx%d frames: %s", w, h, e)
             return [_EMPTY] * len(images)
         return [

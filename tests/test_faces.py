@@ -441,6 +441,13 @@ def test_detector_errors_other_than_a_tiny_frame_are_not_taken_for_no_face(face_
     with pytest.raises(RuntimeError, match="same device"):
         detector.detect(np.stack([face_image]))
 
+    def wrong(x):
+        raise ValueError("operands could not be broadcast together")
+
+    detector.mtcnn.pnet.forward = wrong
+    with pytest.raises(ValueError, match="broadcast"):
+        detector.detect(np.stack([face_image]))
+
 
 @pytest.mark.gpu
 def test_detector_on_cuda_finds_the_faces_found_on_the_cpu(face_image):
