@@ -74,7 +74,8 @@ def scan_paths(
     ``backend``, ``device`` and ``precision`` as ``load_backend`` takes them, or ``backend``
     is a Backend already loaded (to scan several sets with one model).
 
-    Loads the model and lists the videos now (errors raise here); the returned iterator
+    Loads the model and lists the videos now (errors raise here: a bad model, a path that
+    does not exist, FileNotFoundError); the returned iterator
     yields each ``VideoResult`` as it is ready, in the order of the videos. ``list()`` it
     for all of them.
 
@@ -89,6 +90,10 @@ def scan_paths(
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if isinstance(paths, (str, os.PathLike)):  # one path, not the characters of one
         paths = [paths]
+    paths = list(paths)
+    missing = [p for p in paths if not is_uri(p) and not os.path.lexists(p)]
+    if missing:
+        raise FileNotFoundError(f"no such file or directory: {', '.join(map(str, missing))}")
     if engine == "ray" and not isinstance(backend, str):
         raise TypeError(
             "engine='ray' loads the model in each scoring actor: pass weights and "
@@ -114,7 +119,6 @@ def scan_paths(
             weights = default_weights()
         model = ModelSpec(Path(weights), backend, str(device), precision)
         return scan_ray(videos, options or ScanOptions(), model, runner, RayOptions(ray_address))
-    paths = list(paths)
     uri = next((p for p in paths if is_uri(p)), None)
     if uri is not None:
         raise ValueError(f"{uri}: URIs are read by engine='ray' only")

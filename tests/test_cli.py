@@ -699,3 +699,6 @@ def test_python_api_gives_the_rows_of_the_command(video_dir, tiny_checkpoint, tm
     one = video_dir / "portrait.mp4"  # one path as a string: one video, not one per character
     (alone,) = scan_paths(str(one), weights=tiny_checkpoint, device="cpu")
     assert (alone.path, alone.status) == (str(one), "ok")
+    gone = video_dir / "gone.mp4"  # a path that is not there raises, as the command refuses it
+    with pytest.raises(FileNotFoundError, match="gone.mp4"):
+        scan_paths([one, gone], weights=tiny_checkpoint, device="cpu")
