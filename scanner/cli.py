@@ -511,7 +511,7 @@ def scan(
         from scanner.html import ReportError, write_report
 
         try:
-            write_report(details, report)
+            write_report(details, report, source=out if scratch is not None else None)
         except (OSError, ReportError) as e:
             raise click.ClickException(f"cannot write --report {report}: {e}") from e
         finally:

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+from scanner.files import replacing
 from scanner.report import STATUSES, crops_dir, crops_file
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ def _problem(entry: dict) -> str | None:
     """Why ``entry`` is not what a scan writes, or None: each shown field has its type."""
     if not isinstance(entry["path"], str) or not isinstance(entry["status"], str):
         return "path and status are not text"
+    if entry["status"] not in STATUSES:
+        return f"status {json.dumps(entry['status'])[:40]} is none of {', '.join(STATUSES)}"
     problem = _field_problem(entry, _VIDEO_FIELDS, "")
     if problem:
         return problem
@@ -235,7 +238,9 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
     scores = [float(v.detail["score"]) for v in videos if v.detail.get("score") is not None]
     counts = [0] * bins
     for s in scores:
-        counts[int(min(max(s, 0.0), 1.0) * (bins - 1e-9))] += 1  # out-of-range scores at the ends
+        # a score on an edge is in the bin above it, as a score at the threshold is FAKE;
+        # out-of-range scores in the end bins
+        counts[min(int(min(max(s, 0.0), 1.0) * bins), bins - 1)] += 1
     w, h, pad = 400, 120, 20
     head = 30  # room above the bars for the counts and the threshold's label
     top = max(counts) or 1
@@ -322,6 +327,16 @@ def _person_html(details: Path, person: dict, styles: list[str], uid: str, score
     )
 
 
+def _apart(score: float, threshold: float) -> tuple[str, str]:
+    """Score and threshold as text, with three decimals or as many more as tell them apart
+    (0.4996 against 0.5 is not "0.500 (threshold 0.500)", which reads as FAKE)."""
+    for digits in range(3, 17):
+        a, b = f"{score:.{digits}f}", f"{threshold:.{digits}f}"
+        if a != b or score == threshold:
+            return a, b
+    return repr(score), repr(threshold)
+
+
 def _card(details: Path, v: Video, styles: list[str]) -> str:
     d = v.detail
     status = d.get("status", "")
@@ -345,14 +360,15 @@ def _card(details: Path, v: Video, styles: list[str]) -> str:
     if d.get("identity") and len(people) > 1:
         facts.append(f"tracks kept apart by {escape(d['identity'].replace('_', ' '))}")
     if score is not None and threshold is not None:
+        shown, line = _apart(score, threshold)
         meter = (
-            f'<div class="meter" title="score {score:.3f}, threshold {threshold:.3f}">'
+            f'<span class="meter" title="score {shown}, threshold {line}">'
             f'<span style="width:{score * 100:.1f}%"></span>'
-            f'<i style="left:{threshold * 100:.1f}%"></i></div>'
+            f'<i style="left:{threshold * 100:.1f}%"></i></span>'
         )
         head = (
-            f'<span class="v {_token(v.verdict)}">{escape(v.verdict)}</span> score {score:.3f} '
-            f"(threshold {threshold:.3f}"
+            f'<span class="v {_token(v.verdict)}">{escape(v.verdict)}</span> score {shown} '
+            f"(threshold {line}"
             + (
                 f", person {escape(str(d.get('person')))} of {len(people)}"
                 if len(people) > 1
@@ -493,8 +509,14 @@ _SCRIPT = """
 """
 
 
-def render(details: Path) -> tuple[str, str]:
-    """The report's HTML for the details file ``details``, and a one-line summary."""
+def _videos(n: int) -> str:
+    return f"{n} video" if n == 1 else f"{n} videos"
+
+
+def render(details: Path, source: str | Path | None = None) -> tuple[str, str]:
+    """The report's HTML for the details file ``details``, and a one-line summary.
+    ``source`` is what the page names as the results' file (default: ``details``; a scan
+    whose details lived in a scratch file names its CSV)."""
     videos = rank(read_details(details))
     styles: list[str] = []
     cards = "".join(_card(details, v, styles) for v in videos)
@@ -512,7 +534,7 @@ def render(details: Path) -> tuple[str, str]:
     ]
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sub = (
-        f"{len(videos)} videos from {escape(str(details))}"
+        f"{_videos(len(videos))} from {escape(str(details if source is None else source))}"
         + (f" · model {escape(', '.join(models))}" if models else "")
         + f" · made {made}"
     )
@@ -528,7 +550,7 @@ def render(details: Path) -> tuple[str, str]:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-        f"<title>dfscan report: {len(videos)} videos</title>"
+        f"<title>dfscan report: {_videos(len(videos))}</title>"
         f"<style>{_STYLE}{''.join(styles)}</style></head><body>"
         f'<h1>dfscan report</h1><p class="sub">{sub}</p>{_summary(videos)}'
         '<div id="controls">'
@@ -540,24 +562,26 @@ def render(details: Path) -> tuple[str, str]:
         f'<main id="cards">{cards}</main>'
         f"<script>{_SCRIPT}</script></body></html>\n"
     )
-    summary = (
-        f"{len(videos)} videos ("
-        + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()))
-        + "): "
-        + ", ".join(
-            f"{'not scored' if k == UNSCORED else k} {verdicts[k]}"
-            for k in ("FAKE", "REAL", UNSCORED)
-            if verdicts[k]
+    summary = _videos(len(videos))
+    if videos:
+        summary += (
+            " ("
+            + ", ".join(f"{s} {statuses[s]}" for s in STATUSES if statuses[s])
+            + "): "
+            + ", ".join(
+                f"{'not scored' if k == UNSCORED else k} {verdicts[k]}"
+                for k in ("FAKE", "REAL", UNSCORED)
+                if verdicts[k]
+            )
         )
-    )
     return page, summary
 
 
-def write_report(details: Path, out: Path) -> str:
-    """Write the report of ``details`` to ``out`` (replacing it); returns a summary line."""
-    page, summary = render(details)
+def write_report(details: Path, out: Path, source: str | Path | None = None) -> str:
+    """Write the report of ``details`` to ``out`` (replacing it); returns a summary line.
+    ``source``: as ``render`` takes it."""
+    page, summary = render(details, source)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(page, encoding="utf-8", errors="replace")  # a file name not UTF-8: "?"
-    tmp.replace(out)
+    with replacing(out) as tmp:
+        tmp.write_text(page, encoding="utf-8", errors="replace")  # a file name not UTF-8: "?"
     return summary

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+
+from scanner.files import is_uri
 
 STATUSES = ("ok", "no_face", "too_short", "decode_error", "not_video", "error")
 
@@ -45,6 +48,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 THUMB_SIZE = 96  # pixels, the side of a face crop's thumbnail in the crops strip
 
 
+def _is_rate(fps: float | None) -> bool:
+    """A frame rate frame times can be computed from (OpenCV gives NaN for some files)."""
+    return fps is not None and math.isfinite(fps) and fps > 0
+
+
 @dataclass(frozen=True)
 class PersonResult:
     """One scored face track of a video: its frames, boxes, score and attention."""
@@ -65,13 +73,14 @@ class PersonResult:
         return sum(self.detected)
 
     def detail(self, fps: float | None) -> dict:
+        """The person's entry of a details line; frame times where ``fps`` is a rate."""
         return {
             "person": self.person,
             "score": self.score,
             "label": self.label,
             "frames_with_face": self.frames_with_face,
             "frame_indices": list(self.indices),
-            "times_s": [round(i / fps, 3) for i in self.indices] if fps else None,
+            "times_s": [round(i / fps, 3) for i in self.indices] if _is_rate(fps) else None,
             "face_boxes": [[round(v, 1) for v in b] for b in self.boxes],
             "face_detected": list(self.detected),
             "attention": [round(a, 6) for a in self.attention],
@@ -407,7 +416,10 @@ class ResultWriter:
     def _write_crops(self, result: VideoResult) -> dict[int, str]:
         """Each person's crops strip; returns person -> path relative to the details file."""
         written = {}
-        key = hashlib.sha1(result.path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        # the file itself, not the text naming it: a resumed scan run from another folder
+        # names other videos by the same relative paths, whose crops must not replace these
+        where = result.path if is_uri(result.path) else os.path.realpath(result.path)
+        key = hashlib.sha1(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         for person in result.people:
             if person.thumbnails is None:
                 continue

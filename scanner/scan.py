@@ -290,7 +290,7 @@ class Scanner:
             frames_with_face=kw.pop("frames_with_face", p.frames_with_face),
             width=info.width if info else None,
             height=info.height if info else None,
-            fps=round(info.fps, 3) if info else None,
+            fps=round(info.fps, 3) if info and info.fps > 0 else None,
             duration_s=round(info.duration_s, 3) if info else None,
             faces_left_unscored=first.other_faces if first else 0,
             identity=first.identity if first else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import stat
 import tempfile
@@ -63,7 +64,7 @@ class TooShortError(VideoError):
 class VideoInfo:
     width: int  # as displayed, after rotation
     height: int
-    fps: float
+    fps: float  # the container's declared rate; 0.0 where it declares none
     frame_count: int  # frames the clip could be sampled from: those known to decode
     duration_s: float  # the container's length: declared frames / fps
     declared_frames: int | None = None  # what the container declares; None: frame_count
@@ -405,6 +406,8 @@ def read_frames(
     cap = _open(path, head)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not (math.isfinite(fps) and fps > 0):  # NaN for some broken files: none declared
+            fps = 0.0
         declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         estimated = count_is_estimated(head)  # a count that decoding may find too low
         if declared < num_frames:

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from scanner.cli import main
 from scanner.html import ATTENTION_LABEL, ReportError, render
-from scanner.report import THUMB_SIZE, crops_strip
+from scanner.report import THUMB_SIZE, PersonResult, ResultWriter, VideoResult, crops_strip
 
 FRAMES = 15
 A, B, GONE = ("a" * 16, "b" * 16, "c" * 16)  # hashes of paths, as ResultWriter names strips
@@ -100,7 +100,7 @@ def report(details) -> Path:
     out = details.with_name("report.html")
     res = CliRunner().invoke(main, ["report", str(details), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "4 videos (no_face 1, ok 3): FAKE 2, REAL 1, not scored 1" in res.output
+    assert "4 videos (ok 3, no_face 1): FAKE 2, REAL 1, not scored 1" in res.output
     return out
 
 
@@ -192,6 +192,7 @@ def test_scan_writes_the_report(face_clip, noface_clip, tiny_checkpoint, tmp_pat
     rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
     assert [c["path"] for c, _ in cards] == [r["path"] for r in rows]  # ok, then no_face
     assert page.count("data:image/jpeg;base64,") == 1
+    assert f"2 videos from {out}" in page and "dfscan-report-" not in page  # not the scratch file
     res = CliRunner().invoke(main, [*args, "--report", str(report), "--resume"])
     assert res.exit_code == 2 and "needs --details" in res.output
     res = CliRunner().invoke(main, [*args, "--overwrite", "--report", str(out)])
@@ -278,7 +279,7 @@ def test_every_text_of_a_crafted_details_file_stays_text(tmp_path):
     only as letters and digits."""
     one = person(1, 0.9, None) | {"label": XSS}
     entries = [
-        video(XSS, status=XSS, people=[one], label=XSS, message=XSS, model=XSS, identity=XSS),
+        video(XSS, people=[one], label=XSS, message=XSS, model=XSS, identity=XSS),
         video("two.mp4", people=[person(1, 0.2, None), person(2, 0.7, None) | {"label": XSS}]),
     ]
     page, _ = render(write_details(tmp_path / "r.jsonl", *entries))
@@ -290,12 +291,13 @@ def test_every_text_of_a_crafted_details_file_stays_text(tmp_path):
         for name in attrs.get("class", "").split():
             assert re.fullmatch(r"[A-Za-z0-9_-]+", name), name
     text = "".join(parsed.text)
-    assert text.count(XSS) >= 5  # path, status... shown as they are
+    assert text.count(XSS) >= 5  # path, label... shown as they are
     assert "color:red" not in page.split("</style>")[0]  # nothing added to the style sheet
     assert {c["path"] for c, _ in Cards(page).cards} == {XSS, "two.mp4"}
 
 
 BAD_FIELDS = [
+    ("status", XSS),  # none a scan writes
     ("person", XSS),
     ("width", XSS),
     ("height", "360<b>"),
@@ -369,4 +371,89 @@ def test_a_score_far_out_of_range_is_drawn_at_the_histogram_s_end(tmp_path):
         tmp_path / "r.jsonl", video("huge.mp4", people=[person(1, 1e308, None)])
     )
     page, summary = render(details)
-    assert summary.startswith("1 videos") and "huge.mp4" in page
+    assert summary.startswith("1 video (ok 1)") and "huge.mp4" in page
+
+
+def test_a_score_beside_the_threshold_is_told_apart_and_binned_on_its_side(tmp_path):
+    """0.4996 (REAL) and 0.5 (FAKE) against a threshold of 0.5: the cards show enough digits
+    to tell them apart, and the histogram bins a score on an edge above it, with the
+    threshold's side it is on."""
+    near = person(1, 0.4996, None)
+    details = write_details(
+        tmp_path / "r.jsonl",
+        video("near.mp4", people=[near]),
+        video("at.mp4", people=[person(1, 0.5, None)]),
+    )
+    page, summary = render(details)
+    assert "score 0.4996 (threshold 0.5000" in page and "score 0.500 (threshold 0.500" in page
+    bars = re.findall(r"<title>(\d+) videos? scored ([\d.]+) to ([\d.]+)</title>", page)
+    assert bars == [("1", "0.45", "0.50"), ("1", "0.50", "0.55")]
+    assert summary == "2 videos (ok 2): FAKE 1, REAL 1"
+
+
+def test_the_score_bar_is_inside_the_heading_paragraph(tmp_path):
+    """The meter is phrasing content (a span): a block inside <p class="head"> would close
+    the paragraph early in a browser and leave a stray empty one."""
+    details = write_details(tmp_path / "r.jsonl", video("a.mp4", people=[person(1, 0.7, None)]))
+    page, _ = render(details)
+    head = re.search(r'<p class="head">(.*?)</p>', page).group(1)
+    assert 'class="meter"' in head and "<div" not in head
+
+
+def scored(path: str, fps: float = 25.0, colour: int = 0) -> VideoResult:
+    """An ok result of one person seen in two frames, crops of one colour."""
+    face = PersonResult(
+        person=1,
+        score=0.7,
+        label="FAKE",
+        indices=(0, 5),
+        boxes=((0.0, 0.0, 10.0, 10.0),) * 2,
+        detected=(True, True),
+        attention=(0.5, 0.5),
+        thumbnails=np.full((2, THUMB_SIZE, THUMB_SIZE, 3), colour, np.uint8),
+    )
+    return VideoResult(
+        path=path,
+        status="ok",
+        threshold=0.5,
+        model="test@abc",
+        backend="torch",
+        device="cpu",
+        seconds=1.0,
+        score=0.7,
+        label="FAKE",
+        people=(face,),
+        person=1,
+        fps=fps,
+    )
+
+
+def test_a_video_without_a_frame_rate_still_makes_a_report(tmp_path):
+    """OpenCV's NaN frame rate of a broken file (the scan now reads it as none declared; a
+    result made through the API may still carry it): the details line has no frame times,
+    not NaN ones the report would refuse."""
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    with ResultWriter(out, details) as writer:
+        writer.write(scored("v.mp4", fps=float("nan")))
+    entry = json.loads(details.read_text(encoding="utf-8"))
+    assert entry["people"][0]["times_s"] is None
+    page, summary = render(details)
+    assert summary.startswith("1 video (ok 1)")
+
+
+def test_a_scan_resumed_from_another_folder_keeps_each_videos_crops(tmp_path, monkeypatch):
+    """Two videos both named clip.mp4 relative to the folder each run started in: the
+    resumed run's crops do not replace the first run's (the strips are named after the
+    file, not the text naming it)."""
+    out, details = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    for day, colour in (("day1", 40), ("day2", 220)):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "clip.mp4").write_bytes(b"")
+        monkeypatch.chdir(tmp_path / day)
+        with ResultWriter(out, details, append=day == "day2") as writer:
+            writer.write(scored("clip.mp4", colour=colour))
+    entries = [json.loads(line) for line in details.read_text(encoding="utf-8").splitlines()]
+    strips = [tmp_path / e["people"][0]["crops"] for e in entries]
+    assert len(set(strips)) == 2
+    means = [cv2.imread(str(s)).mean() for s in strips]
+    assert abs(means[0] - 40) < 5 and abs(means[1] - 220) < 5
