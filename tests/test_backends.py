@@ -328,3 +328,46 @@ def test_the_onnx_backends_lookup_normalises_as_the_contract_does():
     got = normalise_lookup(crops, normalise_table(contract))
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_a_graph_onnxruntime_cannot_run_here_is_unavailable_not_a_traceback(
+    export_dir, monkeypatch
+):
+    """An operator the provider lacks (an fp16 graph on the CPU) or a provider failing to
+    build: the backend is unavailable here (auto moves on), not an onnxruntime traceback."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    import scanner.backends.onnx as onnx_backend
+
+    def lacks(path, providers):
+        raise ort_state.NotImplemented("Could not find an implementation for Conv(11)")
+
+    monkeypatch.setattr(onnx_backend, "onnx_session", lacks)
+    with pytest.raises(BackendUnavailable, match="NotImplemented: Could not find"):
+        make_backend(export_dir / ONNX_FILE, "onnx", CPU, "auto")
+
+
+def test_each_export_keeps_its_tensorrt_engines_in_its_own_folder(
+    export_dir, tmp_path, monkeypatch
+):
+    """onnxruntime keys a cached TensorRT engine by the graph's names, not its weights: two
+    exports (same names, other weights) must not share one cache folder."""
+    import types
+
+    from scanner.artifacts import verify_artifact
+    from scanner.backends.onnx import OnnxBackend
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ort = types.SimpleNamespace(
+        get_available_providers=lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"],
+        __version__="test",
+    )
+    info = verify_artifact(export_dir / ONNX_FILE, "onnx")
+    paths = []
+    for sha in ("a" * 64, "b" * 64):
+        backend = OnnxBackend.__new__(OnnxBackend)
+        backend.info, backend.precision = info.__class__(**{**vars(info), "sha256": sha}), "fp32"
+        (name, options), *_ = backend._providers(ort, torch.device("cuda", 0))
+        assert name == "TensorrtExecutionProvider" and options["trt_engine_cache_enable"]
+        paths.append(options["trt_engine_cache_path"])
+    assert paths[0] != paths[1] and all(p.startswith(str(tmp_path)) for p in paths)

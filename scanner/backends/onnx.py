@@ -47,6 +47,19 @@ def _cache_dir() -> Path:
     return cache_root() / "ort-tensorrt"
 
 
+# onnxruntime's errors of opening a session for a file it can read but not run here: an
+# operator its provider lacks (an fp16 graph on the CPU), a provider failing to build
+# (TensorRT), a device gone; the automatic choice then moves on to the next backend
+_CANNOT_RUN = (
+    "NotImplemented",
+    "EPFail",
+    "EngineError",
+    "DeviceReset",
+    "RuntimeException",
+    "ModelRequiresCompilation",
+)
+
+
 def _ort_errors(ort_state: object, *names: str) -> tuple[type[BaseException], ...]:
     """onnxruntime's exception classes of these names that this version has."""
     return tuple(getattr(ort_state, n) for n in names if hasattr(ort_state, n))
@@ -80,6 +93,10 @@ class OnnxBackend:
             self.session = onnx_session(path, providers)
         except (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidProtobuf) as e:
             raise ArtifactError(f"onnxruntime cannot load {path}: {e}") from e
+        except _ort_errors(ort_state, *_CANNOT_RUN) as e:  # a sound file this machine cannot run
+            raise BackendUnavailable(
+                f"onnxruntime cannot run {path.name} on {device}: {type(e).__name__}: {e}"
+            ) from e
         # onnxruntime's errors of a run, none a RuntimeError: those of one call (an error
         # row for its video), and those of the device as a whole (the scan stops); as
         # attributes where this version has them
@@ -131,7 +148,10 @@ class OnnxBackend:
         low, opt, high = optimisation_profile(self.info.max_batch)
         providers: list = []
         if "TensorrtExecutionProvider" in available:
-            cache = _cache_dir()
+            # one folder per artifact: onnxruntime keys a cached engine by the graph's file
+            # and tensor names, not its weights, and every export is a model.onnx of the
+            # same names, so another checkpoint's engine would be taken for this one's
+            cache = _cache_dir() / self.info.sha256[:16]
             cache.mkdir(parents=True, exist_ok=True)
             trt_options = {
                 "device_id": index,
