@@ -116,7 +116,7 @@ class StageTimes:
             crop_s=0.0,
             model_s=0.0,
             pipeline_s=0.0,
-            hardware=hardware(),
+            hardware=hardware(device),
             versions=versions(),
             error=f"{type(error).__name__}: {error}",
         )
@@ -231,6 +231,7 @@ def measure_latency(
             )
             for b in batches
         ]
+    hw = hardware(backend.device)  # the GPU that runs it, none for the CPU
     c = backend.contract
     rng = np.random.default_rng(seed)
     cuda = backend.device.startswith("cuda")
@@ -376,7 +377,7 @@ def measure_end_to_end(
         crop_s=clock.crop,
         model_s=model_s,
         pipeline_s=pipeline,
-        hardware=hardware(),
+        hardware=hardware(backend.device),
         versions=versions(),
         frames=clock.frames,
         identity_s=clock.identity,

@@ -97,12 +97,20 @@ def sample_face_crops(contract: Preprocessing) -> np.ndarray | None:
         return None
 
 
-def check_formats(formats: str) -> None:
-    """Fail fast, before minutes of export, when a format cannot be produced here."""
+def check_formats(formats: str, device: torch.device | None = None) -> None:
+    """Fail fast, before minutes of export, when a format cannot be produced here (on
+    ``device``, where one is named: an engine is built on a CUDA device only)."""
     if formats not in FORMATS:
         raise ValueError(f"formats must be one of {FORMATS}, got {formats!r}")
-    if formats in ("engine", "all") and (reason := tensorrt_missing()) is not None:
+    if formats in ("engine", "all") and (reason := engine_unavailable(device)) is not None:
         raise RuntimeUnavailable(f"a TensorRT engine cannot be built here: {reason}")
+
+
+def engine_unavailable(device: torch.device | None = None) -> str | None:
+    """Why no TensorRT engine can be built here (on ``device``, where one is named), or None."""
+    if device is not None and device.type != "cuda":
+        return f"an engine is built on a CUDA device, not {device}"
+    return tensorrt_missing()
 
 
 # The files each value of ``formats`` writes into the output directory.
@@ -170,7 +178,7 @@ def export_all(
     but missing (checked before any work) or no runtime here can run an artifact to check
     it, ExportError when a step or its parity fails.
     """
-    check_formats(formats)
+    check_formats(formats, device)
     want_engine = formats in ("engine", "all")
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")

@@ -46,7 +46,16 @@ from scanner.artifact_writer import (
     onnx_metadata,
     write_sidecar,
 )
-from scanner.artifacts import BATCH_AXIS, INPUT_NAME, ONNX_FILE, OPSET, OUTPUT_NAMES, ArtifactInfo
+from scanner.artifacts import (
+    BATCH_AXIS,
+    INPUT_NAME,
+    ONNX_FILE,
+    OPSET,
+    OUTPUT_NAMES,
+    ArtifactError,
+    ArtifactInfo,
+    verify_artifact,
+)
 from scanner.backends.onnx import onnx_session
 from scanner.checkpoint import LoadedCheckpoint, load_checkpoint
 from scanner.files import cache_root, file_sha256, replacing, replacing_folder
@@ -281,17 +290,28 @@ def cached_onnx(weights: Path) -> Path:
 
     A folder in the cache is written whole under a temporary name and then renamed, so a
     reader never sees half of one, and two processes exporting at once both end with one
-    good copy. Raises CheckpointError for a bad checkpoint, ExportError when the export or
-    its parity fails, OSError when the cache cannot be written.
+    good copy; one that no longer matches its sidecar (a damaged disk, a hand edit) is
+    exported again. Raises CheckpointError for a bad checkpoint, ExportError when the export
+    or its parity fails, OSError when the cache cannot be written.
     """
     weights = Path(weights)
     folder = cache_dir() / f"{file_sha256(weights)}-g{GRAPH_VERSION}"
     path = folder / ONNX_FILE
-    if path.is_file():
-        return path  # the backend checks it against its sidecar before it loads
+
+    def whole() -> bool:
+        try:
+            verify_artifact(path, "onnx")
+        except ArtifactError:
+            return False
+        return True
+
+    if whole():
+        return path
+    if folder.exists():
+        log.warning("cached graph %s does not match its sidecar; exporting it again", folder)
     start = time.perf_counter()
     checkpoint = load_checkpoint(weights)
-    with replacing_folder(folder, path.is_file) as scratch:
+    with replacing_folder(folder, whole) as scratch:
         cases = parity_cases(checkpoint.model, checkpoint.meta.preprocessing, None, PARITY_BATCH)
         export_checked_onnx(checkpoint, scratch / ONNX_FILE, cases, MAX_BATCH)
     log.info(

@@ -330,7 +330,7 @@ def fake_engine_build(monkeypatch: pytest.MonkeyPatch) -> dict:
     def fake_verify(path, cases, tolerance, device):
         return verify_onnx(path, cases, tolerance)
 
-    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(pipeline, "engine_unavailable", lambda device=None: None)
     monkeypatch.setattr(pipeline, "build_engine", fake_build)
     monkeypatch.setattr(pipeline, "verify_engine", fake_verify)
     return built

@@ -115,6 +115,16 @@ def test_auto_on_the_cpu_runs_a_checkpoint_as_its_onnx_graph_exported_once(
     assert make_backend(weights, "auto", CPU, "auto").name == "onnx"
     assert path.stat().st_mtime_ns == stamp
     assert list((tmp_path / "cache" / "dfscan" / "onnx").iterdir()) == [path.parent]
+    # A cached graph that no longer matches its sidecar is exported again, not an error.
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    again = make_backend(weights, "auto", CPU, "auto")
+    assert again.name == "onnx" and again.info.sha256 == backend.info.sha256
+    sidecar_path(path).unlink()
+    assert make_backend(weights, "auto", CPU, "auto").name == "onnx"
 
 
 def test_auto_on_the_cpu_falls_back_to_torch_when_the_export_fails(tmp_path, monkeypatch):

@@ -307,3 +307,20 @@ def test_the_latency_table_names_the_checkpoints_clip_length(tmp_path):
     assert "per clip (4/15 frames by model)" in format_report(
         BenchReport(latency=[*rows, dataclasses.replace(rows[0], frames=15)])
     )
+
+
+def test_a_row_names_the_gpu_of_its_device_and_none_for_the_cpu(monkeypatch):
+    """hardware(device): a CPU row on a GPU machine names no GPU; cuda:1 names GPU 1."""
+    import torch
+
+    from scanner.machine import hardware
+
+    names = {0: "GPU zero", 1: "GPU one"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: names[i])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert "GPU" not in hardware("cpu") and "GPU" not in hardware("cpu fp16")
+    assert hardware("cuda:1 fp16 (TensorrtExecutionProvider)").startswith("GPU one; ")
+    assert hardware(torch.device("cuda", 0)).startswith("GPU zero; ")
+    assert hardware("cuda").startswith("GPU one; ")  # the current device
+    assert hardware().startswith("GPU zero; ")  # the machine: its first GPU

@@ -485,3 +485,18 @@ def test_same_padding_is_constant_in_the_graph_and_folds_into_the_convolutions(t
         logits, alpha = detector(clips)
     assert np.abs(probabilities - torch.softmax(logits, -1).numpy()).max() < 1e-5
     assert np.abs(attention - alpha.numpy()).max() < 1e-5
+
+
+def test_an_engine_for_the_cpu_is_refused_before_any_export(monkeypatch, tmp_path):
+    """An engine asked for on the CPU (a CPU bench on a machine with TensorRT) fails at once,
+    before minutes of ONNX export and parity, even where TensorRT is installed."""
+    import export.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "tensorrt_missing", lambda: None)  # TensorRT "installed"
+    monkeypatch.setattr(pipeline, "load_checkpoint", lambda *a: pytest.fail("exported"))
+    for formats in ("engine", "all"):
+        with pytest.raises(RuntimeUnavailable, match="built on a CUDA device, not cpu"):
+            export_all(
+                tmp_path / "w.safetensors", tmp_path, formats=formats, device=torch.device("cpu")
+            )
+    pipeline.check_formats("onnx", torch.device("cpu"))  # ONNX on the CPU is fine

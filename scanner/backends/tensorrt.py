@@ -95,6 +95,12 @@ class EngineRunner:
         """
         if clips.shape[0] > self.max_batch:
             raise ValueError(f"batch {clips.shape[0]} > the engine's max batch {self.max_batch}")
+        # a context runs with the device it was made on as the current one (cuda:1 while
+        # the process's current device is cuda:0)
+        with torch.cuda.device(self.device):
+            return self._execute(clips)
+
+    def _execute(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         clips = clips.to(self.device, torch.float32).contiguous()
         b, t = clips.shape[:2]
         probs = torch.empty((b, 2), dtype=torch.float32, device=self.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +116,12 @@ class TorchBackend:
 
     @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # on CUDA the backend's device is the current one: a graph is captured on the
+        # current device's side stream (cuda:1 captured on cuda:0's stream recorded nothing)
+        on = torch.cuda.device(self.torch_device) if self.use_graphs else contextlib.nullcontext()
         try:
-            logits, alpha = self._run(self.preprocess(crops))
+            with on:
+                logits, alpha = self._run(self.preprocess(crops))
             prob = fake_probability(logits)
             return prob.double().cpu().numpy(), alpha.double().cpu().numpy()
         except RuntimeError as e:  # torch's CUDA errors (AcceleratorError, cuBLAS, cuDNN)
