@@ -371,6 +371,7 @@ def test_manifest_minimal_header(tmp_path: Path) -> None:
         ("path,label\na.mp4,0\n\nmissing.mp4,1\n", r"line 4: video not found"),
         ("path,label,split\na.mp4,0,holdout\n", r"line 2: split"),
         ("path,label\na.mp4,0\na.mp4,1\n", r"line 3: .*already listed on line 2"),
+        ("path,label\na.mp4,0\nsub/../a.mp4,1\n", r"line 3: .*already listed on line 2"),
         ("path,label\na.mp4\n", r"line 2: expected 2 fields"),
         ("path,label\nnotes.txt,0\n", r"line 2: .*video extension"),
         ("path,label,sorce\na.mp4,0,x\n", r"line 1: unknown columns \['sorce'\]"),
@@ -379,6 +380,7 @@ def test_manifest_minimal_header(tmp_path: Path) -> None:
 )
 def test_manifest_errors_name_the_line(tmp_path: Path, body: str, message: str) -> None:
     touch(tmp_path, "a.mp4", "b.mp4", "notes.txt")
+    (tmp_path / "sub").mkdir()
     manifest = tmp_path / "m.csv"
     manifest.write_text(body)
     with pytest.raises(DatasetError, match=message):
@@ -493,6 +495,32 @@ def test_split_items_deterministic_per_seed() -> None:
     assert split_items(items, seed=5) == a
     assert split_items(shuffled, seed=5) == a  # input order does not matter
     assert split_items(items, seed=6) != a
+
+
+def test_split_items_ignore_order_with_names_of_one_natural_key() -> None:
+    """'1', '01' and '001' compare equal as numbers: their order in the input still does not
+    change the split (a cache index and a sorted list must rebuild the same one)."""
+    names = ["1", "01", "001", "2", "02", "3", "03", "4", "04", "5"]
+    items = [
+        VideoItem(Path(f"/data/{n}_{label}.mp4"), label, "g", n) for n in names for label in (0, 1)
+    ]
+    for seed in range(5):
+        forward = split_items(items, ratios=(0.4, 0.3, 0.3), seed=seed)
+        assert split_items(items[::-1], ratios=(0.4, 0.3, 0.3), seed=seed) == forward
+
+
+def test_identity_keys_of_one_person_in_other_case_or_spacing_share_a_split(caplog) -> None:
+    """'Alice', 'alice' and 'alice ' are one person (typed by hand): one split, a warning."""
+    items = synthetic(30)
+    people = ["Alice", "alice", " ALICE", "Bob", "bob"]
+    items += [VideoItem(Path(f"/data/p{i}.mp4"), i % 2, "g", p) for i, p in enumerate(people)]
+    caplog.set_level(logging.WARNING)
+    for seed in range(6):
+        parts = split_items(items, ratios=(0.4, 0.3, 0.3), seed=seed)
+        where = {i.source: name for name, part in parts.items() for i in part}
+        assert where["Alice"] == where["alice"] == where[" ALICE"]
+        assert where["Bob"] == where["bob"]
+    assert "[' ALICE', 'Alice', 'alice'] name one person" in caplog.text
 
 
 def test_split_items_keeps_declared_splits() -> None:

@@ -272,6 +272,8 @@ def test_summarise_per_group_rows() -> None:
 def test_summarise_rejects_misaligned_groups() -> None:
     with pytest.raises(ValueError):
         summarise(np.array([0, 1]), np.array([0.1, 0.9]), ["a"], threshold=0.5)
+    with pytest.raises(ValueError, match="named 'all'"):  # it would pass for the overall row
+        summarise(np.array([0, 1]), np.array([0.1, 0.9]), ["all", "x"], threshold=0.5)
 
 
 def test_format_table_lists_groups_and_values() -> None:
@@ -374,3 +376,24 @@ def test_auc_interval_brackets_the_auc_and_narrows_with_more_videos() -> None:
     assert all(np.isnan(auc_interval(np.zeros(4, int), np.arange(4.0))))
     row = summarise(y, s, ["g"] * len(y), 0.5)[0]
     assert (row.auc_low, row.auc_high) == (low, high)
+
+
+def test_auc_interval_by_units_resamples_whole_videos() -> None:
+    """Four clips of each of 10 real and 10 fake videos, the clips of a video alike: drawn
+    video by video the interval is that of 20 videos (clip by clip, far too narrow, as of 80
+    independent ones); one unit per score gives the interval of independent scores."""
+    rng = np.random.default_rng(1)
+    video = np.r_[rng.normal(0, 1, 10), rng.normal(0.8, 1, 10)]
+    y = np.repeat(np.r_[np.zeros(10), np.ones(10)].astype(int), 4)
+    s = np.repeat(video, 4) + rng.normal(0, 0.01, 80)
+    units = [f"v{i}" for i in np.repeat(np.arange(20), 4)]
+    by_clip = auc_interval(y, s)
+    by_video = auc_interval(y, s, units=units)
+    per_video = auc_interval(np.r_[np.zeros(10), np.ones(10)].astype(int), video)
+    width = lambda interval: interval[1] - interval[0]  # noqa: E731
+    assert width(by_video) > 1.5 * width(by_clip)
+    assert width(by_video) == pytest.approx(width(per_video), abs=0.08)
+    singles = auc_interval(y, s, units=[str(i) for i in range(80)])
+    assert width(singles) == pytest.approx(width(by_clip), abs=0.03)
+    rows = summarise(y, s, ["g"] * 80, 0.5, units=units)
+    assert (rows[0].auc_low, rows[0].auc_high) == by_video

@@ -170,15 +170,16 @@ def split_items(
     """
     weights = _check_ratios(ratios, len(SPLITS))
     items = list(items)
+    person = _person_keys(item.source for item in items)
     out: dict[str, list[VideoItem]] = {name: [] for name in SPLITS}
     by_source: dict[str, list[VideoItem]] = defaultdict(list)
     declared_of: dict[str, set[str]] = defaultdict(set)  # source -> splits declared for it
     for item in items:
         if item.split is not None:
             out[item.split].append(item)
-            declared_of[item.source].add(item.split)
+            declared_of[person[item.source]].add(item.split)
         else:
-            by_source[item.source].append(item)
+            by_source[person[item.source]].append(item)
     # A person is in one split only: declared in two, an error; the undeclared videos of a
     # person with declared ones go where those are.
     for source, declared in declared_of.items():
@@ -438,9 +439,26 @@ def _check_ratios(ratios: Sequence[float], n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
+def _person_keys(sources: Iterable[str]) -> dict[str, str]:
+    """Each source key -> the key of its person: keys that differ only in letter case or
+    spacing ("Alice", "alice ", "ALICE") are one person, named by the first of them in
+    natural order, with a warning (typed by hand, they would put a person in two splits)."""
+    spellings: dict[str, set[str]] = defaultdict(set)
+    for source in sources:
+        spellings[" ".join(source.split()).casefold()].add(source)
+    person = {}
+    for names in spellings.values():
+        ordered = sorted(names, key=lambda s: (_natural_key(s), s))
+        if len(ordered) > 1:
+            log.warning("identity keys %s name one person, kept in one split", ordered)
+        person.update(dict.fromkeys(ordered, ordered[0]))
+    return person
+
+
 def _shuffled(by_source: dict[str, list[VideoItem]], seed: int) -> list[str]:
     # Sorting before the permutation makes the result independent of input order.
-    ordered = sorted(by_source, key=_natural_key)
+    # (Names the natural key ties, "1" and "01", are ordered by their text.)
+    ordered = sorted(by_source, key=lambda s: (_natural_key(s), s))
     rng = np.random.default_rng(seed)
     return [ordered[i] for i in rng.permutation(len(ordered))]
 
@@ -742,11 +760,12 @@ def _load_manifest(path: Path) -> list[VideoItem]:
             if not any(cell.strip() for cell in row):
                 continue
             item = _manifest_item(path, number, header, row)
-            if item.path in seen:
+            where = item.path.resolve()  # a/../b.mp4 and b.mp4 are one video
+            if where in seen:
                 raise DatasetError(
-                    f"{path}, line {number}: {item.path} already listed on line {seen[item.path]}"
+                    f"{path}, line {number}: {item.path} already listed on line {seen[where]}"
                 )
-            seen[item.path] = number
+            seen[where] = number
             items.append(item)
     return items
 
@@ -821,7 +840,7 @@ def _natural_key(text: str) -> tuple[Any, ...]:
 
 
 def _node_key(node: tuple[str, str]) -> tuple[Any, ...]:
-    return (node[0], _natural_key(node[1]))
+    return (node[0], _natural_key(node[1]), node[1])
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -223,16 +223,23 @@ def auc_interval(
     level: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
+    units: Sequence[str] | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of :func:`roc_auc`: real and fake videos are resampled
     with replacement, each class on its own (so every resample holds both), ``resamples``
     times. How far the AUC of this many videos could move on other videos of the same kind;
-    ``(nan, nan)`` without both classes."""
+    ``(nan, nan)`` without both classes.
+
+    ``units`` (aligned with ``labels``): what is resampled when scores are not independent,
+    such as several clips of one video: each class's units are drawn whole, with all their
+    scores (default: every score its own unit)."""
     y, s = _check(labels, scores)
     real, fake = s[y == 0], s[y == 1]
     if not real.size or not fake.size:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
+    if units is not None:
+        return _unit_interval(y, s, units, level, resamples, rng)
     both = np.r_[np.zeros(real.size), np.ones(fake.size)]
     aucs = [
         roc_auc(both, np.r_[rng.choice(real, real.size), rng.choice(fake, fake.size)])
@@ -242,9 +249,44 @@ def auc_interval(
     return float(low), float(high)
 
 
-def _group_row(name: str, y: np.ndarray, s: np.ndarray, threshold: float) -> GroupMetrics:
+def _unit_interval(
+    y: np.ndarray,
+    s: np.ndarray,
+    units: Sequence[str],
+    level: float,
+    resamples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """``auc_interval`` drawing each class's units whole."""
+    names = np.array([str(u) for u in units], dtype=object)
+    if names.shape != y.shape:
+        raise ValueError(f"units has {names.size} entries for {y.size} scores")
+    members = []  # per class: the score indices of each of its units
+    for cls in (0, 1):
+        idx = np.flatnonzero(y == cls)
+        _, first, inverse = np.unique(names[idx], return_index=True, return_inverse=True)
+        members.append([idx[inverse == k] for k in range(first.size)])
+    aucs = []
+    for _ in range(resamples):
+        drawn = [
+            np.concatenate([group[i] for i in rng.integers(0, len(group), len(group))])
+            for group in members
+        ]
+        both = np.r_[np.zeros(drawn[0].size), np.ones(drawn[1].size)]
+        aucs.append(roc_auc(both, np.r_[s[drawn[0]], s[drawn[1]]]))
+    low, high = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def _group_row(
+    name: str,
+    y: np.ndarray,
+    s: np.ndarray,
+    threshold: float,
+    units: np.ndarray | None = None,
+) -> GroupMetrics:
     n_fake = int(y.sum())
-    low, high = auc_interval(y, s)
+    low, high = auc_interval(y, s, units=units)
     return GroupMetrics(
         group=name,
         n=int(y.size),
@@ -258,27 +300,41 @@ def _group_row(name: str, y: np.ndarray, s: np.ndarray, threshold: float) -> Gro
 
 
 def summarise(
-    labels: np.ndarray, scores: np.ndarray, groups: Sequence[str], threshold: float
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: Sequence[str],
+    threshold: float,
+    units: Sequence[str] | None = None,
 ) -> list[GroupMetrics]:
     """One :class:`GroupMetrics` row for all videos (group ``"all"``) followed by one row per
-    distinct name in ``groups`` (length N, aligned with ``labels``), sorted by name.
+    distinct name in ``groups`` (length N, aligned with ``labels``), sorted by name. No group
+    may be called ``all``.
 
     A group of one class (a manipulation family's fakes, a folder of real clips) is ranked
     against every video of the other class: its AUC is that of its fakes against all the real
     videos (or of all the fakes against its real videos), its accuracy and counts its own.
+    ``units``: what the AUC intervals resample whole (``auc_interval``), such as the video of
+    each of several clips.
     """
     y, s = _check(labels, scores)
     names = np.array([str(x) for x in groups], dtype=object)
     if names.shape != y.shape:
         raise ValueError(f"groups has {names.size} entries for {y.size} videos")
-    rows = [_group_row("all", y, s, threshold)]
+    if "all" in names:
+        raise ValueError("a group is named 'all', the name of the row of every video: rename it")
+    whole = None if units is None else np.array([str(u) for u in units], dtype=object)
+    if whole is not None and whole.shape != y.shape:
+        raise ValueError(f"units has {whole.size} entries for {y.size} videos")
+    rows = [_group_row("all", y, s, threshold, whole)]
     for name in sorted(set(names.tolist())):
         mask = names == name
-        row = _group_row(name, y[mask], s[mask], threshold)
+        row = _group_row(name, y[mask], s[mask], threshold, None if whole is None else whole[mask])
         if row.n_real == 0 or row.n_fake == 0:
             other = y != y[mask][0]
             ranked = mask | other
-            low, high = auc_interval(y[ranked], s[ranked])
+            low, high = auc_interval(
+                y[ranked], s[ranked], units=None if whole is None else whole[ranked]
+            )
             row = replace(row, auc=roc_auc(y[ranked], s[ranked]), auc_low=low, auc_high=high)
         rows.append(row)
     return rows

@@ -1118,8 +1118,11 @@ def run(cfg: TrainConfig, st: StageConfig, resume: bool, command: str) -> Path:
             feats["test"], cfg.num_frames, st.val_clips, cfg.seed + 1, cfg.sampling
         )
         s = _head_scores(model, x, env)
-        rows = summarise(y, s, groups, calibration.threshold)
+        # several clips of each test video: the intervals resample whole videos
+        units = [f"{label}:{path}" for label, path in zip(y, paths)]
+        rows = summarise(y, s, groups, calibration.threshold, units)
         print(format_table(rows), file=sys.stderr)
+        log.info("test: clips of %d videos; AUC intervals resample whole videos", len(set(paths)))
         test = {"groups": [dataclasses.asdict(r) for r in rows], "threshold": calibration.threshold}
     timing = {
         "frame_stage_s": round(t1 - t0, 1),
