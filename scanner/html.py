@@ -470,7 +470,10 @@ _SCRIPT = """
            sort: document.getElementById('f-sort')};
   var order = {
     suspicion: function (a, b) { return a.dataset.rank - b.dataset.rank; },
-    path: function (a, b) { return a.dataset.path < b.dataset.path ? -1 : 1; },
+    path: function (a, b) {
+      var x = a.dataset.path, y = b.dataset.path;
+      return x < y ? -1 : x > y ? 1 : a.dataset.rank - b.dataset.rank;
+    },
     score: function (a, b) {
       var x = a.dataset.score === '' ? 2 : +a.dataset.score;
       var y = b.dataset.score === '' ? 2 : +b.dataset.score;
