@@ -228,10 +228,6 @@ def _token(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "", text)
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "" if v is None else f"{v:.{digits}f}"
-
-
 def _histogram(videos: list[Video], bins: int = 20) -> str:
     """Inline SVG: scores of the scored videos in ``bins`` bins over 0..1, a line at each
     threshold."""
@@ -278,7 +274,14 @@ def _histogram(videos: list[Video], bins: int = 20) -> str:
     return "".join(parts)
 
 
-def _person_html(details: Path, person: dict, styles: list[str], uid: str, scored: bool) -> str:
+def _person_html(
+    details: Path,
+    person: dict,
+    styles: list[str],
+    uid: str,
+    scored: bool,
+    threshold: float | None,
+) -> str:
     """One person's heading and strip of crops, attention bars, frame indices and times."""
     indices = person.get("frame_indices") or []
     attention = person.get("attention") or []
@@ -320,7 +323,7 @@ def _person_html(details: Path, person: dict, styles: list[str], uid: str, score
     return (
         f'<section class="person" data-person="{number}">'
         f'<h3>Person {number}: <span class="v {_token(label)}">{escape(label)}</span> '
-        f"{_fmt(person.get('score'))}{mark} "
+        f"{_score_text(person.get('score'), threshold)}{mark} "
         f"<small>face detected in {found} of {len(detected)} frames</small></h3>"
         f'<div class="strip">{"".join(frames)}</div>'
         "</section>"
@@ -335,6 +338,13 @@ def _apart(score: float, threshold: float) -> tuple[str, str]:
         if a != b or score == threshold:
             return a, b
     return repr(score), repr(threshold)
+
+
+def _score_text(score: float | None, threshold: float | None) -> str:
+    """A person's score, with the digits that tell it from the threshold."""
+    if score is None:
+        return ""
+    return f"{score:.3f}" if threshold is None else _apart(score, threshold)[0]
 
 
 def _card(details: Path, v: Video, styles: list[str]) -> str:
@@ -382,7 +392,9 @@ def _card(details: Path, v: Video, styles: list[str]) -> str:
         )
     message = f'<p class="msg">{escape(d["message"])}</p>' if d.get("message") else ""
     persons = "".join(  # a class per strip: by place, as two entries may share a number
-        _person_html(details, p, styles, f"{v.rank}-{i}", p.get("person") == d.get("person"))
+        _person_html(
+            details, p, styles, f"{v.rank}-{i}", p.get("person") == d.get("person"), threshold
+        )
         for i, p in enumerate(people)
     )
     return (

@@ -386,6 +386,7 @@ def test_a_score_beside_the_threshold_is_told_apart_and_binned_on_its_side(tmp_p
     )
     page, summary = render(details)
     assert "score 0.4996 (threshold 0.5000" in page and "score 0.500 (threshold 0.500" in page
+    assert "</span> 0.4996 <span" in page  # the person's heading too
     bars = re.findall(r"<title>(\d+) videos? scored ([\d.]+) to ([\d.]+)</title>", page)
     assert bars == [("1", "0.45", "0.50"), ("1", "0.50", "0.55")]
     assert summary == "2 videos (ok 2): FAKE 1, REAL 1"
