@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage, on the development machine, what benchmarks/gpu_check.sh needs on an offline GPU machine.
-# That machine has no network and does not see ../shared (see ../shared/docs/gpu-notes.md):
-# its image lacks facenet-pytorch and pywavelets, so their wheels travel in .gpu/wheels, and the
-# shared clips travel in .gpu/videos. Then, on the GPU machine, with .gpu/ beside the checkout:
+# That machine has no network and no data: its image lacks facenet-pytorch and pywavelets, so
+# their wheels travel in .gpu/wheels, and the clips (DFSCAN_SHARED_VIDEOS, by default the
+# developers' shared clips beside the checkout) travel in .gpu/videos. Then, on the GPU
+# machine, with .gpu/ beside the checkout:
 #     bash benchmarks/gpu_check.sh OUT_DIR
 set -euo pipefail
 shared=${DFSCAN_SHARED_VIDEOS:-../shared/data/videos}
