@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from scanner.contract import SAMPLING_METHODS
+from scanner.errors import RayFailure
 from scanner.files import is_uri
 
 EXIT_SOME_FAILED = 3
@@ -412,6 +413,8 @@ def scan(
             raise click.ClickException(str(e)) from e
     else:
         videos = discover_videos(inputs)
+    if not videos:  # with --resume too: no videos is not a finished scan
+        raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))
     kept_failed: Counter[str] = Counter()  # failed rows kept from an earlier run (--resume)
     if resume:
         try:
@@ -440,8 +443,6 @@ def scan(
                 lost[0],
             )
         kept_failed = Counter(s for s in point.statuses if s in FAILED_STATUSES)
-    if not videos and not resume:
-        raise click.ClickException("no video files found in " + ", ".join(map(str, inputs)))
 
     options = ScanOptions(
         seed=seed,
@@ -452,7 +453,9 @@ def scan(
         max_people=max_people,
         thumbnails=details is not None or report is not None,
     )
-    if engine == "ray":
+    if engine == "ray" and not videos:  # --resume with nothing left: no cluster needed
+        results = iter(())
+    elif engine == "ray":
         from scanner.ray_engine import ModelSpec, RayOptions, connected, scan_ray
 
         try:  # before any output is created: a cluster that cannot be reached is exit 1
@@ -503,6 +506,10 @@ def scan(
         raise click.ClickException(
             f"the model's device failed: {e}; finished rows are in {out} (continue with "
             "--resume once it works again)"
+        ) from e
+    except RayFailure as e:
+        raise click.ClickException(
+            f"{e}; finished rows are in {out} (continue with --resume once it is mended)"
         ) from e
     except OSError as e:
         raise click.ClickException(f"cannot write results: {e}") from e

@@ -28,3 +28,8 @@ class ClipError(Exception):
         self.info = info
         self.frames_sampled = frames_sampled
         self.frames_with_face = frames_with_face
+
+
+class RayFailure(RuntimeError):
+    """A scan's Ray pipeline failed as a whole on the cluster (its scoring actors could not
+    load the model, say): the scan stops; the rows it gave are kept."""

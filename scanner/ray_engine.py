@@ -50,6 +50,7 @@ import numpy as np
 from scanner.backends.base import DeviceFailure
 from scanner.contract import Preprocessing
 from scanner.discover import discover_videos
+from scanner.errors import RayFailure
 from scanner.files import is_uri
 from scanner.report import VideoResult
 from scanner.scan import Prepared, Preparer, PrepareSettings, ScanOptions
@@ -77,6 +78,14 @@ _COPY_CHUNK = 8 * 2**20
 
 class RayUnavailable(RuntimeError):
     """Ray Data is not installed, or no Ray instance can be reached or started."""
+
+
+def _reason(error: BaseException) -> str:
+    """One line for a Ray error: the exception raised in the actor where Ray carries it."""
+    cause = getattr(error, "cause", None)
+    cause = cause if isinstance(cause, BaseException) else error
+    lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
 def list_uri_videos(uri: str) -> list[str]:
@@ -329,6 +338,11 @@ def _data_context(ray: Any) -> Iterator[None]:
         ctx.max_errored_blocks, ctx.enable_progress_bars = saved
 
 
+def _worker_path(video: Path | str) -> str:
+    """A video as the workers read it: a URI as it is, a local path made absolute."""
+    return video if isinstance(video, str) and is_uri(video) else os.path.abspath(video)
+
+
 def _run(
     ray: Any,
     videos: Sequence[Path | str],
@@ -344,7 +358,7 @@ def _run(
     takes no queued call of another video with it."""
     decoders, scorers, gpus = pools
     in_flight = 1 if batch_size == 1 else None
-    items = [{"index": i, "path": str(videos[i])} for i in indices]
+    items = [{"index": i, "path": _worker_path(videos[i])} for i in indices]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_INPUT_BLOCKS))
     # Bounded retries of a dead actor's calls (Ray Data's default retries them forever). Ray
     # 2.60 still takes them as remote args, deprecated (hence the pin in pyproject.toml).
@@ -397,12 +411,15 @@ def scan_ray(
 
     ``loaded``: ``model`` loaded on the driver (which checks it before any video is read):
     the decode actors crop by its preprocessing contract; the scoring actors load ``model``
-    themselves. Raises RayUnavailable without Ray Data. Closing the iterator early stops
-    the pipeline.
+    themselves. Local paths travel to the workers as absolute paths (workers do not share
+    the driver's folder), and come back in the rows as given. Raises RayUnavailable without
+    Ray Data, RayFailure when the pipeline fails as a whole (no scoring actor can load the
+    model). Closing the iterator early stops the pipeline.
     """
     ray = import_ray()
     if not videos:
         return
+    model = dataclasses.replace(model, weights=Path(os.path.abspath(model.weights)))
     contract = loaded.contract
     sampling = options.sampling or contract.sampling
     faults = (os.environ.get(CRASH_ON_ENV) or None, os.environ.get(DEVICE_FAILS_ON_ENV) or None)
@@ -410,6 +427,15 @@ def scan_ray(
     attempts = ray_options.task_retries + 1
     with connected(ray, ray_options.address), _data_context(ray):
         pools = _pools(ray, model, ray_options)
+        if pools[2] and model.device.startswith("cuda:"):
+            # an actor given one GPU sees only it, as cuda:0: cuda:N names none there
+            log.warning(
+                "Ray scoring actors each run on the one GPU Ray gives them, not %s", model.device
+            )
+            stage_args = (
+                stage_args[0],
+                (dataclasses.replace(model, device="cuda"), *stage_args[1][1:]),
+            )
         log.info(
             "Ray: %d decode actors at most, %d scoring actors (%s)",
             pools[0],
@@ -429,20 +455,24 @@ def scan_ray(
                     len(todo),
                     attempts,
                 )
-            for index, result in _run(
-                ray,
-                videos,
-                sorted(todo),
-                stage_args,
-                pools,
-                batch_size,
-                retries,
-            ):
-                if index in todo:  # a retried block may deliver a video twice
-                    todo.discard(index)
-                    if result.status != "ok":
-                        log.warning("%s: %s (%s)", result.path, result.status, result.message)
-                    yield result
+            try:
+                for index, result in _run(
+                    ray,
+                    videos,
+                    sorted(todo),
+                    stage_args,
+                    pools,
+                    batch_size,
+                    retries,
+                ):
+                    if index in todo:  # a retried block may deliver a video twice
+                        todo.discard(index)
+                        result = dataclasses.replace(result, path=str(videos[index]))
+                        if result.status != "ok":
+                            log.warning("%s: %s (%s)", result.path, result.status, result.message)
+                        yield result
+            except ray.exceptions.RayError as e:
+                raise RayFailure(f"the Ray pipeline failed: {_reason(e)}") from e
         for index in sorted(todo):
             message = (
                 f"a Ray worker died each time this video ran ({attempts} times in a batch, "

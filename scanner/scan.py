@@ -352,26 +352,32 @@ class Scanner:
                 message = "model: non-finite score (NaN or infinity)"
                 out.append(self._result(p, status="error", message=message))
                 continue
-            people = [
-                self._person(k + 1, track, prob, alpha)
-                for k, (track, prob, alpha) in enumerate(
-                    zip(p.people, probs[mine], attention[mine])
-                )
-            ]
-            # The most suspicious person; the first (largest) of equal scores.
-            worst = max(people, key=lambda x: x.score)
-            out.append(
-                self._result(
-                    p,
-                    score=worst.score,
-                    label=worst.label,
-                    people=tuple(people),
-                    person=worst.person,
-                    frames_with_face=worst.frames_with_face,
-                    seconds=p.seconds + share * len(people),
-                )
-            )
+            try:
+                out.append(self._scored(p, probs[mine], attention[mine], share))
+            except Exception as e:  # noqa: BLE001 - one bad video must not end the batch
+                log.warning("%s: unexpected failure after scoring: %s", p.path, e)
+                out.append(self._result(p, status="error", message=f"{type(e).__name__}: {e}"))
         return out
+
+    def _scored(
+        self, p: Prepared, probs: np.ndarray, attention: np.ndarray, share: float
+    ) -> VideoResult:
+        """The row of a video whose people the model scored ``probs`` (with ``attention``)."""
+        people = [
+            self._person(k + 1, track, prob, alpha)
+            for k, (track, prob, alpha) in enumerate(zip(p.people, probs, attention))
+        ]
+        # The most suspicious person; the first (largest) of equal scores.
+        worst = max(people, key=lambda x: x.score)
+        return self._result(
+            p,
+            score=worst.score,
+            label=worst.label,
+            people=tuple(people),
+            person=worst.person,
+            frames_with_face=worst.frames_with_face,
+            seconds=p.seconds + share * len(people),
+        )
 
     def score(self, prepared: Sequence[Prepared]) -> list[VideoResult]:
         """One result per prepared video, in order: the clips of every ``ok`` one through the

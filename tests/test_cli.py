@@ -702,3 +702,30 @@ def test_python_api_gives_the_rows_of_the_command(video_dir, tiny_checkpoint, tm
     gone = video_dir / "gone.mp4"  # a path that is not there raises, as the command refuses it
     with pytest.raises(FileNotFoundError, match="gone.mp4"):
         scan_paths([one, gone], weights=tiny_checkpoint, device="cpu")
+
+
+def test_resume_over_a_folder_without_videos_is_no_videos_found(tiny_checkpoint, tmp_path):
+    """--resume does not make an empty folder a finished scan: exit 1, as without it."""
+    (tmp_path / "empty").mkdir()
+    args = scan_args([tmp_path / "empty"], tiny_checkpoint, tmp_path / "r.csv", "--resume")
+    res = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert res.exit_code == 1 and "no video files found" in res.output, res.output
+
+
+def test_a_failure_after_the_model_scored_is_that_videos_error_row(
+    video_dir, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Something failing while a scored video's row is made (its crops' thumbnails, say)
+    gives that video an error row with the reason; the scan goes on (exit 3)."""
+    from scanner.scan import Scanner
+
+    def broken(self, *args):
+        raise ValueError("thumbnail failed")
+
+    monkeypatch.setattr(Scanner, "_person", broken)
+    out = tmp_path / "r.csv"
+    args = scan_args([video_dir / "portrait.mp4"], tiny_checkpoint, out, "--device", "cpu")
+    res = CliRunner().invoke(main, [*args, "--no-progress", "--workers", "1"])
+    assert res.exit_code == 3, res.output
+    (row,) = rows_of(out)
+    assert row["status"] == "error" and "ValueError: thumbnail failed" in row["message"]

@@ -404,3 +404,63 @@ def test_workers_are_the_ray_engines_decode_actors(
         res = scan([hostile_dir], tiny_checkpoint, out, "--engine", "ray", *more)
         assert res.exit_code == 0, res.output
         assert given[-1].decode_actors == actors  # None: the cluster's CPUs less the scorers'
+
+
+def test_relative_paths_reach_the_workers_and_come_back_as_given(
+    ray_instance, hostile_dir, tiny_checkpoint, monkeypatch
+):
+    """Ray's workers do not share the driver's folder: a relative video path and relative
+    weights are sent as absolute paths, and the row keeps the path as given."""
+    import os
+
+    from scanner.api import load_backend
+    from scanner.ray_engine import ModelSpec, scan_ray
+    from scanner.scan import ScanOptions
+
+    loaded = load_backend(tiny_checkpoint, "auto", "cpu")
+    monkeypatch.chdir(hostile_dir)  # after the instance started elsewhere
+    weights = Path(os.path.relpath(tiny_checkpoint))
+    model = ModelSpec(weights, "auto", "cpu")
+    (result,) = scan_ray([Path("portrait.mp4")], ScanOptions(), model, loaded)
+    assert (result.path, result.status) == ("portrait.mp4", "ok"), result.message
+
+
+def test_scoring_actors_that_cannot_load_the_model_stop_the_scan_in_one_line(
+    ray_instance, hostile_dir, tiny_checkpoint, tmp_path
+):
+    """The driver could load the model, the scoring actors cannot (a path another node does
+    not have): the scan stops with RayFailure naming the actor's error, not a Ray traceback."""
+    from scanner.api import load_backend
+    from scanner.errors import RayFailure
+    from scanner.ray_engine import ModelSpec, RayOptions, scan_ray
+    from scanner.scan import ScanOptions
+
+    loaded = load_backend(tiny_checkpoint, "auto", "cpu")
+    model = ModelSpec(tmp_path / "only-on-the-driver.safetensors", "auto", "cpu")
+    with pytest.raises(RayFailure, match="the Ray pipeline failed: .*only-on-the-driver"):
+        list(
+            scan_ray(
+                [hostile_dir / "portrait.mp4"],
+                ScanOptions(),
+                model,
+                loaded,
+                RayOptions(task_retries=0),
+            )
+        )
+
+
+def test_resume_with_nothing_left_needs_no_cluster(
+    hostile_dir, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Every video already has a row: --resume on Ray finishes (exit 0) without reaching
+    for a cluster that may be gone by now."""
+    import scanner.ray_engine
+
+    out = tmp_path / "r.csv"
+    portrait = hostile_dir / "portrait.mp4"
+    assert scan([portrait], tiny_checkpoint, out).exit_code == 0
+    ray = FakeRay(error=ConnectionError("Could not find any running Ray instance."))
+    monkeypatch.setattr(scanner.ray_engine, "import_ray", lambda: ray)
+    res = scan([portrait], tiny_checkpoint, out, "--engine", "ray", "--resume")
+    assert res.exit_code == 0, res.output
+    assert len(rows_of(out)) == 1
