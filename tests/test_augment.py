@@ -440,3 +440,18 @@ def test_jitter_clip_reframes_every_frame_alike(clip) -> None:
     centres = [np.argwhere(f[..., 0] > 127).mean(axis=0) for f in moved]
     np.testing.assert_allclose(centres[0], centres[1])
     assert np.abs(centres[0] - (21.5, 41.5)).max() > 0.5
+
+
+def test_a_palette_is_fitted_to_every_image_it_quantises() -> None:
+    """The GIF degradation quantises a pair (a real frame and its pseudo-fake) with one
+    palette fitted to both: an image of colours the first lacks is not quantised worse."""
+    from training.augment import degrade_clip
+
+    rng = np.random.default_rng(0)
+    reds = np.zeros((64, 64, 3), np.uint8)
+    reds[..., 0] = rng.integers(100, 256, (64, 64))
+    blues = np.zeros((64, 64, 3), np.uint8)
+    blues[..., 2] = rng.integers(100, 256, (64, 64))
+    out = degrade_clip(np.stack([reds, blues]), np.random.default_rng(1), ("palette",))
+    err = [np.abs(o.astype(int) - x).mean() for o, x in zip(out, (reds, blues))]
+    assert err[1] < 2 * err[0] + 1, err

@@ -327,3 +327,26 @@ def test_a_donor_face_is_blended_with_the_same_draws(dense_clip) -> None:
         donor=lambda rng: asked.append(rng) and None,
     )
     assert len(asked) == 1 and none[1].shape == crops.shape
+
+
+def test_one_mask_source_for_the_whole_clip(dense_clip) -> None:
+    """A frame whose 68-point fit is off (dlib on a blurred frame) borrows its neighbour's,
+    moved with the face: its mask is a 68-point hull like its neighbours', not the far smaller
+    five-point polygon; with most fits off, every frame takes the five points."""
+    from training.landmarks import plausible, steady_dense
+
+    crops, five, dense = dense_clip
+    off = dense.copy()
+    off[2] = off[2] + 40.0  # one fit far from MTCNN's five points
+    assert not plausible(off[2], five[2])
+    steady = steady_dense(off, five)
+    assert steady is not None and plausible(steady[2], five[2])
+    np.testing.assert_array_equal(steady[[0, 1, 3]], off[[0, 1, 3]])
+    _, _, masks = self_blend(crops, five, np.random.default_rng(3), SBI, off)
+    _, _, fives = self_blend(
+        crops, five, np.random.default_rng(3), dataclasses.replace(SBI, dense_landmarks=False)
+    )
+    cover = (masks > 0).mean(axis=(1, 2))
+    assert cover[2] > 0.7 * np.median(cover) and cover[2] > 1.5 * (fives[2] > 0).mean()
+    mostly_off = dense + np.where(np.arange(len(dense)) % 4 == 0, 0.0, 40.0)[:, None, None]
+    assert steady_dense(mostly_off, five) is None

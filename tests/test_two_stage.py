@@ -576,7 +576,8 @@ def test_real_variants_give_training_videos_more_real_versions(tmp_path, real_fo
     recipe = _config(tmp_path, real_folder, cache, real_variants=2, degrade_prob=1.0)
     assert main(["--config", recipe]) == 0
     feats = torch.load(tmp_path / "run" / FEATURES, map_location="cpu", weights_only=False)
-    assert feats["train"] and all(len(vf.more_real) == 1 for vf in feats["train"])
+    # the second real version first, then the self-blends' recoloured target sides
+    assert feats["train"] and all(len(vf.more_real) >= 1 for vf in feats["train"])
     assert not any(torch.equal(vf.more_real[0], vf.real) for vf in feats["train"])
     assert all(vf.more_real == [] for vf in feats["val"] + feats["test"])
     vf = feats["train"][0]
@@ -690,6 +691,8 @@ def test_donors_come_from_other_people_nearest_in_landmarks() -> None:
     assert chosen is entries[4]  # farther in landmarks, but as many frames as the clip's
     with pytest.raises(ValueError, match="degrade_before"):
         StageConfig(swap_prob=0.5, degrade_before=0.5)
+    with pytest.raises(ValueError, match="reference frame"):  # pasted undegraded, too
+        StageConfig(reenact_prob=0.5, degrade_before=0.5)
 
 
 def test_frame_pairs_swap_in_another_persons_face(cache) -> None:
@@ -848,3 +851,38 @@ def test_frame_stage_with_sharpness_aware_steps(tmp_path, real_folder, cache, ca
     assert not torch.equal(plain["fc.weight"], sam["fc.weight"])
     with pytest.raises(ValueError, match="frame_sam_rho"):
         StageConfig(frame_sam_rho=1.0)
+
+
+def test_the_self_blends_recoloured_targets_are_real_versions_for_the_head(
+    tmp_path, real_folder, cache
+):
+    """Half of the self-blends recolour, blur or sharpen their target side whole (SBI's
+    pairs): that target is a real version of the training video in the head's feature cache,
+    so that a clip-wide change does not read as a fake; validation and test keep one real."""
+    recipe = _config(tmp_path, real_folder, cache, feature_variants=4, jpeg_prob=0.0)
+    assert main(["--config", recipe]) == 0
+    feats = torch.load(tmp_path / "run" / FEATURES, map_location="cpu", weights_only=False)
+    counts = [len(vf.more_real) for vf in feats["train"]]
+    assert all(0 <= c <= 4 for c in counts) and sum(counts) > 0
+    assert not any(torch.equal(m, vf.real) for vf in feats["train"] for m in vf.more_real)
+    assert all(vf.more_real == [] for vf in feats["val"] + feats["test"])
+
+
+def test_end_to_end_real_clips_get_the_self_blends_whole_clip_changes(real_folder, cache):
+    """ClipDataset: training's real clips beside self-blended ones are, about half of the
+    time, the blend's recoloured target side (as SBI pairs them); validation's stay raw."""
+    import numpy as np
+
+    from training.data import ClipDataset, Sample
+    from training.preprocess import read_index
+
+    entries = read_index(cache)[:4]
+    samples = [Sample(e, 0, False) for e in entries] + [Sample(e, 1, True) for e in entries]
+    raw = ClipDataset(cache, samples, 4, "uniform", vary=False)
+    paired = ClipDataset(cache, samples, 4, "uniform")
+    assert paired.pairs_reals and not raw.pairs_reals
+    changed = []
+    for epoch in range(4):
+        paired.set_epoch(epoch)
+        changed += [not torch.equal(paired[i][0], raw[i][0]) for i in range(len(entries))]
+    assert 0 < np.mean(changed) < 1

@@ -502,7 +502,9 @@ def degrade_clip(
         )
     if kind == "palette":
         dither = Image.Dither.FLOYDSTEINBERG
-        palette = Image.fromarray(crops[0]).quantize(256, dither=dither)
+        # one palette for every image (a GIF's): fitted to all of them side by side, not to
+        # the first, which made the others (a pseudo-fake beside its real) quantise worse
+        palette = Image.fromarray(np.concatenate(list(crops), axis=1)).quantize(256, dither=dither)
         return np.stack(
             [
                 np.asarray(

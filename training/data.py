@@ -141,6 +141,9 @@ class ClipDataset(Dataset):
         self.store = TrackStore(self.cache, blend.dense_landmarks)
         self.blend = blend
         self.samples = list(samples)
+        # training's real clips beside self-blended ones get the blend's whole-clip changes
+        # as often (validation's stay as they are: the threshold is set on them)
+        self.pairs_reals = vary and any(s.pseudo_fake for s in self.samples)
         self.num_frames = num_frames
         self.sampling = sampling
         self.augment = augment
@@ -164,6 +167,10 @@ class ClipDataset(Dataset):
         crops, landmarks, dense = self.store.frames(s.entry, np.asarray(idx))
         if s.pseudo_fake:
             _, crops, _ = self_blend(crops, landmarks, rng, self.blend, dense)
+        elif self.pairs_reals:
+            # a real clip as SBI pairs it with its blend: half of the time its target side,
+            # recoloured, blurred or sharpened whole; else such a change reads as a fake
+            crops, _, _ = self_blend(crops, landmarks, rng, self.blend, dense)
         if self.augment is not None:
             crops = augment_clip(crops, landmarks, self.augment, rng)
         if self.jpeg_prob and rng.random() < self.jpeg_prob:

@@ -101,3 +101,26 @@ def plausible(dense: np.ndarray, five: np.ndarray, tolerance: float = 0.35) -> b
     )
     d = max(float(np.hypot(*(five[1] - five[0]))), 2.0)
     return float(np.max(np.hypot(*(ours - five).T))) <= tolerance * d
+
+
+def steady_dense(
+    dense: np.ndarray, landmarks5: np.ndarray, share: float = 0.5
+) -> np.ndarray | None:
+    """A clip's 68-point fits, one for every frame, so that a mask's source stays the same
+    through the clip: a frame whose fit is not ``plausible`` borrows the nearest trusted
+    frame's, moved by how far its five points moved. None when fewer than ``share`` of the
+    frames have a trusted fit: the five points then serve the whole clip. (Chosen frame by
+    frame, the masked region jumped from a 68-point hull to the far smaller five-point
+    polygon and back, a flicker no face swap shows.)"""
+    trusted = np.array([plausible(d, f) for d, f in zip(dense, landmarks5)], bool)
+    if not trusted.any() or trusted.sum() < share * len(trusted):
+        return None
+    good = np.flatnonzero(trusted)
+    steady = np.array(dense, np.float64, copy=True)
+    for t in np.flatnonzero(~trusted):
+        s = good[np.argmin(np.abs(good - t))]
+        moved = np.asarray(landmarks5[t], np.float64).mean(axis=0) - np.asarray(
+            landmarks5[s], np.float64
+        ).mean(axis=0)
+        steady[t] = steady[s] + (moved if np.isfinite(moved).all() else 0.0)
+    return steady

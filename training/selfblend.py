@@ -47,6 +47,7 @@ from training.landmarks import (
     NOSE_RIDGE,
     RIGHT_BROW,
     plausible,
+    steady_dense,
 )
 
 HULL_TYPES = ("dfl_full", "extended", "components", "facehull")
@@ -367,10 +368,11 @@ def self_blend(
     ``real`` is the target the fake was blended into: the input, or the input after the
     source-target augmentation when the draw put it on the target side (as SBI returns it), so
     that real and fake differ only where ``mask`` > 0. ``mask`` is the weight of the source per
-    pixel (blend ratio included). A frame's mask comes from its 68 points when ``dense`` is
-    given, the config allows it and the fit agrees with MTCNN's five points
-    (``landmarks.plausible``); otherwise from the five points. Frames without finite
-    landmarks are left as they are.
+    pixel (blend ratio included). The clip's masks come from its 68 points when ``dense`` is
+    given, the config allows it and most frames' fits agree with MTCNN's five points (a
+    frame whose fit does not borrows its neighbour's: ``landmarks.steady_dense``); otherwise
+    from the five points, for every frame alike. Frames without finite landmarks are left as
+    they are.
     """
     n, h, w = _check_clip(crops, landmarks5, dense)
     if donor is not None:
@@ -397,6 +399,8 @@ def self_blend(
 
     real, fake = crops.copy(), crops.copy()
     masks = np.zeros((n, h, w), np.float32)
+    # one mask source for the whole clip (68 points where most frames have a trusted fit)
+    dense = steady_dense(dense, landmarks5) if c.dense_landmarks and dense is not None else None
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     for t in range(n):
         five = np.asarray(landmarks5[t], np.float64)
@@ -404,7 +408,7 @@ def self_blend(
             continue
         if t:
             field = c.jitter_rho * field + mix * _elastic_field(rng, h, w, sigma)
-        use_dense = c.dense_landmarks and dense is not None and plausible(dense[t], five)
+        use_dense = dense is not None
         hard = (
             landmark_mask((h, w), dense[t], hull_type, parts)
             if use_dense

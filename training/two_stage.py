@@ -129,10 +129,10 @@ class StageConfig:
         unknown = sorted(set(self.kinds) - set(DEGRADATIONS))
         if not self.kinds or unknown:
             raise ValueError(f"degrade_kinds: {unknown or 'none'}; valid: {DEGRADATIONS}")
-        if self.swap_prob and self.degrade_before:
+        if (self.swap_prob or self.reenact_prob) and self.degrade_before:
             raise ValueError(
-                "swap_prob with degrade_before: the donor's face would be pasted undegraded "
-                "into a degraded frame"
+                "swap_prob or reenact_prob with degrade_before: the donor's face or the "
+                "reference frame would be pasted undegraded into a degraded frame"
             )
         if self.real_variants < 1 or self.feature_variants < 1:
             raise ValueError("real_variants and feature_variants must be at least 1")
@@ -786,7 +786,7 @@ def feature_cache(
                 rng = np.random.default_rng([cfg.seed, 7, k, v, p])
                 plan = degrade_plan(rng, st.degrade_prob, st.degrade_before)
                 source = degrade_clip(crops, rng, st.kinds) if plan and plan[0] else crops
-                paired, fake, mask = pseudo_fake(
+                paired, fake, _ = pseudo_fake(
                     source,
                     five,
                     rng,
@@ -802,11 +802,13 @@ def feature_cache(
                     swap_prob=st.swap_prob,
                     donor=functools.partial(donors, e, idx, five) if donors else None,
                 )
-                # a whole-crop redraw's real clip blurred to pair with it (generated_match) is
-                # one more real version of a training video, gone through what the fake goes
-                # through alike
-                matched = mask.min() == 1.0 and not np.array_equal(paired, source)
-                twin = copy.deepcopy(rng) if part == "train" and matched else None
+                # the real clip as the fake's maker left it, where it changed it (the target
+                # side of a self-blend recoloured, blurred or sharpened whole, as SBI pairs
+                # them; a whole-crop redraw's real clip blurred to it, generated_match) is one
+                # more real version of a training video, gone through what the fake goes
+                # through alike: else a clip-wide change reads as a fake to the head
+                altered = not np.array_equal(paired, source)
+                twin = copy.deepcopy(rng) if part == "train" and altered else None
                 fake = alike(fake, rng, st, cfg.jpeg_prob, plan[1] if plan else None)
                 fakes.append(_features(model, fake, cfg.contract, env))
                 if twin is not None:
