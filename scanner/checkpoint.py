@@ -197,7 +197,10 @@ def _safetensors_metadata(data: bytes) -> dict:
     header = json.loads(data[8 : 8 + size])
     if not isinstance(header, dict):
         raise ValueError("the safetensors header is not a JSON object")
-    return header.get("__metadata__") or {}
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("the safetensors __metadata__ is not a JSON object")
+    return metadata
 
 
 def _read(path: Path) -> tuple[CheckpointMeta, dict, dict[str, torch.Tensor], str]:

@@ -34,7 +34,8 @@ def replacing(path: Path) -> Iterator[Path]:
     temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f"{path.name[:200]}.{secrets.token_hex(4)}.tmp")
+    stem = os.fsdecode(os.fsencode(path.name)[:200])  # a name's limit is 255 bytes, not characters
+    tmp = path.with_name(f"{stem}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

@@ -21,8 +21,8 @@ def hardware(device: str | torch.device | None = None) -> str:
     except OSError:
         pass
     desc = f"{cpu}, {os.cpu_count()} cores"
-    gpu = _gpu_index(device)
-    if gpu is not None and torch.cuda.is_available():
+    gpu = _gpu_index(device) if torch.cuda.is_available() else None
+    if gpu is not None:
         desc = f"{torch.cuda.get_device_name(gpu)}; {desc}"
     return desc
 

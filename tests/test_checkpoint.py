@@ -174,3 +174,12 @@ def test_a_safetensors_header_longer_than_the_file_is_a_checkpoint_error(tmp_pat
     path.write_bytes(b"\x01\x02")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("metadata", ['"text"', "[1, 2]"])
+def test_safetensors_metadata_that_is_not_an_object_is_a_checkpoint_error(tmp_path, metadata):
+    header = f'{{"__metadata__": {metadata}}}'.encode()
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)

@@ -733,3 +733,28 @@ def test_kfold_is_stratified() -> None:
     unbalanced = folders_items("abcdefgh", "xy")
     for _, held in kfold_items(unbalanced, 2, seed=0):
         assert kinds(held) == {"real", "fake"}
+
+
+def test_kfold_keeps_spellings_of_one_person_in_one_fold() -> None:
+    """'Alice' and 'alice' are one person in k-fold too: never trained on and held out."""
+    from training.datasets import kfold_items
+
+    items = synthetic(12)
+    items += [
+        VideoItem(Path(f"/data/al{i}.mp4"), i % 2, "g", p) for i, p in enumerate(["Alice", "alice"])
+    ]
+    for seed in range(4):
+        for train, held in kfold_items(items, 3, seed=seed):
+            trained = {i.source for i in train}
+            assert not (
+                {"Alice", "alice"} & trained and {"Alice", "alice"} & {i.source for i in held}
+            )
+
+
+def test_a_manifest_group_named_all_is_refused(tmp_path: Path) -> None:
+    """'all' names every video in the reports: a group of that name is refused at load."""
+    touch(tmp_path, "a.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,group\na.mp4,1,All\n")
+    with pytest.raises(DatasetError, match="group 'all'"):
+        load_dataset(manifest)

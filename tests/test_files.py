@@ -49,10 +49,16 @@ def test_replacing_writes_through_a_private_synced_temporary_file(tmp_path, monk
         assert len(tmp.name) <= 255
         tmp.write_text("long")
     assert long.read_text() == "long"
+    wide = tmp_path / ("\u5f71" * 84)  # 252 bytes in UTF-8: the limit is in bytes
+    with replacing(wide) as tmp:
+        assert len(os.fsencode(tmp.name)) <= 255
+        tmp.write_text("wide")
+    assert wide.read_text() == "wide"
     with pytest.raises(RuntimeError), replacing(target) as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert target.read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == [
         "out.csv",
         "x" * 250,
+        "\u5f71" * 84,
     ]

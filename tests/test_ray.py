@@ -464,3 +464,22 @@ def test_resume_with_nothing_left_needs_no_cluster(
     res = scan([portrait], tiny_checkpoint, out, "--engine", "ray", "--resume")
     assert res.exit_code == 0, res.output
     assert len(rows_of(out)) == 1
+
+
+def test_a_failed_ray_pipeline_is_one_line_and_keeps_the_rows(
+    hostile_dir, tiny_checkpoint, tmp_path, monkeypatch
+):
+    import scanner.ray_engine
+    from scanner.errors import RayFailure
+
+    def failing(videos, options, model, loaded, ray_options):
+        raise RayFailure("the Ray pipeline failed: CheckpointError: checkpoint not found: w")
+        yield  # a generator, as scan_ray is
+
+    monkeypatch.setattr(scanner.ray_engine, "import_ray", lambda: FakeRay(initialized=True))
+    monkeypatch.setattr(scanner.ray_engine, "scan_ray", failing)
+    out = tmp_path / "r.csv"
+    res = scan([hostile_dir], tiny_checkpoint, out, "--engine", "ray")
+    assert res.exit_code == 1, res.output
+    assert "the Ray pipeline failed: CheckpointError" in res.output and "--resume" in res.output
+    assert "Traceback" not in res.output and out.exists()

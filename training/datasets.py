@@ -170,7 +170,7 @@ def split_items(
     """
     weights = _check_ratios(ratios, len(SPLITS))
     items = list(items)
-    person = _person_keys(item.source for item in items)
+    person = person_keys(item.source for item in items)
     out: dict[str, list[VideoItem]] = {name: [] for name in SPLITS}
     by_source: dict[str, list[VideoItem]] = defaultdict(list)
     declared_of: dict[str, set[str]] = defaultdict(set)  # source -> splits declared for it
@@ -222,9 +222,10 @@ def kfold_items(
     sources differ in size (an FF++ identity has one real and many fakes).
     """
     items = list(items)
+    person = person_keys(item.source for item in items)
     by_source: dict[str, list[VideoItem]] = defaultdict(list)
     for item in items:
-        by_source[item.source].append(item)
+        by_source[person[item.source]].append(item)
     if k < 2:
         raise DatasetError(f"k-fold needs k >= 2, got {k}")
     if k > len(by_source):
@@ -439,7 +440,7 @@ def _check_ratios(ratios: Sequence[float], n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _person_keys(sources: Iterable[str]) -> dict[str, str]:
+def person_keys(sources: Iterable[str]) -> dict[str, str]:
     """Each source key -> the key of its person: keys that differ only in letter case or
     spacing ("Alice", "alice ", "ALICE") are one person, named by the first of them in
     natural order, with a warning (typed by hand, they would put a person in two splits)."""
@@ -790,6 +791,8 @@ def _manifest_item(path: Path, number: int, header: list[str], row: list[str]) -
     split = fields.get("split", "").lower() or None
     if split is not None and split not in SPLITS:
         raise DatasetError(f"{where}: split must be one of {SPLITS} or empty, got {split!r}")
+    if fields.get("group", "").lower() == "all":
+        raise DatasetError(f"{where}: group 'all' names every video in the reports: rename it")
     return VideoItem(
         video,
         label,

@@ -369,10 +369,10 @@ def self_blend(
     source-target augmentation when the draw put it on the target side (as SBI returns it), so
     that real and fake differ only where ``mask`` > 0. ``mask`` is the weight of the source per
     pixel (blend ratio included). The clip's masks come from its 68 points when ``dense`` is
-    given, the config allows it and most frames' fits agree with MTCNN's five points (a
-    frame whose fit does not borrows its neighbour's: ``landmarks.steady_dense``); otherwise
-    from the five points, for every frame alike. Frames without finite landmarks are left as
-    they are.
+    given, the config allows it and at least half of the frames' fits agree with MTCNN's five
+    points (a frame whose fit does not borrows its neighbour's: ``landmarks.steady_dense``);
+    otherwise from the five points, for every frame alike. Frames without finite landmarks
+    are left as they are.
     """
     n, h, w = _check_clip(crops, landmarks5, dense)
     if donor is not None:

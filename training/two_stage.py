@@ -59,7 +59,7 @@ from training.augment import (
 )
 from training.cli import EXPECTED_ERRORS, report_error, report_failure
 from training.data import SELF_BLEND_GROUP, TrackStore, clip_positions
-from training.datasets import VideoItem, load_dataset, split_items
+from training.datasets import VideoItem, load_dataset, person_keys, split_items
 from training.metrics import (
     NonFinite,
     calibrate_threshold,
@@ -282,9 +282,10 @@ def cap_per_identity(items: list[VideoItem], cap: int, seed: int) -> list[VideoI
     if cap <= 0:
         return items
     rng = np.random.default_rng(seed)
+    person = person_keys(it.source for it in items)  # "Alice" and "alice " are one person
     by_source: dict[str, list[VideoItem]] = {}
     for it in sorted(items, key=lambda it: str(it.path)):
-        by_source.setdefault(it.source, []).append(it)
+        by_source.setdefault(person[it.source], []).append(it)
     keep = set()
     for source in sorted(by_source):
         group = by_source[source]
@@ -589,7 +590,9 @@ def frame_stage(
             if st.frame_sam_rho:
                 moves = climb(params, st.frame_sam_rho)
                 opt.zero_grad(set_to_none=True)
-                F.cross_entropy(clf(x), y).backward()
+                uphill = F.cross_entropy(clf(x), y)
+                require_finite(uphill.item(), f"frame stage, step {step + 1} (sharpness-aware)")
+                uphill.backward()
                 descend(moves)
             opt.step()
             sched.step()
@@ -727,7 +730,8 @@ class VideoFeatures:
     entry: CacheEntry
     real: torch.Tensor  # (K, F, h, w) fp16 backbone feature maps
     fakes: list[torch.Tensor]  # feature_variants of the same shape
-    more_real: list[torch.Tensor] = field(default_factory=list)  # real_variants - 1 more
+    # real_variants - 1 more, then the real clips the pseudo-fakes changed (their target side)
+    more_real: list[torch.Tensor] = field(default_factory=list)
 
     def __setstate__(self, state: dict) -> None:  # feature caches written before more_real
         self.__dict__.update({"more_real": []} | state)
