@@ -423,7 +423,6 @@ def scan_ray(
     contract = loaded.contract
     sampling = options.sampling or contract.sampling
     faults = (os.environ.get(CRASH_ON_ENV) or None, os.environ.get(DEVICE_FAILS_ON_ENV) or None)
-    stage_args = ((contract, sampling, options), (model, options, faults))
     attempts = ray_options.task_retries + 1
     with connected(ray, ray_options.address), _data_context(ray):
         pools = _pools(ray, model, ray_options)
@@ -432,10 +431,8 @@ def scan_ray(
             log.warning(
                 "Ray scoring actors each run on the one GPU Ray gives them, not %s", model.device
             )
-            stage_args = (
-                stage_args[0],
-                (dataclasses.replace(model, device="cuda"), *stage_args[1][1:]),
-            )
+            model = dataclasses.replace(model, device="cuda")
+        stage_args = ((contract, sampling, options), (model, options, faults))
         log.info(
             "Ray: %d decode actors at most, %d scoring actors (%s)",
             pools[0],

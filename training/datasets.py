@@ -449,7 +449,7 @@ def person_keys(sources: Iterable[str]) -> dict[str, str]:
         spellings[" ".join(source.split()).casefold()].add(source)
     person = {}
     for names in spellings.values():
-        ordered = sorted(names, key=lambda s: (_natural_key(s), s))
+        ordered = sorted(names, key=_name_order)
         if len(ordered) > 1:
             log.warning("identity keys %s name one person, kept in one split", ordered)
         person.update(dict.fromkeys(ordered, ordered[0]))
@@ -458,8 +458,7 @@ def person_keys(sources: Iterable[str]) -> dict[str, str]:
 
 def _shuffled(by_source: dict[str, list[VideoItem]], seed: int) -> list[str]:
     # Sorting before the permutation makes the result independent of input order.
-    # (Names the natural key ties, "1" and "01", are ordered by their text.)
-    ordered = sorted(by_source, key=lambda s: (_natural_key(s), s))
+    ordered = sorted(by_source, key=_name_order)
     rng = np.random.default_rng(seed)
     return [ordered[i] for i in rng.permutation(len(ordered))]
 
@@ -840,6 +839,11 @@ class _UnionFind:
 def _natural_key(text: str) -> tuple[Any, ...]:
     # id2 < id10, and zero-padded FF++ ids still compare as numbers.
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def _name_order(text: str) -> tuple[Any, ...]:
+    """Natural order, names it ties ("1" and "01") ordered by their text."""
+    return (_natural_key(text), text)
 
 
 def _node_key(node: tuple[str, str]) -> tuple[Any, ...]:
