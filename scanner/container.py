@@ -22,6 +22,10 @@ class Track:
     # mp4/mov: whether every sample lasts as long (its last one aside), from the sample
     # table; None where the container does not say (Matroska, a fragmented mp4)
     constant_rate: bool | None = None
+    # video tracks: the frame size the container declares (mp4/mov: the track header's display
+    # size; Matroska: PixelWidth x PixelHeight); None where it does not say
+    width: int | None = None
+    height: int | None = None
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.codec})" if self.codec else self.kind
@@ -209,8 +213,19 @@ def _iso_tracks(path: Path) -> list[Track] | None:
         handler = hdlr[8:12] if hdlr is not None and len(hdlr) >= 12 else b""
         codec = stsd[12:16].decode("latin-1") if stsd is not None and len(stsd) >= 16 else ""
         stts = _child(trak, b"mdia", b"minf", b"stbl", b"stts")
-        found.append(Track(_ISO_KINDS.get(handler, "other"), codec, _constant_rate(stts)))
+        width, height = _iso_size(_child(trak, b"tkhd"))
+        kind = _ISO_KINDS.get(handler, "other")
+        found.append(Track(kind, codec, _constant_rate(stts), width, height))
     return found
+
+
+def _iso_size(tkhd: bytes | None) -> tuple[int | None, int | None]:
+    """A track header's width and height (its last 8 bytes, 16.16 fixed point); None for a
+    header cut short or a track without a picture (zero)."""
+    if tkhd is None or len(tkhd) < 84:  # version 0 is 84 bytes, version 1 96
+        return None, None
+    width, height = (v >> 16 for v in struct.unpack_from(">II", tkhd, len(tkhd) - 8))
+    return (width, height) if width and height else (None, None)
 
 
 def _constant_rate(stts: bytes | None) -> bool | None:
@@ -292,11 +307,14 @@ def _matroska_tracks(path: Path) -> list[Track] | None:
     for ident, entry in _elements(entries):
         if ident != 0xAE:  # TrackEntry
             continue
-        kind, codec = "other", ""
+        kind, codec, size = "other", "", {}
         for child, value in _elements(entry):
             if child == 0x83:  # TrackType
                 kind = _MKV_KINDS.get(int.from_bytes(value, "big"), "other")
             elif child == 0x86:  # CodecID
                 codec = value.decode("ascii", "replace").rstrip("\x00")
-        found.append(Track(kind, codec))
+            elif child == 0xE0:  # Video: PixelWidth, PixelHeight
+                size = {k: int.from_bytes(v, "big") for k, v in _elements(value)}
+        width, height = size.get(0xB0) or None, size.get(0xBA) or None
+        found.append(Track(kind, codec, None, width, height))
     return found

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import multiprocessing
 import os
 import threading
@@ -53,7 +54,7 @@ from scanner.errors import ClipError
 from scanner.faces import FaceDetector, FaceTrack
 from scanner.identity import FaceEmbedder
 from scanner.report import THUMB_SIZE, PersonResult, VideoResult
-from scanner.video import VideoInfo
+from scanner.video import VideoInfo, frame_area
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,14 @@ def prepare_video(
         frames_sampled=sampled,
         frames_with_face=track.frames_with_face,
     )
+
+
+def start_order(path: Path) -> float:
+    """Sort key of the videos waiting for a worker: larger frames first (face detection,
+    most of a video's cost, grows with the pixels of each frame), unknown sizes first of all
+    (as if largest: a large video started last leaves the other workers idle at the end)."""
+    area = frame_area(path)
+    return -math.inf if area is None else -float(area)
 
 
 # torch's operator threads in a worker process: the workers run side by side, one per core.
@@ -489,6 +498,9 @@ class Scanner:
         are prepared, in any order (at most batch_size clips a call, one per person), so one
         slow video does not leave the workers idle behind it; results wait in order, at most
         ``AHEAD`` videos past the first unfinished one (their crops are dropped once scored).
+        Of those ``AHEAD`` videos the workers take the first one, then the largest frames
+        first, so that a long 1080p video met last does not run alone while the other
+        workers idle (``start_order``).
         Closing the iterator early cancels the videos not yet started. A worker process
         that dies (a decoder crash, the OOM killer) breaks its pool, failing every call not
         yet done: the first of them is run again alone in a new process, the others in a
@@ -499,7 +511,8 @@ class Scanner:
         todo = iter(paths)
         workers = max(1, self.options.workers)
         window = workers * 2 + self.options.batch_size  # videos submitted, not yet prepared
-        queued: dict[int, Path] = {}  # submitted or prepared, not yet yielded
+        queued: dict[int, Path] = {}  # read from paths, not yet yielded
+        unstarted: dict[int, float] = {}  # queued, not yet submitted: their start_order
         running: dict[Future[Prepared], int] = {}
         prepared: list[tuple[int, Prepared]] = []  # ok videos waiting for the model
         finished: dict[int, VideoResult] = {}
@@ -507,13 +520,20 @@ class Scanner:
         pool = self._pool(workers)
 
         def refill() -> None:
-            while len(running) < window and len(queued) < self.AHEAD:
+            """Read paths up to AHEAD past the head, and submit up to ``window`` of them:
+            the head first (the next result to yield), then the largest frames first
+            (``start_order``)."""
+            while len(queued) < self.AHEAD:
                 path = next(todo, None)
                 if path is None:
-                    return
+                    break
                 index = head + len(queued)
                 queued[index] = Path(path)
-                running[self._submit(pool, Path(path))] = index
+                unstarted[index] = start_order(Path(path))
+            while unstarted and len(running) < window:
+                first = head if head in unstarted else min(unstarted, key=unstarted.__getitem__)
+                del unstarted[first]
+                running[self._submit(pool, queued[first])] = first
 
         def restart() -> None:
             """After a worker process died: the first of its videos alone, the rest again

@@ -211,6 +211,18 @@ def _head(path: Path) -> bytes:
         return f.read(HEAD_BYTES)
 
 
+def frame_area(path: Path) -> int | None:
+    """Pixels per frame of the largest video track, as the container's header declares it
+    (mp4/mov, Matroska/WebM), read without decoding; None where the header does not say
+    (another container, a file that cannot be read)."""
+    try:
+        found = tracks(path, _head(path))
+    except (OSError, NotAVideoError):
+        return None
+    areas = [t.width * t.height for t in found or () if t.kind == "video" and t.width and t.height]
+    return max(areas, default=None)
+
+
 def _capture(path: Path) -> cv2.VideoCapture:
     """OpenCV's FFmpeg capture of the file at ``path``, by its absolute path: FFmpeg takes a
     name that starts like ``word:`` for a protocol (``pipe:0.mp4`` reads stdin,

@@ -255,6 +255,19 @@ def audio_only_webm(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
     return path
 
 
+def matroska_video_header(path: Path, width: int, height: int) -> Path:
+    """The header of a Matroska file with one VP9 video track of ``width`` x ``height``
+    (no frames: what ``scanner.container.tracks`` reads)."""
+    header = _ebml(0x1A45DFA3, _ebml(0x4282, b"webm"))
+    video = _ebml(0xB0, width.to_bytes(2, "big")) + _ebml(0xBA, height.to_bytes(2, "big"))
+    track = _ebml(
+        0xAE,
+        _ebml(0xD7, b"\x01") + _ebml(0x83, b"\x01") + _ebml(0x86, b"V_VP9") + _ebml(0xE0, video),
+    )
+    path.write_bytes(header + _ebml(0x18538067, _ebml(0x1654AE6B, track)))
+    return path
+
+
 # What the scan must say of each file ``write_hostile_files`` writes.
 HOSTILE_STATUSES = {
     "with spaces/ünïcode/face clip.mp4": "ok",

@@ -75,6 +75,26 @@ def test_workers_are_spawned_where_faces_are_detected_on_a_gpu(tiny_checkpoint):
     assert on_cpu.start_method == ("fork" if fork else None)
 
 
+def test_workers_take_the_first_video_then_the_largest_frames(tiny_checkpoint, monkeypatch):
+    """Past the first video, the workers take the largest frames first (unknown sizes first of
+    all): a large video met last does not run alone at the end. Rows keep the input order."""
+    areas = {"s0": 100, "s1": 100, "big": 10_000, "s2": 100, "mid": 1_000, "unknown": None}
+    monkeypatch.setattr(scan, "frame_area", lambda path: areas[path.name])
+    monkeypatch.setattr(Scanner, "start_method", property(lambda self: None))  # threads
+    taken = []
+
+    def prepare(self, path):  # noqa: ANN001, ANN202
+        taken.append(path.name)
+        return scan.Prepared(path, "no_face", "no face", 0.0)
+
+    monkeypatch.setattr(Scanner, "_prepare", prepare)
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    scanner = Scanner(backend, ScanOptions(batch_size=1, workers=1, descriptors=False))
+    rows = list(scanner.results([Path(name) for name in areas]))
+    assert [r.path for r in rows] == list(areas)
+    assert taken == ["s0", "unknown", "big", "mid", "s1", "s2"]
+
+
 @needs_fork
 def test_a_video_whose_worker_process_dies_is_an_error_row(videos, tiny_checkpoint, monkeypatch):
     """The worker's death fails the calls of every video it had; they run again, and only the

@@ -11,6 +11,7 @@ from scanner.video import (
     NotAVideoError,
     TooShortError,
     count_is_estimated,
+    frame_area,
     frame_exact_seek,
     has_video_signature,
     keyframe_indices,
@@ -23,6 +24,7 @@ from helpers import (
     audio_only_webm,
     face_frames,
     frame_mark,
+    matroska_video_header,
     retag_mp4,
     rotate_mp4,
     write_avi,
@@ -314,6 +316,19 @@ def test_a_turned_frame_keeps_its_proportions(tmp_path, face_image, monkeypatch)
     assert first.shape == (240, 320, 3)
     # 240x320 portrait fitted into 320x240: 180 px wide, centred, black bars of 70 px each side
     assert first[:, :70].max() == 0 and first[:, -70:].max() == 0 and first[:, 70:250].any()
+
+
+def test_the_frame_area_is_read_from_the_container_header(tmp_path, face_image):
+    """The scan's work order reads frame sizes from mp4 and Matroska headers without decoding;
+    other containers and files that are not videos have none."""
+    frames = face_frames(face_image, 5, size=(320, 240))
+    assert frame_area(write_clip(tmp_path / "clip.mp4", frames)) == 320 * 240
+    assert frame_area(matroska_video_header(tmp_path / "clip.webm", 1920, 1080)) == 1920 * 1080
+    assert frame_area(write_avi(tmp_path / "clip.avi", frames)) is None
+    assert frame_area(audio_only_mp4(tmp_path / "song.mp4")) is None
+    (tmp_path / "notes.mp4").write_text("not a video")
+    assert frame_area(tmp_path / "notes.mp4") is None
+    assert frame_area(tmp_path / "missing.mp4") is None
 
 
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
