@@ -9,7 +9,10 @@ every face of a track whose first and last are different people
 (``scanner.faces.describe_tracks``). A box whose descriptor is far from a track's does not
 continue it, and two pieces of one track that position could not join are joined. Without dlib
 the tracks are position-only; the details say which (``identity``). Nothing is downloaded: the
-model files ship inside the face-recognition-models wheel.
+model files ship inside the face-recognition-models wheel. dlib finds the five landmarks and
+cuts the aligned face chip; the ResNet itself runs in PyTorch (``scanner.dlib_resnet``, the
+weights read from dlib's file: the same descriptors, several times faster than dlib-bin's
+build without BLAS), or in dlib where the file is not the network that module knows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from scanner.dlib_resnet import (
+    CHIP_PADDING,
+    CHIP_SIZE,
+    DescriptorNet,
+    DlibFormatError,
+    read_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +71,9 @@ def model_files() -> tuple[Path, Path] | None:
 
 
 class FaceEmbedder:
-    """dlib's face descriptor for boxes in a frame. One instance per thread; the models
-    (31 MB) are read on the first call, so a run whose videos hold one face each never
-    reads them."""
+    """dlib's face descriptor for boxes in a frame, all of a frame's boxes in one batch. One
+    instance per thread; the models (31 MB) are read on the first call, so a run whose videos
+    hold one face each never reads them."""
 
     def __init__(self, shape_model: Path, descriptor_model: Path) -> None:
         self.files = (shape_model, descriptor_model)
@@ -81,26 +93,39 @@ class FaceEmbedder:
             import dlib
 
             shape, net = self.files
+            try:
+                descriptor = DescriptorNet(read_weights(net)).eval()
+            except DlibFormatError as e:  # another release of the model file: dlib's own
+                log.warning("%s: %s; descriptors by dlib itself (slower)", net, e)
+                descriptor = None
             self._models = (
                 dlib,
                 dlib.shape_predictor(str(shape)),
-                dlib.face_recognition_model_v1(str(net)),
+                dlib.face_recognition_model_v1(str(net)) if descriptor is None else None,
+                descriptor,
             )
         return self._models
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray | None]:
         """One (128,) float32 descriptor per box (x1, y1, x2, y2) of the RGB ``image``, None
         for a box smaller than MIN_SIDE."""
-        dlib, shape_of, net = self._load()
+        dlib, shape_of, dlib_net, net = self._load()
         image = np.ascontiguousarray(image)
-        out: list[np.ndarray | None] = []
-        for (x1, y1, x2, y2), large in zip(np.asarray(boxes, np.float64), describable(boxes)):
-            if not large:
-                out.append(None)
-                continue
-            shape = shape_of(image, dlib.rectangle(round(x1), round(y1), round(x2), round(y2)))
-            out.append(np.asarray(net.compute_face_descriptor(image, shape), np.float32))
-        return out
+        large = describable(boxes)
+        shapes = [
+            shape_of(image, dlib.rectangle(round(x1), round(y1), round(x2), round(y2)))
+            for (x1, y1, x2, y2), big in zip(np.asarray(boxes, np.float64), large)
+            if big
+        ]
+        if not shapes:
+            found = []
+        elif net is None:
+            found = [np.float32(dlib_net.compute_face_descriptor(image, s)) for s in shapes]
+        else:
+            chips = [dlib.get_face_chip(image, s, CHIP_SIZE, CHIP_PADDING) for s in shapes]
+            found = list(net(torch.from_numpy(np.stack(chips))).numpy().astype(np.float32))
+        described = iter(found)
+        return [next(described) if big else None for big in large]
 
 
 def distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
