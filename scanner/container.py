@@ -83,14 +83,15 @@ def image_format(head: bytes) -> str | None:
     return None
 
 
-def tracks(path: Path, head: bytes) -> list[Track] | None:
+def tracks(path: Path, head: bytes, max_header: int = _MAX_HEADER) -> list[Track] | None:
     """The tracks an mp4/mov or Matroska/WebM file declares, or None when that cannot be
-    read (another container, or a header cut short or damaged)."""
+    read (another container, a header cut short or damaged, or larger than ``max_header``
+    bytes)."""
     try:
         if is_iso_media(head):
-            return _iso_tracks(path)
+            return _iso_tracks(path, max_header)
         if is_matroska(head):
-            return _matroska_tracks(path)
+            return _matroska_tracks(path, max_header)
     except (OSError, ValueError, struct.error, IndexError):
         return None
     return None
@@ -178,7 +179,7 @@ def _child(data: bytes, *path: bytes) -> bytes | None:
     return data
 
 
-def _iso_tracks(path: Path) -> list[Track] | None:
+def _iso_tracks(path: Path, max_header: int) -> list[Track] | None:
     """Walk the top-level boxes (seeking past the media data) to the moov box; one Track per
     trak: its handler (vide, soun, ...) and its first sample entry's type (avc1, mp4a, ...)."""
     with open(path, "rb") as f:
@@ -196,7 +197,7 @@ def _iso_tracks(path: Path) -> list[Track] | None:
             if size < header or pos + size > end:
                 return None  # cut short
             if kind == b"moov":
-                if size > _MAX_HEADER:
+                if size > max_header:
                     return None
                 f.seek(pos + header)
                 moov = f.read(size - header)
@@ -272,7 +273,7 @@ def _elements(data: bytes):  # noqa: ANN202 - an iterator of (id, payload)
         pos = end
 
 
-def _matroska_tracks(path: Path) -> list[Track] | None:
+def _matroska_tracks(path: Path, max_header: int) -> list[Track] | None:
     """Read past the EBML header into the Segment, then its children up to Tracks; one Track
     per TrackEntry: its TrackType and CodecID (V_VP9, A_OPUS, ...)."""
     with open(path, "rb") as f:
@@ -295,7 +296,7 @@ def _matroska_tracks(path: Path) -> list[Track] | None:
             if ident == _CLUSTER or unknown:
                 return None  # media data before any track list
             if ident == _TRACKS:
-                if size > _MAX_HEADER or pos + n + m + size > end:
+                if size > max_header or pos + n + m + size > end:
                     return None
                 f.seek(pos + n + m)
                 entries = f.read(size)

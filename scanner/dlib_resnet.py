@@ -7,7 +7,7 @@ in the face-recognition-models wheel; nothing is downloaded) and ``DescriptorNet
 The network is the one of dlib's ``dnn_face_recognition_ex.cpp``: a 7x7 convolution and max
 pool, then 14 residual blocks of two 3x3 convolutions (32, 64, 128, 256, 256 filters; the first
 block of the last four halves the size), average pooling and a 128-wide linear layer, on a
-150x150 face chip. ``tests/test_identities.py`` checks it against dlib's own descriptors.
+150x150 face chip. ``tests/test_dlib_resnet.py`` checks it against dlib's own descriptors.
 """
 
 from __future__ import annotations
@@ -101,8 +101,26 @@ class _Reader:
 def read_weights(path: Path) -> DlibWeights:
     """The network's weights, read out of dlib's model file at ``path``. Layers are found in
     the order the network applies them and checked against its shape; raises DlibFormatError
-    for any other file."""
+    for any other file, or one cut short."""
     r = _Reader(Path(path).read_bytes())
+    try:
+        return _read(r)
+    except DlibFormatError:
+        raise
+    except (ValueError, IndexError) as e:  # past the end of the file
+        raise DlibFormatError(f"cut short or damaged: {e}") from e
+
+
+def _pool(r: _Reader, name: bytes, expected: list[int]) -> None:
+    """Past the next pooling layer ``name``, whose window, strides and paddings must be
+    ``expected``."""
+    r.seek_name(name)
+    got = [r.int() for _ in range(6)]
+    if got != expected:
+        raise DlibFormatError(f"{name.decode()} {got}, not {expected}")
+
+
+def _read(r: _Reader) -> DlibWeights:
     r.seek_name(b"input_rgb_image_sized", within=1024)
     mean_rgb = (r.float(), r.float(), r.float())
     if (r.int(), r.int()) != (CHIP_SIZE, CHIP_SIZE):
@@ -117,8 +135,10 @@ def read_weights(path: Path) -> DlibWeights:
         r.seek_name(b"con_4")
         params = r.tensor()
         got = [r.int() for _ in range(7)]  # filters, rows, columns, strides, paddings
-        if got[:5] != [out, k, k, stride, stride] or params.size != out * inp * k * k + out:
-            raise DlibFormatError(f"convolution {len(convs)}: {got[:5]}, not {out}x{inp}x{k}")
+        pad = 0 if stride > 1 else k // 2  # dlib's default, the one this network uses
+        want = [out, k, k, stride, stride, pad, pad]
+        if got != want or params.size != out * inp * k * k + out:
+            raise DlibFormatError(f"convolution {len(convs)}: {got}, not {want} of {inp} inputs")
         weight = params[: out * inp * k * k].reshape(out, inp, k, k)
         convs.append(Conv(weight, params[out * inp * k * k :], stride, got[5]))
         r.seek_name(b"affine_")
@@ -126,6 +146,10 @@ def read_weights(path: Path) -> DlibWeights:
         if params.size != 2 * out:
             raise DlibFormatError(f"affine {len(affines)}: {params.size} values")
         affines.append((params[:out], params[out:]))
+        if len(convs) == 1:
+            _pool(r, b"max_pool_2", [3, 3, 2, 2, 0, 0])
+        elif len(convs) % 2 == 1 and BLOCKS[len(convs) // 2 - 1][1]:  # a block's shortcut
+            _pool(r, b"avg_pool_2", [2, 2, 2, 2, 0, 0])
     r.seek_name(b"fc_2", within=1 << 16)
     outputs, inputs = r.int(), r.int()
     fc = r.tensor()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import math
 import multiprocessing
@@ -498,49 +499,60 @@ class Scanner:
         are prepared, in any order (at most batch_size clips a call, one per person), so one
         slow video does not leave the workers idle behind it; results wait in order, at most
         ``AHEAD`` videos past the first unfinished one (their crops are dropped once scored).
-        Of those ``AHEAD`` videos the workers take the first one, then the largest frames
-        first, so that a long 1080p video met last does not run alone while the other
-        workers idle (``start_order``).
-        Closing the iterator early cancels the videos not yet started. A worker process
-        that dies (a decoder crash, the OOM killer) breaks its pool, failing every call not
-        yet done: the first of them is run again alone in a new process, the others in a
-        new pool (which breaks again if the culprit is among them, and so on), so only a
-        video whose worker dies again when alone is an ``error`` row. Spawned workers that
-        all die before starting (``_fall_back_to_threads``) give way to worker threads.
+        Videos are handed to the workers the next result first, then the largest frames
+        first of those read ahead (``refill``, ``start_order``), so that a 1080p video met
+        last does not run alone while the other workers idle. Closing the iterator early
+        cancels the videos not yet started. A worker process that dies (a decoder crash,
+        the OOM killer) breaks its pool, failing every call not yet done: the first of them
+        handed over is run again alone in a new process, the others in a new pool (which
+        breaks again if the culprit is among them, and so on), so only a video whose worker
+        dies again when alone is an ``error`` row. Spawned workers that all die before
+        starting (``_fall_back_to_threads``) give way to worker threads.
         """
         todo = iter(paths)
         workers = max(1, self.options.workers)
         window = workers * 2 + self.options.batch_size  # videos submitted, not yet prepared
         queued: dict[int, Path] = {}  # read from paths, not yet yielded
-        unstarted: dict[int, float] = {}  # queued, not yet submitted: their start_order
+        unstarted: dict[int, float] = {}  # queued, not yet handed to the workers: start_order
         running: dict[Future[Prepared], int] = {}
+        handed: dict[int, int] = {}  # running index -> its place in the order handed over
+        tickets = itertools.count()
         prepared: list[tuple[int, Prepared]] = []  # ok videos waiting for the model
         finished: dict[int, VideoResult] = {}
         head = 0  # the next index to yield
         pool = self._pool(workers)
 
+        def hand(index: int) -> None:
+            handed[index] = next(tickets)
+            running[self._submit(pool, queued[index])] = index
+
         def refill() -> None:
-            """Read paths up to AHEAD past the head, and submit up to ``window`` of them:
-            the head first (the next result to yield), then the largest frames first
-            (``start_order``)."""
-            while len(queued) < self.AHEAD:
-                path = next(todo, None)
-                if path is None:
-                    break
-                index = head + len(queued)
-                queued[index] = Path(path)
-                unstarted[index] = start_order(Path(path))
-            while unstarted and len(running) < window:
+            """Hand videos to the workers, at most ``window`` not yet prepared: the head first
+            (the next result to yield), then the largest frames first (``start_order``) of
+            up to ``window`` more read ahead (and at most AHEAD past the head). The workers
+            start them in the order they are handed over."""
+            while True:
+                while len(unstarted) < window and len(queued) < self.AHEAD:
+                    path = next(todo, None)
+                    if path is None:
+                        break
+                    index = head + len(queued)
+                    queued[index] = Path(path)
+                    unstarted[index] = start_order(Path(path))
+                if not unstarted or len(running) >= window:
+                    return
                 first = head if head in unstarted else min(unstarted, key=unstarted.__getitem__)
                 del unstarted[first]
-                running[self._submit(pool, queued[first])] = first
+                hand(first)
 
         def restart() -> None:
-            """After a worker process died: the first of its videos alone, the rest again
-            (all in threads if no worker process could start)."""
+            """After a worker process died: the first of its videos handed over alone (the
+            workers had started it), the rest again in their order (all in threads if no
+            worker process could start)."""
             nonlocal pool
-            lost = sorted(running.values())
+            lost = sorted(running.values(), key=handed.__getitem__)
             running.clear()
+            handed.clear()
             pool.shutdown(wait=True, cancel_futures=True)
             if self._fall_back_to_threads():
                 lost_alone = []
@@ -549,7 +561,7 @@ class Scanner:
                 lost_alone, lost = lost[:1], lost[1:]
             pool = self._pool(workers)
             for index in lost:
-                running[self._submit(pool, queued[index])] = index
+                hand(index)
             for index in lost_alone:  # while the new pool works on the others
                 add(index, self._prepare_alone(queued[index]))
 
@@ -590,6 +602,7 @@ class Scanner:
                         index = running.pop(future)
                         try:
                             add(index, future.result())
+                            del handed[index]
                         except BrokenProcessPool:
                             running[future] = index
                             broken = True

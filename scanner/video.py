@@ -211,12 +211,17 @@ def _head(path: Path) -> bytes:
         return f.read(HEAD_BYTES)
 
 
+# frame_area reads headers up to this size: a larger one belongs to a long video, whose size
+# then counts as unknown (the scan's workers take unknown sizes first)
+AREA_HEADER_BYTES = 4 << 20
+
+
 def frame_area(path: Path) -> int | None:
     """Pixels per frame of the largest video track, as the container's header declares it
     (mp4/mov, Matroska/WebM), read without decoding; None where the header does not say
-    (another container, a file that cannot be read)."""
+    (another container, a header over AREA_HEADER_BYTES, a file that cannot be read)."""
     try:
-        found = tracks(path, _head(path))
+        found = tracks(path, _head(path), AREA_HEADER_BYTES)
     except (OSError, NotAVideoError):
         return None
     areas = [t.width * t.height for t in found or () if t.kind == "video" and t.width and t.height]

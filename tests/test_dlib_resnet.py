@@ -77,6 +77,11 @@ def test_another_model_file_is_refused_and_dlib_describes(
     (tmp_path / "other.dat").write_bytes(b"\x01\x01\x01\x0dloss_metric_2" + bytes(64))
     with pytest.raises(DlibFormatError):
         read_weights(tmp_path / "other.dat")
+    whole = model_files()[1].read_bytes()
+    for cut in (400, len(whole) // 2, len(whole) - 100):  # a download cut short, anywhere
+        (tmp_path / "cut.dat").write_bytes(whole[:cut])
+        with pytest.raises(DlibFormatError):
+            read_weights(tmp_path / "cut.dat")
 
     def refuse(path):  # noqa: ANN001, ANN202 - a release of the model this module does not know
         raise DlibFormatError("no con_4 layer where one was expected")

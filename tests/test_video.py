@@ -318,9 +318,11 @@ def test_a_turned_frame_keeps_its_proportions(tmp_path, face_image, monkeypatch)
     assert first[:, :70].max() == 0 and first[:, -70:].max() == 0 and first[:, 70:250].any()
 
 
-def test_the_frame_area_is_read_from_the_container_header(tmp_path, face_image):
+def test_the_frame_area_is_read_from_the_container_header(tmp_path, face_image, monkeypatch):
     """The scan's work order reads frame sizes from mp4 and Matroska headers without decoding;
-    other containers and files that are not videos have none."""
+    other containers, files that are not videos and headers too large to read have none."""
+    import scanner.video as video
+
     frames = face_frames(face_image, 5, size=(320, 240))
     assert frame_area(write_clip(tmp_path / "clip.mp4", frames)) == 320 * 240
     assert frame_area(matroska_video_header(tmp_path / "clip.webm", 1920, 1080)) == 1920 * 1080
@@ -329,6 +331,8 @@ def test_the_frame_area_is_read_from_the_container_header(tmp_path, face_image):
     (tmp_path / "notes.mp4").write_text("not a video")
     assert frame_area(tmp_path / "notes.mp4") is None
     assert frame_area(tmp_path / "missing.mp4") is None
+    monkeypatch.setattr(video, "AREA_HEADER_BYTES", 64)  # a long video's header is not read
+    assert frame_area(tmp_path / "clip.mp4") is None
 
 
 @pytest.mark.parametrize("make", [audio_only_mp4, audio_only_webm], ids=["mp4", "webm"])
