@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-import timm
 import torch
 from torch import nn
 
@@ -114,10 +113,16 @@ class Detector(nn.Module):
     def __init__(self, config: DetectorConfig, backbone: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        # global_pool="" keeps the spatial map (7x7 at 224 for EfficientNets): method.md §2.
-        self.backbone = backbone or timm.create_model(
-            config.backbone, pretrained=False, num_classes=0, global_pool=""
-        )
+        if backbone is None:
+            # imported here: scanning through onnxruntime loads only the configs of this module
+            # (importing timm, which imports torchvision's models, took 2 s of a scan's start)
+            import timm
+
+            # global_pool="" keeps the spatial map (7x7 at 224 for EfficientNets): method.md §2.
+            backbone = timm.create_model(
+                config.backbone, pretrained=False, num_classes=0, global_pool=""
+            )
+        self.backbone = backbone
         feat = self.backbone.num_features
         cp, ch = config.proj_channels, config.hidden_channels
         self.proj = nn.Sequential(nn.Conv2d(feat, cp, 1, bias=False), nn.BatchNorm2d(cp), nn.ReLU())

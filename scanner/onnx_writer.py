@@ -35,7 +35,6 @@ import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
-from timm.layers import Conv2dSame, get_same_padding
 from torch import nn
 
 from scanner.artifact_writer import (
@@ -90,7 +89,9 @@ class FixedPadConv(nn.Module):
     convolution nor keep in its blocked (NCHWc) layout, so every one cost a pad and two
     layout reorders of the whole activation."""
 
-    def __init__(self, conv: Conv2dSame, size: tuple[int, int]) -> None:
+    def __init__(self, conv: nn.Conv2d, size: tuple[int, int]) -> None:
+        from timm.layers import get_same_padding
+
         super().__init__()
         self.conv = conv
         (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
@@ -107,6 +108,10 @@ def fixed_padding(detector: Detector, crop_size: int) -> Detector:
     """A copy of ``detector`` whose backbone's ``Conv2dSame`` layers pad by constants for
     ``crop_size`` frames (``FixedPadConv``): the same outputs at that size, a graph that
     onnxruntime fuses. The detector itself is left as it is."""
+    # timm is imported on export only: finding a graph already cached (``cached_onnx``, each
+    # scan through onnxruntime) does without it
+    from timm.layers import Conv2dSame
+
     detector = copy.deepcopy(detector)
     sizes: dict[str, tuple[int, int]] = {}
 

@@ -2,6 +2,7 @@
 
 import csv
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -381,3 +382,28 @@ def test_each_export_keeps_its_tensorrt_engines_in_its_own_folder(
         assert name == "TensorrtExecutionProvider" and options["trt_engine_cache_enable"]
         paths.append(options["trt_engine_cache_path"])
     assert paths[0] != paths[1] and all(p.startswith(str(tmp_path)) for p in paths)
+
+
+def test_scanning_through_onnxruntime_does_without_timm(tiny_checkpoint, tmp_path):
+    """timm (and torchvision's models with it) is imported only to build or export a model:
+    a scan whose graph is cached already starts without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from scanner.onnx_writer import cached_onnx\n"
+        "graph = cached_onnx(Path(sys.argv[1]))\n"  # exports: imports timm here
+        "assert 'timm' in sys.modules\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code, str(tiny_checkpoint)], check=True, env=env)
+    code = (
+        "import sys\n"
+        "from scanner.api import load_backend\n"
+        "backend = load_backend(sys.argv[1], 'auto', 'cpu')\n"
+        "assert backend.name == 'onnx', backend.name\n"
+        "assert 'timm' not in sys.modules, 'timm imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tiny_checkpoint)], check=True, env=env)
