@@ -187,13 +187,12 @@ class DescriptorNet(nn.Module):
                 conv.bias.copy_(torch.from_numpy(c.bias) * s + torch.from_numpy(shift))
             self.convs.append(conv)
         self.register_buffer("fc", torch.from_numpy(weights.fc))
-        self.downs = [down for _, down in BLOCKS]
 
     @torch.no_grad()
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
         x = (chips.permute(0, 3, 1, 2).float() - self.mean) / 256.0
         x = F.max_pool2d(F.relu(self.convs[0](x)), 3, 2)
-        for i, down in enumerate(self.downs):
+        for i, (_, down) in enumerate(BLOCKS):
             y = F.relu(self.convs[1 + 2 * i](x))
             y = self.convs[2 + 2 * i](y)
             x = F.relu(_add(y, F.avg_pool2d(x, 2, 2) if down else x))

@@ -89,27 +89,32 @@ class FaceEmbedder:
         return cls(*files)
 
     def _load(self):  # noqa: ANN202
+        """(dlib, its 5-point shape predictor, describe(image, shapes) -> descriptors)."""
         if self._models is None:
             import dlib
 
             shape, net = self.files
             try:
-                descriptor = DescriptorNet(read_weights(net)).eval()
+                torch_net = DescriptorNet(read_weights(net)).eval()
+
+                def describe(image: np.ndarray, shapes: list) -> list[np.ndarray]:
+                    chips = [dlib.get_face_chip(image, s, CHIP_SIZE, CHIP_PADDING) for s in shapes]
+                    return list(torch_net(torch.from_numpy(np.stack(chips))).numpy())
+
             except DlibFormatError as e:  # another release of the model file: dlib's own
                 log.warning("%s: %s; descriptors by dlib itself (slower)", net, e)
-                descriptor = None
-            self._models = (
-                dlib,
-                dlib.shape_predictor(str(shape)),
-                dlib.face_recognition_model_v1(str(net)) if descriptor is None else None,
-                descriptor,
-            )
+                dlib_net = dlib.face_recognition_model_v1(str(net))
+
+                def describe(image: np.ndarray, shapes: list) -> list[np.ndarray]:
+                    return [np.float32(dlib_net.compute_face_descriptor(image, s)) for s in shapes]
+
+            self._models = (dlib, dlib.shape_predictor(str(shape)), describe)
         return self._models
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray | None]:
         """One (128,) float32 descriptor per box (x1, y1, x2, y2) of the RGB ``image``, None
         for a box smaller than MIN_SIDE."""
-        dlib, shape_of, dlib_net, net = self._load()
+        dlib, shape_of, describe = self._load()
         image = np.ascontiguousarray(image)
         large = describable(boxes)
         shapes = [
@@ -117,14 +122,7 @@ class FaceEmbedder:
             for (x1, y1, x2, y2), big in zip(np.asarray(boxes, np.float64), large)
             if big
         ]
-        if not shapes:
-            found = []
-        elif net is None:
-            found = [np.float32(dlib_net.compute_face_descriptor(image, s)) for s in shapes]
-        else:
-            chips = [dlib.get_face_chip(image, s, CHIP_SIZE, CHIP_PADDING) for s in shapes]
-            found = list(net(torch.from_numpy(np.stack(chips))).numpy().astype(np.float32))
-        described = iter(found)
+        described = iter(describe(image, shapes) if shapes else [])
         return [next(described) if big else None for big in large]
 
 
