@@ -54,7 +54,7 @@ from scanner.errors import RayFailure
 from scanner.files import is_uri
 from scanner.report import VideoResult
 from scanner.scan import Prepared, Preparer, PrepareSettings, ScanOptions
-from scanner.video import VIDEO_EXTENSIONS
+from scanner.video import VIDEO_EXTENSIONS, set_decoder_threads
 
 if TYPE_CHECKING:
     from scanner.backends import Backend
@@ -169,7 +169,9 @@ class _Decode:
     """Ray Data stage 1 (an actor): decode and crop the faces of one video per call."""
 
     def __init__(self, contract: Preprocessing, sampling: str, options: ScanOptions) -> None:
-        # The scan's own decode + face stage (an error in it is a row), on this actor's CPU.
+        # The scan's own decode + face stage (an error in it is a row), on this actor's CPU:
+        # one decoder thread, as in the scan's worker processes (an actor holds one CPU).
+        set_decoder_threads(1)
         self._prepare = Preparer(
             PrepareSettings(
                 contract, "cpu", sampling, options.seed, options.max_people, options.descriptors

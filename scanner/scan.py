@@ -55,19 +55,29 @@ from scanner.errors import ClipError
 from scanner.faces import FaceDetector, FaceTrack
 from scanner.identity import FaceEmbedder
 from scanner.report import THUMB_SIZE, PersonResult, VideoResult
-from scanner.video import VideoInfo, frame_area
+from scanner.video import VideoInfo, frame_area, set_decoder_threads
 
 log = logging.getLogger(__name__)
+
+
+def _cores() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 2
 
 
 def default_workers() -> int:
     """Scan workers when none are asked for: the cores this process may use less two (the
     model and the scan's own thread run beside the workers), at least two."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 2
-    return max(2, cores - 2)
+    return max(2, _cores() - 2)
+
+
+def decoder_threads(workers: int) -> int:
+    """Threads of each video decoder in a scan of ``workers`` worker processes: the cores
+    shared out between them, at least one (``scanner.video.set_decoder_threads``)."""
+    return max(1, _cores() // max(1, workers))
 
 
 @dataclass(frozen=True)
@@ -231,14 +241,16 @@ def _fork_safe() -> Iterator[None]:
             gc.unfreeze()
 
 
-def _worker_start(settings: PrepareSettings, started: EventType) -> None:
+def _worker_start(settings: PrepareSettings, started: EventType, decoders: int) -> None:
     """In a new worker process: one thread for torch's operators (OpenMP's pool does not
-    survive a fork), and this process's own stage (forked: not the parent's onnxruntime
-    sessions); ``started`` tells the scan that a worker got this far."""
+    survive a fork), ``decoders`` threads for each video decoder (``decoder_threads``: the
+    workers decode side by side), and this process's own stage (forked: not the parent's
+    onnxruntime sessions); ``started`` tells the scan that a worker got this far."""
     global _worker
     from scanner.faces import OnnxNets
 
     torch.set_num_threads(WORKER_TORCH_THREADS)
+    set_decoder_threads(decoders)
     OnnxNets._shared = None  # single-threaded sessions: dropped here without waiting on a pool
     _worker = Preparer(settings)
     started.set()
@@ -442,7 +454,7 @@ class Scanner:
             workers,
             mp_context=context,
             initializer=_worker_start,
-            initargs=(self.prepare_settings, self._started),
+            initargs=(self.prepare_settings, self._started, decoder_threads(workers)),
         )
         if method == "fork":
             try:

@@ -228,11 +228,35 @@ def frame_area(path: Path) -> int | None:
     return max(areas, default=None)
 
 
+# Threads of each FFmpeg decoder this process opens; None: OpenCV's default (one per core).
+_decoder_threads: int | None = None
+
+
+def set_decoder_threads(threads: int | None) -> None:
+    """How many threads each video decoder opened from now on in this process uses (None:
+    OpenCV's default, one per core). A scan's worker processes decode one video each, as many
+    at once as there are workers, and share the cores out (``scanner.scan.decoder_threads``):
+    two processes on two cores decoding with one thread each read 12-15 % more frames a second
+    of the 29 shared clips, and 20-28 % more of 1080p clips, than with OpenCV's two each,
+    which only contend for the same cores."""
+    global _decoder_threads
+    _decoder_threads = threads
+
+
+def _capture_params() -> list[int]:
+    threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV 4.6 and later
+    if _decoder_threads is None or threads is None:
+        return []
+    return [threads, _decoder_threads]
+
+
 def _capture(path: Path) -> cv2.VideoCapture:
     """OpenCV's FFmpeg capture of the file at ``path``, by its absolute path: FFmpeg takes a
     name that starts like ``word:`` for a protocol (``pipe:0.mp4`` reads stdin,
     ``2023-01-01T10:00:00.mp4`` fails to open). A name that is not UTF-8 (Linux keeps any
-    bytes; OpenCV crashes on them) is opened through a link with a name of its own."""
+    bytes; OpenCV crashes on them) is opened through a link with a name of its own. Its
+    decoder runs ``set_decoder_threads``'s thread count."""
+    params = _capture_params()
     name = os.path.abspath(path)
     try:
         name.encode("utf-8")
@@ -241,8 +265,8 @@ def _capture(path: Path) -> cv2.VideoCapture:
             suffix = Path(name).suffix  # for FFmpeg's format guess, where it is plain
             link = os.path.join(tmp, "video" + (suffix if suffix.isascii() else ""))
             os.symlink(os.fsencode(name), link)
-            return cv2.VideoCapture(link, cv2.CAP_FFMPEG)  # open before the link goes
-    return cv2.VideoCapture(name, cv2.CAP_FFMPEG)
+            return cv2.VideoCapture(link, cv2.CAP_FFMPEG, params)  # open before the link goes
+    return cv2.VideoCapture(name, cv2.CAP_FFMPEG, params)
 
 
 def _open(path: Path, head: bytes) -> cv2.VideoCapture:

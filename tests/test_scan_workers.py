@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from scanner import scan
+from scanner import scan, video
 from scanner.backends import make_backend
+from scanner.faces import OnnxNets
 from scanner.scan import Scanner, ScanOptions
 
 needs_fork = pytest.mark.skipif(
@@ -158,6 +159,33 @@ def test_default_workers_are_the_cores_less_two_at_least_two(monkeypatch, cores,
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert scan.default_workers() == workers
     assert ScanOptions().workers == workers
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads"), [(2, 2, 1), (1, 2, 1), (16, 14, 1), (16, 4, 4), (16, 1, 16)]
+)
+def test_worker_decoders_share_out_the_cores(monkeypatch, cores, workers, threads):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert scan.decoder_threads(workers) == threads
+
+
+def test_a_worker_process_sets_its_threads_and_its_decoders(tiny_checkpoint, monkeypatch):
+    """What ``_worker_start`` does in a new worker, run here with everything it changes put
+    back: one torch thread, the decoder threads it is given, its own stage."""
+    backend = make_backend(tiny_checkpoint, "torch", torch.device("cpu"))
+    settings = Scanner(backend, ScanOptions(workers=2, descriptors=False)).prepare_settings
+    monkeypatch.setattr(scan, "_worker", None)
+    monkeypatch.setattr(OnnxNets, "_shared", OnnxNets._shared)  # the worker drops it
+    started = multiprocessing.get_context().Event()
+    torch_threads = torch.get_num_threads()
+    try:
+        scan._worker_start(settings, started, 3)
+        assert torch.get_num_threads() == scan.WORKER_TORCH_THREADS
+        assert video._decoder_threads == 3
+    finally:
+        torch.set_num_threads(torch_threads)
+        video.set_decoder_threads(None)
+    assert started.is_set() and isinstance(scan._worker, scan.Preparer)
 
 
 @needs_fork

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from scanner import video
 from scanner.container import HEAD_BYTES
 from scanner.video import (
     DecodeError,
@@ -409,3 +410,19 @@ def test_a_still_image_named_mp4_is_not_a_video(fmt, tmp_path, face_image):
     with pytest.raises(NotAVideoError, match="single .*image") as e:
         read_frames(path, 15, "random", 0)
     assert fmt.upper() in str(e.value)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_decoder_threads_are_set_and_decode_the_same_frames(face_clip, threads):
+    default = read_frames(face_clip, 15, "random", seed=3)
+    video.set_decoder_threads(threads)
+    try:
+        assert video._capture(face_clip).get(cv2.CAP_PROP_N_THREADS) == threads
+        frames = read_frames(face_clip, 15, "random", seed=3)
+    finally:
+        video.set_decoder_threads(None)
+    assert frames.indices == default.indices
+    np.testing.assert_array_equal(frames.images, default.images)
+    assert video._capture(face_clip).get(cv2.CAP_PROP_N_THREADS) == cv2.VideoCapture(
+        str(face_clip), cv2.CAP_FFMPEG
+    ).get(cv2.CAP_PROP_N_THREADS)
