@@ -819,18 +819,74 @@ def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
     return round(cx - side / 2), round(cy - side / 2), max(1, round(side))
 
 
+# From this many times the crop's side on, a face's square is area-averaged through a
+# summed-area table (``area_square``) instead of OpenCV's INTER_AREA: measured break-even at
+# about 4.5 (1000 px for 224 px crops, 3.6 ms each), a third of the time at 1900 px.
+AREA_TABLE_FROM = 5
+
+
+def area_square(image: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.ndarray:
+    """The square of ``side`` pixels at (x0, y0) of ``image`` (H, W, 3) uint8, parts outside
+    the frame black, reduced to (size, size, 3) uint8 by area averaging (side > size): each
+    pixel the mean of the side/size-wide square of the frame it covers, pixels cut by its
+    edges weighted by the share inside, as OpenCV's INTER_AREA computes (within one grey level:
+    the same mean, rounded from float64 instead of float32).
+
+    The sums come from a summed-area table of the part inside the frame, read at the squares'
+    fractional corners by bilinear interpolation, which is exact: the integral of an image
+    constant over each pixel is bilinear within each pixel. Its cost grows with the part of
+    the frame inside the square, INTER_AREA's with the whole square, black padding included,
+    and faster: from about 4.5 x size on (``crop_square`` uses it from AREA_TABLE_FROM x size:
+    the 1500-2200 px squares of a face that fills a 1080p frame in a third of the time).
+    """
+    h, w = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return np.zeros((size, size, 3), np.uint8)
+    part = image[sy0:sy1, sx0:sx1]
+    rows, cols = part.shape[:2]
+    if 255 * rows * cols < 2**31:
+        table = cv2.integral(part)  # (rows + 1, cols + 1, 3) int32, channels interleaved
+    else:
+        table = np.zeros((rows + 1, cols + 1, 3), np.int64)
+        np.cumsum(part, axis=0, dtype=np.int64, out=table[1:, 1:])
+        np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+    edges = np.arange(size + 1) * (side / size)  # the squares' edges, from the square's corner
+    ey = np.clip(edges + (y0 - sy0), 0, rows)  # outside the frame the sums stay flat
+    ex = np.clip(edges + (x0 - sx0), 0, cols)
+    yi = np.minimum(ey.astype(np.int64), rows - 1)
+    xi = np.minimum(ex.astype(np.int64), cols - 1)
+    # Rows of (size + 1) corners x 3 channels, so that numpy's inner loops run along a row.
+    fy, fx = (ey - yi)[:, None], np.repeat(ex - xi, 3)[None, :]
+    at = (yi[:, None] * (cols + 1) + xi[None, :]).ravel()  # the corners' cells
+    flat = table.reshape(-1, 3)
+    n = size + 1
+
+    def corners(offset: int) -> np.ndarray:
+        return flat.take(at + offset, axis=0).reshape(n, 3 * n).astype(np.float64)
+
+    t00, t01, t10, t11 = corners(0), corners(1), corners(cols + 1), corners(cols + 2)
+    s = t00 + (t01 - t00) * fx + ((t10 - t00) + (t11 - t10 - t01 + t00) * fx) * fy
+    sums = (s[1:, 3:] - s[:-1, 3:] - s[1:, :-3] + s[:-1, :-3]).reshape(size, size, 3)
+    return np.rint(sums * (size / side) ** 2).clip(0, 255).astype(np.uint8)
+
+
 def crop_square(
     image: np.ndarray, box: np.ndarray, margin: float, size: int
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Crop a square around ``box`` dilated by ``margin`` and resize it to size x size.
 
     The square's side is max(box width, box height) * (1 + margin), centred on the box, so the
-    face keeps its aspect ratio. Parts of the square outside the frame are black. Returns the
-    crop (size, size, 3) and the (x0, y0, scale) that maps frame pixels p to crop pixels
-    (p - (x0, y0)) * scale.
+    face keeps its aspect ratio. Parts of the square outside the frame are black. A larger
+    square is area-averaged (OpenCV's INTER_AREA; ``area_square``, the same within one grey
+    level, from AREA_TABLE_FROM x size on, where it is faster), a smaller one enlarged
+    bilinearly. Returns the crop (size, size, 3) and the (x0, y0, scale) that maps frame pixels
+    p to crop pixels (p - (x0, y0)) * scale.
     """
     h, w = image.shape[:2]
     x0, y0, s = square_region(box, margin)
+    if s >= AREA_TABLE_FROM * size:
+        return area_square(image, x0, y0, s, size), (float(x0), float(y0), size / s)
     canvas = np.zeros((s, s, 3), np.uint8)
     sx0, sy0 = max(x0, 0), max(y0, 0)
     sx1, sy1 = min(x0 + s, w), min(y0 + s, h)

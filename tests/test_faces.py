@@ -1,14 +1,17 @@
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import pytest
 
 from scanner.contract import Preprocessing
 from scanner.errors import ClipError
 from scanner.faces import (
+    AREA_TABLE_FROM,
     FaceDetector,
     FrameFaces,
     NoFaceError,
+    area_square,
     crop_square,
     extract_track,
     link_tracks,
@@ -50,6 +53,47 @@ def test_crop_pads_outside_the_frame_with_black():
     crop, _ = crop_square(image, np.array([80, 80, 140, 140]), 0.3, 224)
     assert crop.shape == (224, 224, 3)
     assert crop[-1, -1].max() == 0 and crop[0, 0].min() == 200
+
+
+def inter_area_square(image, x0, y0, side, size):
+    """OpenCV's INTER_AREA of the black-padded square: what ``area_square`` computes."""
+    canvas = np.zeros((side, side, 3), np.uint8)
+    h, w = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def test_area_square_is_opencvs_area_average(face_image):
+    """Squares inside, across and outside the frame's edges, of sides that divide the crop's
+    and that do not: OpenCV's INTER_AREA of the padded square, within one grey level on at
+    most 1e-3 of the values (float64 and float32 rounding)."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (300, 500, 3), np.uint8)
+    image = cv2.resize(face_image, (500, 300), interpolation=cv2.INTER_CUBIC)
+    for frame in (image, noise):
+        for _ in range(40):
+            size = int(rng.choice([17, 50, 64]))
+            side = int(rng.integers(size + 1, 700))
+            x0, y0 = int(rng.integers(-side, 510)), int(rng.integers(-side, 310))
+            got = area_square(frame, x0, y0, side, size).astype(int)
+            want = inter_area_square(frame, x0, y0, side, size).astype(int)
+            assert got.shape == (size, size, 3)
+            assert np.abs(got - want).max() <= 1 and (got != want).mean() <= 1e-3
+    assert area_square(image, 600, 0, 200, 50).max() == 0  # outside the frame: black
+
+
+def test_a_large_face_is_cropped_as_a_small_one(face_image):
+    """``crop_square``'s two ways of area-averaging agree: a square of AREA_TABLE_FROM times
+    the crop's side or more is reduced through ``area_square``."""
+    image = cv2.resize(face_image, (1200, 900), interpolation=cv2.INTER_CUBIC)
+    box = np.array([300.0, 250.0, 950.0, 980.0])  # 730 px tall; 949 px square with the margin
+    crop, (x0, y0, scale) = crop_square(image, box, 0.3, 64)
+    assert 949 >= AREA_TABLE_FROM * 64
+    assert (x0, y0, scale) == (150.0, 140.0, 64 / 949)
+    want = inter_area_square(image, 150, 140, 949, 64)
+    assert np.abs(crop.astype(int) - want).max() <= 1
 
 
 def faces(*boxes, prob=0.99):
