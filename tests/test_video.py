@@ -426,3 +426,17 @@ def test_decoder_threads_are_set_and_decode_the_same_frames(face_clip, threads):
     assert video._capture(face_clip).get(cv2.CAP_PROP_N_THREADS) == cv2.VideoCapture(
         str(face_clip), cv2.CAP_FFMPEG
     ).get(cv2.CAP_PROP_N_THREADS)
+
+
+def test_sampled_frames_are_decoded_into_one_array_not_copied(face_clip):
+    cap = video._capture(face_clip)
+    try:
+        images, _, _ = video._grab_indices(cap, np.array([2, 5, 9]), seek=False)
+    finally:
+        cap.release()
+    stacked = video._stacked(images)
+    assert stacked.shape == (3, 240, 320, 3) and all(im.base is stacked for im in images)
+    assert [frame_mark(im) for im in stacked] == [2, 5, 9]
+    copied = video._stacked([im.copy() for im in images[::-1]])  # not its rows in order
+    assert copied.base is None and [frame_mark(im) for im in copied] == [9, 5, 2]
+    assert video._stacked(images[:2]).base is None  # decoding stopped short: a copy
