@@ -244,10 +244,7 @@ def set_decoder_threads(threads: int | None) -> None:
 
 
 def _capture_params() -> list[int]:
-    threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV 4.6 and later
-    if _decoder_threads is None or threads is None:
-        return []
-    return [threads, _decoder_threads]
+    return [] if _decoder_threads is None else [cv2.CAP_PROP_N_THREADS, _decoder_threads]
 
 
 def _capture(path: Path) -> cv2.VideoCapture:

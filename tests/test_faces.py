@@ -82,6 +82,10 @@ def test_area_square_is_opencvs_area_average(face_image):
             assert got.shape == (size, size, 3)
             assert np.abs(got - want).max() <= 1 and (got != want).mean() <= 1e-3
     assert area_square(image, 600, 0, 200, 50).max() == 0  # outside the frame: black
+    for side in (10 * 30, 7 * 30, AREA_TABLE_FROM * 30):  # whole-number ratios: exact weights
+        got = area_square(noise, -40, 20, side, 30).astype(int)
+        want = inter_area_square(noise, -40, 20, side, 30).astype(int)
+        assert np.abs(got - want).max() <= 1 and (got != want).mean() <= 1e-3
 
 
 def test_a_large_face_is_cropped_as_a_small_one(face_image):
@@ -93,6 +97,10 @@ def test_a_large_face_is_cropped_as_a_small_one(face_image):
     assert 949 >= AREA_TABLE_FROM * 64
     assert (x0, y0, scale) == (150.0, 140.0, 64 / 949)
     want = inter_area_square(image, 150, 140, 949, 64)
+    assert np.abs(crop.astype(int) - want).max() <= 1
+    side = AREA_TABLE_FROM * 64  # the first side through the table
+    crop, _ = crop_square(image, np.array([400.0, 300.0, 400.0 + side, 300.0 + side]), 0.0, 64)
+    want = inter_area_square(image, 400, 300, side, 64)
     assert np.abs(crop.astype(int) - want).max() <= 1
 
 

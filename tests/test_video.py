@@ -414,18 +414,23 @@ def test_a_still_image_named_mp4_is_not_a_video(fmt, tmp_path, face_image):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_decoder_threads_are_set_and_decode_the_same_frames(face_clip, threads):
+    def threads_of(cap: cv2.VideoCapture) -> float:
+        try:
+            return cap.get(cv2.CAP_PROP_N_THREADS)
+        finally:
+            cap.release()
+
     default = read_frames(face_clip, 15, "random", seed=3)
     video.set_decoder_threads(threads)
     try:
-        assert video._capture(face_clip).get(cv2.CAP_PROP_N_THREADS) == threads
+        assert threads_of(video._capture(face_clip)) == threads
         frames = read_frames(face_clip, 15, "random", seed=3)
     finally:
         video.set_decoder_threads(None)
     assert frames.indices == default.indices
     np.testing.assert_array_equal(frames.images, default.images)
-    assert video._capture(face_clip).get(cv2.CAP_PROP_N_THREADS) == cv2.VideoCapture(
-        str(face_clip), cv2.CAP_FFMPEG
-    ).get(cv2.CAP_PROP_N_THREADS)
+    opencvs = threads_of(cv2.VideoCapture(str(face_clip), cv2.CAP_FFMPEG))
+    assert threads_of(video._capture(face_clip)) == opencvs
 
 
 def test_sampled_frames_are_decoded_into_one_array_not_copied(face_clip):
@@ -437,6 +442,8 @@ def test_sampled_frames_are_decoded_into_one_array_not_copied(face_clip):
     stacked = video._stacked(images)
     assert stacked.shape == (3, 240, 320, 3) and all(im.base is stacked for im in images)
     assert [frame_mark(im) for im in stacked] == [2, 5, 9]
-    copied = video._stacked([im.copy() for im in images[::-1]])  # not its rows in order
-    assert copied.base is None and [frame_mark(im) for im in copied] == [9, 5, 2]
+    reordered = video._stacked(images[::-1])  # its rows, not in order: a copy
+    assert reordered.base is None and [frame_mark(im) for im in reordered] == [9, 5, 2]
+    copied = video._stacked([im.copy() for im in images])  # not its rows
+    assert copied.base is None and [frame_mark(im) for im in copied] == [2, 5, 9]
     assert video._stacked(images[:2]).base is None  # decoding stopped short: a copy
