@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+import scanner.faces as faces_module
 from scanner.contract import Preprocessing
 from scanner.errors import ClipError
 from scanner.faces import (
@@ -82,10 +83,20 @@ def test_area_square_is_opencvs_area_average(face_image):
             assert got.shape == (size, size, 3)
             assert np.abs(got - want).max() <= 1 and (got != want).mean() <= 1e-3
     assert area_square(image, 600, 0, 200, 50).max() == 0  # outside the frame: black
-    for side in (10 * 30, 7 * 30, AREA_TABLE_FROM * 30):  # whole-number ratios: exact weights
+    for side in (10 * 30, 7 * 30, AREA_TABLE_FROM * 30):  # whole-number ratios
         got = area_square(noise, -40, 20, side, 30).astype(int)
         want = inter_area_square(noise, -40, 20, side, 30).astype(int)
         assert np.abs(got - want).max() <= 1 and (got != want).mean() <= 1e-3
+
+
+def test_area_square_sums_in_float64_where_int32_would_overflow(monkeypatch):
+    """Frames past INT32_TABLE_PIXELS (8K close-ups) take float64 sums: the same crops."""
+    noise = np.random.default_rng(1).integers(0, 256, (300, 500, 3), np.uint8)
+    want = area_square(noise, -40, 20, 400, 30)
+    monkeypatch.setattr(faces_module, "INT32_TABLE_PIXELS", 1000)
+    np.testing.assert_array_equal(area_square(noise, -40, 20, 400, 30), want)
+    with pytest.raises(ValueError, match="uint8"):
+        area_square(noise.astype(np.uint16), 0, 0, 400, 30)
 
 
 def test_a_large_face_is_cropped_as_a_small_one(face_image):
