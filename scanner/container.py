@@ -7,6 +7,7 @@ from a video; the track list also names the codec of a video FFmpeg cannot open.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ class Track:
     # size; Matroska: PixelWidth x PixelHeight); None where it does not say
     width: int | None = None
     height: int | None = None
+    # mp4/mov: the sync samples (keyframes), numbered from 0, from the sync sample table; None
+    # where the track has none (every sample is a sync sample) or for other containers
+    sync_samples: tuple[int, ...] | None = None
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.codec})" if self.codec else self.kind
@@ -214,10 +218,71 @@ def _iso_tracks(path: Path, max_header: int) -> list[Track] | None:
         handler = hdlr[8:12] if hdlr is not None and len(hdlr) >= 12 else b""
         codec = stsd[12:16].decode("latin-1") if stsd is not None and len(stsd) >= 16 else ""
         stts = _child(trak, b"mdia", b"minf", b"stbl", b"stts")
+        stss = _child(trak, b"mdia", b"minf", b"stbl", b"stss")
         width, height = _iso_size(_child(trak, b"tkhd"))
         kind = _ISO_KINDS.get(handler, "other")
-        found.append(Track(kind, codec, _constant_rate(stts), width, height))
+        found.append(Track(kind, codec, _constant_rate(stts), width, height, _sync(stss)))
     return found
+
+
+def _sync(stss: bytes | None) -> tuple[int, ...] | None:
+    """A sync sample table's samples, numbered from 0 (the box numbers them from 1); None
+    without the box (every sample is a sync sample). A table cut short keeps what it holds."""
+    if stss is None or len(stss) < 8:
+        return None
+    (count,) = struct.unpack_from(">I", stss, 4)
+    count = min(count, (len(stss) - 8) // 4)
+    return tuple(n - 1 for n in struct.unpack_from(f">{count}I", stss, 8))
+
+
+@dataclass(frozen=True)
+class AviIndex:
+    """An AVI's legacy index (``idx1``), its entries of the first video stream in file order:
+    one per frame as a frame-number seek counts them."""
+
+    frames: int  # entries, empty ones included
+    empty: int  # empty entries: frames a writer dropped (a timing gap), which decode to nothing
+    keyframes: tuple[int, ...]  # entries flagged as keyframes, numbered from 0
+
+
+# The first video stream's chunks in an AVI index: stream number, then dc (compressed) or db.
+_AVI_VIDEO = re.compile(rb"[0-9]{2}d[cb]")
+_AVIIF_KEYFRAME = 0x10
+
+
+def avi_index(path: Path, max_header: int = _MAX_HEADER) -> AviIndex | None:
+    """The ``idx1`` index of an AVI file (``AviIndex``), or None where it has none that can be
+    read (cut short, an OpenDML file indexed otherwise, larger than ``max_header``)."""
+    try:
+        with open(path, "rb") as f:
+            riff = f.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"AVI ":
+                return None
+            end = min(f.seek(0, 2), 8 + struct.unpack_from("<I", riff, 4)[0])
+            pos = 12
+            while pos + 8 <= end:
+                f.seek(pos)
+                kind, size = struct.unpack("<4sI", f.read(8))
+                if kind == b"idx1":
+                    if size > max_header or pos + 8 + size > end:
+                        return None
+                    data = f.read(size - size % 16)
+                    break
+                pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+            else:
+                return None
+    except (OSError, struct.error):
+        return None
+    entries = [struct.unpack_from("<4sIII", data, i) for i in range(0, len(data), 16)]
+    stream = next((e[0][:2] for e in entries if _AVI_VIDEO.fullmatch(e[0])), None)
+    video = [e for e in entries if stream is not None and e[0][:2] == stream and e[0][2:3] == b"d"]
+    if not video:
+        return None
+    return AviIndex(
+        frames=len(video),
+        empty=sum(e[3] == 0 for e in video),
+        keyframes=tuple(i for i, e in enumerate(video) if e[1] & _AVIIF_KEYFRAME),
+    )
 
 
 def _iso_size(tkhd: bytes | None) -> tuple[int | None, int | None]:

@@ -25,6 +25,7 @@ import cv2  # noqa: E402
 
 from scanner.container import (  # noqa: E402
     HEAD_BYTES,
+    avi_index,
     codec_name,
     image_format,
     is_avi,
@@ -175,8 +176,8 @@ def keyframe_indices(change: np.ndarray, num_frames: int) -> np.ndarray:
 def frame_change(cap: cv2.VideoCapture, first: int, last: int, seek: bool = True) -> np.ndarray:
     """Decode frames first..last (as many as decode) and measure how much each differs from
     the one before: mean absolute difference of 64x36 grey thumbnails; the first frame counts
-    as the largest change. ``seek``: seek to ``first`` (``frame_exact_seek``) instead of
-    decoding the frames before it."""
+    as the largest change. ``seek``: seek to ``first`` (where ``seek_points`` says it lands
+    there) instead of decoding the frames before it."""
     if seek and first > 0 and not cap.set(cv2.CAP_PROP_POS_FRAMES, first):
         raise DecodeError(f"cannot seek to frame {first}")
     if not seek:
@@ -340,21 +341,55 @@ def _count_on(cap: cv2.VideoCapture, pos: int, declared: int) -> int:
 SEEK_GAP = 64
 
 
-def frame_exact_seek(path: Path, head: bytes) -> bool:
-    """Whether seeking to a frame number lands on that frame: AVI (frames indexed, one
-    duration), an mp4/mov whose video track's sample table gives every frame one duration.
+@dataclass(frozen=True)
+class SeekPoints:
+    """A video in which a seek to a frame number lands on that frame, and the keyframes such a
+    seek decodes from (None: every frame is one)."""
+
+    keyframes: np.ndarray | None = None  # increasing frame numbers
+
+    def before(self, frame: int) -> int:
+        """The last keyframe at or before ``frame`` (-1 if none)."""
+        if self.keyframes is None:
+            return frame
+        at = int(np.searchsorted(self.keyframes, frame, side="right")) - 1
+        return int(self.keyframes[at]) if at >= 0 else -1
+
+    def worth_seeking(self, pos: int, target: int) -> bool:
+        """Whether seeking from position ``pos`` to frame ``target`` skips more than SEEK_GAP
+        frames of decoding: the seek decodes from the keyframe before the target, so in a
+        video with few keyframes (one, in some screen recordings) it would decode again what
+        decoding on from ``pos`` reaches anyway."""
+        return self.before(target) - pos > SEEK_GAP
+
+
+def seek_points(path: Path, head: bytes) -> SeekPoints | None:
+    """Where seeking to a frame number lands on that frame (``SeekPoints``), else None:
+
+    - an mp4/mov whose video track's sample table gives every frame one duration, its
+      keyframes from the sync sample table;
+    - an AVI whose index has an entry for every frame that decodes: a writer that dropped
+      frames (a gap in the timing) leaves empty entries, which a seek counts as frames and
+      decoding does not, so such an AVI is decoded through; its keyframes from the index.
+
     Not Matroska/WebM and other containers, whose timing is in the frames themselves."""
     if is_avi(head):
-        return True
+        index = avi_index(path)
+        if index is None or index.empty:
+            return None
+        return SeekPoints(np.array(index.keyframes, np.int64))
     videos = [t for t in tracks(path, head) or () if t.kind == "video"]
-    return bool(videos) and videos[0].constant_rate is True
+    if not videos or videos[0].constant_rate is not True:
+        return None
+    sync = videos[0].sync_samples
+    return SeekPoints(None if sync is None else np.array(sorted(sync), np.int64))
 
 
 def _grab_indices(
-    cap: cv2.VideoCapture, indices: np.ndarray, seek: bool
+    cap: cv2.VideoCapture, indices: np.ndarray, seek: SeekPoints | None
 ) -> tuple[list[np.ndarray], int, bool]:
-    """Decode the frames at ``indices`` (increasing), skipping long gaps by seeking when
-    ``seek`` (``frame_exact_seek``), else by decoding through them.
+    """Decode the frames at ``indices`` (increasing), skipping long gaps by seeking where
+    ``seek`` (``seek_points``) says it saves decoding, else by decoding through them.
 
     Returns the RGB frames read, the position reached and whether it seeked; fewer frames
     than indices means decoding stopped at that position (without a seek, the position is
@@ -366,7 +401,11 @@ def _grab_indices(
     pos = 0
     seeked = False
     for target in indices.tolist():
-        if seek and target - pos > SEEK_GAP and cap.set(cv2.CAP_PROP_POS_FRAMES, target):
+        if (
+            seek is not None
+            and seek.worth_seeking(pos, target)
+            and cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+        ):
             pos = target
             seeked = True
         while pos < target:
@@ -498,9 +537,10 @@ def read_frames(
         lo, hi = _span(decodable, span)
         change = None
         # the container's timing is read only where a seek would save decoding
-        exact = functools.cache(lambda: frame_exact_seek(path, head))
+        points = functools.cache(lambda: seek_points(path, head))
         if method == "keyframe":
-            change = frame_change(cap, lo, hi, seek=lo > 0 and exact())
+            seek_to_lo = lo > SEEK_GAP and (p := points()) is not None and p.worth_seeking(0, lo)
+            change = frame_change(cap, lo, hi, seek=seek_to_lo)
             if estimated and span is None and len(change) == hi - lo + 1:
                 total = _count_on(cap, hi + 1, declared)  # frames past an undercount?
                 if total > declared:
@@ -522,7 +562,7 @@ def read_frames(
             hi = lo + len(change) - 1
         indices = _sample_span(lo, hi, num_frames, method, seed, change)
         gaps = np.diff(indices, prepend=-1) - 1  # frames decoded through before each one
-        seek = bool((gaps > SEEK_GAP).any()) and exact()
+        seek = points() if (gaps > SEEK_GAP).any() else None
         images, reached, seeked = _grab_indices(cap, indices, seek)
         if (
             len(images) == num_frames
@@ -542,7 +582,7 @@ def read_frames(
                 indices = _sample_span(0, total - 1, num_frames, method, seed)
                 cap.release()
                 cap = _open(path, head)
-                images, reached, seeked = _grab_indices(cap, indices, seek=False)
+                images, reached, seeked = _grab_indices(cap, indices, seek=None)
         if len(images) < num_frames:
             # The container promised more frames than decode: sample again from what decodes.
             if seeked:  # the position reached past a seek says nothing of the frames before
@@ -562,7 +602,7 @@ def read_frames(
             indices = _sample_span(*_span(decodable, span), num_frames, method, seed)
             cap.release()
             cap = _open(path, head)
-            images, _, _ = _grab_indices(cap, indices, seek=False)  # decoded through
+            images, _, _ = _grab_indices(cap, indices, seek=None)  # decoded through
             if len(images) < num_frames:
                 raise DecodeError("frames stopped decoding on a second pass", declared_info)
     finally:

@@ -151,6 +151,41 @@ def write_avi(path: Path, frames: list[np.ndarray] | np.ndarray, fps: float = 25
     return path
 
 
+def write_dropped_avi(path: Path, frames: list[np.ndarray], late: set[int]) -> Path:
+    """A Motion-JPEG AVI at 25/s (PyAV) whose frames in ``late`` last three ticks: the muxer
+    fills each gap with two empty index entries, dropped frames as capture tools write them."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuvj420p"
+        pts = 0
+        for k, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = pts
+            out.mux(stream.encode(frame))
+            pts += 3 if k in late else 1
+        out.mux(stream.encode())
+    return path
+
+
+def write_h264_mp4(path: Path, frames: list[np.ndarray], keyframe_every: int) -> Path:
+    """An H.264 mp4 at 25/s (PyAV) with a keyframe every ``keyframe_every`` frames only."""
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.gop_size = keyframe_every
+        stream.codec_context.options = {"bf": "0", "sc_threshold": "0", "keyint_min": "1000"}
+        for image in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), "rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
 def _box(kind: bytes, *parts: bytes) -> bytes:
     payload = b"".join(parts)
     return struct.pack(">I4s", 8 + len(payload), kind) + payload

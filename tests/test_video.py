@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 
 from scanner import video
-from scanner.container import HEAD_BYTES
+from scanner.container import HEAD_BYTES, avi_index
 from scanner.video import (
     DecodeError,
     NotAVideoError,
     TooShortError,
     count_is_estimated,
     frame_area,
-    frame_exact_seek,
     has_video_signature,
     keyframe_indices,
     read_frames,
     sample_indices,
+    seek_points,
 )
 
 from helpers import (
@@ -30,6 +30,8 @@ from helpers import (
     rotate_mp4,
     write_avi,
     write_clip,
+    write_dropped_avi,
+    write_h264_mp4,
     write_vfr_mp4,
 )
 
@@ -169,7 +171,7 @@ def test_long_gaps_are_seeked_exactly(tmp_path, face_image, monkeypatch):
 
     frames = face_frames(face_image, 127, size=(160, 120), face_height=100)
     path = write_clip(tmp_path / "long.mp4", frames)
-    assert frame_exact_seek(path, path.read_bytes()[:HEAD_BYTES])  # a constant frame rate
+    assert seek_points(path, path.read_bytes()[:HEAD_BYTES])  # a constant frame rate
     grab, seeked = scanner.video._grab_indices, []
 
     def recorded(cap, indices, seek):  # noqa: ANN001, ANN202
@@ -189,6 +191,59 @@ def test_long_gaps_are_seeked_exactly(tmp_path, face_image, monkeypatch):
     assert seeked[-1]  # 125 frames between them: seeked, not decoded through
 
 
+def recorded_seeks(monkeypatch) -> list[bool]:  # noqa: ANN001
+    """Whether each ``_grab_indices`` call from now on seeked."""
+    grab, seeked = video._grab_indices, []
+
+    def recorded(cap, indices, seek):  # noqa: ANN001, ANN202
+        got = grab(cap, indices, seek)
+        seeked.append(got[2])
+        return got
+
+    monkeypatch.setattr(video, "_grab_indices", recorded)
+    return seeked
+
+
+@pytest.mark.parametrize(("keyframe_every", "seeks"), [(1000, False), (30, True)])
+def test_a_seek_is_made_only_past_a_keyframe(
+    tmp_path, face_image, monkeypatch, keyframe_every, seeks
+):
+    """A seek decodes from the keyframe before its target: with one keyframe in the video it
+    would decode again from the start, so the gap is decoded through; with a keyframe every
+    30 frames, the 90 frames to the last one before the target are skipped."""
+    pytest.importorskip("av", reason="PyAV writes the test clip (pip install av)")
+    frames = face_frames(face_image, 120, size=(160, 120), face_height=100)
+    path = write_h264_mp4(tmp_path / "gop.mp4", frames, keyframe_every)
+    points = seek_points(path, path.read_bytes()[:HEAD_BYTES])
+    want = [0] if keyframe_every > 120 else list(range(0, 120, 30))
+    assert points is not None and points.keyframes.tolist() == want
+    seeked = recorded_seeks(monkeypatch)
+    got = read_frames(path, 2, "uniform", 0)
+    assert got.indices == (0, 119) and [frame_mark(im) for im in got.images] == [0, 119]
+    assert seeked == [seeks]
+
+
+def test_an_avi_with_dropped_frames_is_decoded_through(tmp_path, face_image, monkeypatch):
+    """Empty index entries (frames a writer dropped) count as frames for a seek, not for
+    decoding: seeking would land on other frames, so such an AVI is decoded through and
+    sampled from the frames that decode."""
+    pytest.importorskip("av", reason="PyAV writes the test clip (pip install av)")
+    frames = face_frames(face_image, 120, size=(160, 120), face_height=100)
+    path = write_dropped_avi(tmp_path / "dropped.avi", frames, late=set(range(0, 112, 7)))
+    index = avi_index(path)
+    assert index is not None and (index.frames, index.empty) == (120 + 2 * 16, 2 * 16)
+    assert seek_points(path, path.read_bytes()[:HEAD_BYTES]) is None
+    seeked = recorded_seeks(monkeypatch)
+    for seed in range(4):
+        got = read_frames(path, 3, "random", seed)
+        assert [frame_mark(im) for im in got.images] == list(got.indices)
+    assert not any(seeked)
+    whole = write_avi(tmp_path / "whole.avi", frames[:40])  # OpenCV's writer: every frame
+    index = avi_index(whole)
+    assert index is not None and (index.frames, index.empty) == (40, 0)
+    assert seek_points(whole, whole.read_bytes()[:HEAD_BYTES]).keyframes.tolist() == list(range(40))
+
+
 @pytest.mark.parametrize("order", ["slow then fast", "fast then slow"])
 def test_a_variable_frame_rate_gives_the_frames_asked_for(order, tmp_path, face_image):
     """OpenCV seeks by time: on a variable frame rate a seek to frame N lands elsewhere (or
@@ -197,7 +252,7 @@ def test_a_variable_frame_rate_gives_the_frames_asked_for(order, tmp_path, face_
     frames = face_frames(face_image, 127, size=(160, 120), face_height=100)
     durations = [40] * 64 + [10] * 63 if order == "slow then fast" else [10] * 64 + [40] * 63
     path = write_vfr_mp4(tmp_path / "vfr.mp4", frames, durations)
-    assert not frame_exact_seek(path, path.read_bytes()[:HEAD_BYTES])
+    assert seek_points(path, path.read_bytes()[:HEAD_BYTES]) is None
     got = read_frames(path, 2, "uniform", 0)
     assert got.indices == (0, 126)
     assert [frame_mark(im) for im in got.images] == [0, 126]
@@ -295,7 +350,7 @@ def test_frames_of_a_stream_whose_size_changes_are_brought_to_one_size(
     assert got.images.shape == (15, 240, 320, 3)
     assert (got.info.width, got.info.height) == (320, 240)
     # the enlarged frame is the original, softened: the face is where it was
-    original = grab(cv2.VideoCapture(str(path)), np.array(got.indices[:1]), False)[0][0]
+    original = grab(cv2.VideoCapture(str(path)), np.array(got.indices[:1]), None)[0][0]
     assert np.abs(got.images[0].astype(int) - original).mean() < 12
 
 
@@ -436,7 +491,7 @@ def test_decoder_threads_are_set_and_decode_the_same_frames(face_clip, threads):
 def test_sampled_frames_are_decoded_into_one_array_not_copied(face_clip):
     cap = video._capture(face_clip)
     try:
-        images, _, _ = video._grab_indices(cap, np.array([2, 5, 9]), seek=False)
+        images, _, _ = video._grab_indices(cap, np.array([2, 5, 9]), seek=None)
     finally:
         cap.release()
     stacked = video._stacked(images)
