@@ -7,10 +7,11 @@ from a video; the track list also names the codec of a video FFmpeg cannot open.
 
 from __future__ import annotations
 
-import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 HEAD_BYTES = 376  # enough for every signature below (MPEG-TS needs two 188-byte packets)
 _MAX_HEADER = 64 << 20  # track headers larger than this are not read (a moov of hours)
@@ -27,9 +28,14 @@ class Track:
     # size; Matroska: PixelWidth x PixelHeight); None where it does not say
     width: int | None = None
     height: int | None = None
-    # mp4/mov: the sync samples (keyframes), numbered from 0, from the sync sample table; None
+    # mp4/mov: the sync sample table's payload (keyframes; ``sync_samples`` reads it); None
     # where the track has none (every sample is a sync sample) or for other containers
-    sync_samples: tuple[int, ...] | None = None
+    sync_table: bytes | None = field(default=None, repr=False)
+
+    def sync_samples(self) -> np.ndarray | None:
+        """The sync samples (keyframes), numbered from 0 and increasing; None where every
+        sample is one. A table cut short gives what it holds."""
+        return None if self.sync_table is None else _sync(self.sync_table)
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.codec})" if self.codec else self.kind
@@ -221,18 +227,17 @@ def _iso_tracks(path: Path, max_header: int) -> list[Track] | None:
         stss = _child(trak, b"mdia", b"minf", b"stbl", b"stss")
         width, height = _iso_size(_child(trak, b"tkhd"))
         kind = _ISO_KINDS.get(handler, "other")
-        found.append(Track(kind, codec, _constant_rate(stts), width, height, _sync(stss)))
+        found.append(Track(kind, codec, _constant_rate(stts), width, height, stss))
     return found
 
 
-def _sync(stss: bytes | None) -> tuple[int, ...] | None:
-    """A sync sample table's samples, numbered from 0 (the box numbers them from 1); None
-    without the box (every sample is a sync sample). A table cut short keeps what it holds."""
-    if stss is None or len(stss) < 8:
-        return None
-    (count,) = struct.unpack_from(">I", stss, 4)
-    count = min(count, (len(stss) - 8) // 4)
-    return tuple(n - 1 for n in struct.unpack_from(f">{count}I", stss, 8))
+def _sync(stss: bytes) -> np.ndarray:
+    """A sync sample table's samples, numbered from 0 (the box numbers them from 1), sorted.
+    A table cut short gives what it holds."""
+    if len(stss) < 8:
+        return np.zeros(0, np.int64)
+    count = min(struct.unpack_from(">I", stss, 4)[0], (len(stss) - 8) // 4)
+    return np.sort(np.frombuffer(stss, ">u4", count, 8).astype(np.int64) - 1)
 
 
 @dataclass(frozen=True)
@@ -242,12 +247,13 @@ class AviIndex:
 
     frames: int  # entries, empty ones included
     empty: int  # empty entries: frames a writer dropped (a timing gap), which decode to nothing
-    keyframes: tuple[int, ...]  # entries flagged as keyframes, numbered from 0
+    keyframes: np.ndarray = field(repr=False)  # entries flagged as keyframes, numbered from 0
 
 
-# The first video stream's chunks in an AVI index: stream number, then dc (compressed) or db.
-_AVI_VIDEO = re.compile(rb"[0-9]{2}d[cb]")
+# An AVI index entry: chunk id (video: stream number, then dc or db), flags, offset, size.
+_AVI_ENTRY = np.dtype([("id", "V4"), ("flags", "<u4"), ("offset", "<u4"), ("size", "<u4")])
 _AVIIF_KEYFRAME = 0x10
+_AVI_CHUNKS = 1000  # top-level chunks looked through for the index (files hold a handful)
 
 
 def avi_index(path: Path, max_header: int = _MAX_HEADER) -> AviIndex | None:
@@ -259,8 +265,9 @@ def avi_index(path: Path, max_header: int = _MAX_HEADER) -> AviIndex | None:
             if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"AVI ":
                 return None
             end = min(f.seek(0, 2), 8 + struct.unpack_from("<I", riff, 4)[0])
-            pos = 12
-            while pos + 8 <= end:
+            pos, chunks = 12, 0
+            while pos + 8 <= end and chunks < _AVI_CHUNKS:
+                chunks += 1
                 f.seek(pos)
                 kind, size = struct.unpack("<4sI", f.read(8))
                 if kind == b"idx1":
@@ -273,15 +280,18 @@ def avi_index(path: Path, max_header: int = _MAX_HEADER) -> AviIndex | None:
                 return None
     except (OSError, struct.error):
         return None
-    entries = [struct.unpack_from("<4sIII", data, i) for i in range(0, len(data), 16)]
-    stream = next((e[0][:2] for e in entries if _AVI_VIDEO.fullmatch(e[0])), None)
-    video = [e for e in entries if stream is not None and e[0][:2] == stream and e[0][2:3] == b"d"]
-    if not video:
+    entries = np.frombuffer(data, _AVI_ENTRY)
+    ids = np.frombuffer(data, np.uint8).reshape(-1, 16)[:, :4]  # the chunk ids' bytes
+    digit = (ids[:, :2] >= ord("0")) & (ids[:, :2] <= ord("9"))
+    is_video = digit.all(axis=1) & (ids[:, 2] == ord("d")) & np.isin(ids[:, 3], list(b"cb"))
+    if not is_video.any():
         return None
+    streams = ids[:, 0].astype(np.int32) * 256 + ids[:, 1]
+    video = entries[is_video & (streams == streams[is_video].min())]  # FFmpeg's first stream
     return AviIndex(
         frames=len(video),
-        empty=sum(e[3] == 0 for e in video),
-        keyframes=tuple(i for i, e in enumerate(video) if e[1] & _AVIIF_KEYFRAME),
+        empty=int((video["size"] == 0).sum()),
+        keyframes=np.flatnonzero(video["flags"] & _AVIIF_KEYFRAME),
     )
 
 

@@ -347,10 +347,13 @@ class SeekPoints:
     seek decodes from (None: every frame is one)."""
 
     keyframes: np.ndarray | None = None  # increasing frame numbers
+    # frames the keyframe list covers (an AVI over 1 GB indexes only its first part): past
+    # them every frame counts as a keyframe, as if not known
+    covered: int | None = None
 
     def before(self, frame: int) -> int:
         """The last keyframe at or before ``frame`` (-1 if none)."""
-        if self.keyframes is None:
+        if self.keyframes is None or (self.covered is not None and frame >= self.covered):
             return frame
         at = int(np.searchsorted(self.keyframes, frame, side="right")) - 1
         return int(self.keyframes[at]) if at >= 0 else -1
@@ -377,12 +380,11 @@ def seek_points(path: Path, head: bytes) -> SeekPoints | None:
         index = avi_index(path)
         if index is None or index.empty:
             return None
-        return SeekPoints(np.array(index.keyframes, np.int64))
+        return SeekPoints(index.keyframes, covered=index.frames)
     videos = [t for t in tracks(path, head) or () if t.kind == "video"]
     if not videos or videos[0].constant_rate is not True:
         return None
-    sync = videos[0].sync_samples
-    return SeekPoints(None if sync is None else np.array(sorted(sync), np.int64))
+    return SeekPoints(videos[0].sync_samples())
 
 
 def _grab_indices(

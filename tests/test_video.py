@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scanner import video
-from scanner.container import HEAD_BYTES, avi_index
+from scanner.container import HEAD_BYTES, _sync, avi_index
 from scanner.video import (
     DecodeError,
     NotAVideoError,
@@ -223,7 +223,7 @@ def test_a_seek_is_made_only_past_a_keyframe(
     assert seeked == [seeks]
 
 
-def test_an_avi_with_dropped_frames_is_decoded_through(tmp_path, face_image, monkeypatch):
+def test_an_avi_with_dropped_frames_is_decoded_through(tmp_path, face_image):
     """Empty index entries (frames a writer dropped) count as frames for a seek, not for
     decoding: seeking would land on other frames, so such an AVI is decoded through and
     sampled from the frames that decode."""
@@ -233,15 +233,46 @@ def test_an_avi_with_dropped_frames_is_decoded_through(tmp_path, face_image, mon
     index = avi_index(path)
     assert index is not None and (index.frames, index.empty) == (120 + 2 * 16, 2 * 16)
     assert seek_points(path, path.read_bytes()[:HEAD_BYTES]) is None
-    seeked = recorded_seeks(monkeypatch)
     for seed in range(4):
         got = read_frames(path, 3, "random", seed)
         assert [frame_mark(im) for im in got.images] == list(got.indices)
-    assert not any(seeked)
     whole = write_avi(tmp_path / "whole.avi", frames[:40])  # OpenCV's writer: every frame
     index = avi_index(whole)
     assert index is not None and (index.frames, index.empty) == (40, 0)
     assert seek_points(whole, whole.read_bytes()[:HEAD_BYTES]).keyframes.tolist() == list(range(40))
+
+
+def test_seek_points_weigh_a_seek_against_decoding_on():
+    points = video.SeekPoints(np.array([0, 100, 300]), covered=400)
+    frames = (0, 99, 100, 299, 399, 400, 555)
+    assert [points.before(f) for f in frames] == [0, 0, 100, 100, 300, 400, 555]
+    assert points.worth_seeking(35, 150) and not points.worth_seeking(36, 150)  # 64 frames
+    assert not points.worth_seeking(0, 99)  # its keyframe is where decoding starts anyway
+    assert points.worth_seeking(300, 470)  # past the index: as if every frame were one
+    assert video.SeekPoints(None).before(77) == 77
+
+
+def test_keyframe_tables_cut_short_or_damaged_give_what_they_hold(tmp_path, face_image):
+    stss = (
+        (0).to_bytes(4, "big")
+        + (1000).to_bytes(4, "big")
+        + b"".join(n.to_bytes(4, "big") for n in (31, 1, 61))
+    )
+    assert _sync(stss + b"\x00\x01").tolist() == [0, 30, 60]  # 1000 declared, 3 held
+    assert _sync(stss[:6]).tolist() == []
+    path = write_avi(tmp_path / "clip.avi", face_frames(face_image, 30))
+    data = path.read_bytes()
+    at = data.rindex(b"idx1")
+    size = int.from_bytes(data[at + 4 : at + 8], "little")
+    assert avi_index(path).frames == 30 == size // 16
+    (tmp_path / "cut.avi").write_bytes(data[: at + 8 + size // 2])  # the index cut in half
+    assert avi_index(tmp_path / "cut.avi") is None
+    odd = data[:at] + b"idx1" + (size - 3).to_bytes(4, "little") + data[at + 8 : at + 8 + size - 3]
+    (tmp_path / "odd.avi").write_bytes(odd)  # a size that is not whole entries: 29 of them
+    assert avi_index(tmp_path / "odd.avi").frames == 29
+    junk = b"RIFF\xff\xff\xff\xffAVI " + b"JUNK\x00\x00\x00\x00" * 5000
+    (tmp_path / "junk.avi").write_bytes(junk)
+    assert avi_index(tmp_path / "junk.avi") is None  # no index among the first chunks
 
 
 @pytest.mark.parametrize("order", ["slow then fast", "fast then slow"])
