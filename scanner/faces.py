@@ -819,6 +819,12 @@ def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
     return round(cx - side / 2), round(cy - side / 2), max(1, round(side))
 
 
+def square_inside(x0: int, y0: int, side: int, width: int, height: int) -> tuple[int, ...]:
+    """The part of the square of ``side`` pixels at (x0, y0) inside a width x height frame:
+    (x0, y0, x1, y1), exclusive ends; empty (x1 <= x0 or y1 <= y0) where none is."""
+    return max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+
+
 # From this many times the crop's side on, a face's square is area-averaged through a
 # summed-area table (``area_square``) instead of OpenCV's INTER_AREA: measured break-even at
 # about 4.5 (1000 px for 224 px crops, 3.6 ms each), less than half the time at 1900 px.
@@ -843,8 +849,7 @@ def area_square(image: np.ndarray, x0: int, y0: int, side: int, size: int) -> np
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"an (H, W, 3) uint8 image is needed, got {image.shape} {image.dtype}")
-    h, w = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    sx0, sy0, sx1, sy1 = square_inside(x0, y0, side, image.shape[1], image.shape[0])
     if sx1 <= sx0 or sy1 <= sy0:
         return np.zeros((size, size, 3), np.uint8)
     part = image[sy0:sy1, sx0:sx1]
@@ -885,13 +890,11 @@ def crop_square(
     bilinearly. Returns the crop (size, size, 3) and the (x0, y0, scale) that maps frame pixels
     p to crop pixels (p - (x0, y0)) * scale.
     """
-    h, w = image.shape[:2]
     x0, y0, s = square_region(box, margin)
     if s >= AREA_TABLE_FROM * size:
         return area_square(image, x0, y0, s, size), (float(x0), float(y0), size / s)
     canvas = np.zeros((s, s, 3), np.uint8)
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + s, w), min(y0 + s, h)
+    sx0, sy0, sx1, sy1 = square_inside(x0, y0, s, image.shape[1], image.shape[0])
     if sx1 > sx0 and sy1 > sy0:
         canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
     interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR

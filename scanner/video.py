@@ -244,17 +244,13 @@ def set_decoder_threads(threads: int | None) -> None:
     _decoder_threads = threads
 
 
-def _capture_params() -> list[int]:
-    return [] if _decoder_threads is None else [cv2.CAP_PROP_N_THREADS, _decoder_threads]
-
-
 def _capture(path: Path) -> cv2.VideoCapture:
     """OpenCV's FFmpeg capture of the file at ``path``, by its absolute path: FFmpeg takes a
     name that starts like ``word:`` for a protocol (``pipe:0.mp4`` reads stdin,
     ``2023-01-01T10:00:00.mp4`` fails to open). A name that is not UTF-8 (Linux keeps any
     bytes; OpenCV crashes on them) is opened through a link with a name of its own. Its
     decoder runs ``set_decoder_threads``'s thread count."""
-    params = _capture_params()
+    params = [] if _decoder_threads is None else [cv2.CAP_PROP_N_THREADS, _decoder_threads]
     name = os.path.abspath(path)
     try:
         name.encode("utf-8")

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from scanner.contract import Preprocessing
-from scanner.faces import FaceDetector, extract_track, square_region
+from scanner.faces import FaceDetector, extract_track, square_inside, square_region
 from scanner.models import samples_dir
 from scanner.video import Frames, VideoInfo
 from training.landmarks import Landmarks68
@@ -81,7 +81,7 @@ def paste_back(
     big = cv2.resize(crop, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     m = cv2.resize(mask, (s, s), interpolation=cv2.INTER_LINEAR)[..., None]
     out = frame.copy()
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+    sx0, sy0, sx1, sy1 = square_inside(x0, y0, s, w, h)
     region = out[sy0:sy1, sx0:sx1].astype(np.float32)
     b = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
     mm = m[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
